@@ -1,0 +1,255 @@
+"""The cell DSL: dimensions, inputs, states, parameters and the ordered equations of one step.
+
+A cell file in ``derivations/`` builds one :class:`Cell` and names it ``cell``::
+
+    cell = Cell("rnn", "Vanilla RNN of the course notebook.")
+    n_x, n_h, n_y = cell.dims("n_x", "n_h", "n_y")
+    x = cell.input("x", n_x)
+    h_prev = cell.state("h", n_h)
+    Whx, Whh = cell.weight("Whx", n_h, n_x), cell.weight("Whh", n_h, n_h)
+    bh = cell.bias("bh", n_h)
+    h = cell.update("h", tanh(Whx @ x + Whh @ h_prev + bh))
+    ...
+
+Every per-step value has ``m`` columns (the batch). Each equation is checked when it is
+written: a shape mismatch, an undeclared dimension or symbol, or a name used twice raises
+:class:`CellError` naming the equation. :meth:`Cell.validate` checks the cell as a whole.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import sympy as sp
+from sympy import MatrixSymbol
+from sympy.matrices.expressions.matexpr import MatrixExpr
+
+from . import ops
+from .ops import BATCH, Broadcast, ShapeError, fmt_shape, same_dim
+
+
+class CellError(ValueError):
+    """A cell definition that cannot be derived; the message names the equation or symbol."""
+
+
+class Var(MatrixSymbol):
+    """A named per-step matrix (input, state, intermediate); ``1 - v`` means ones minus v."""
+
+    def __rsub__(self, other):
+        if other == 1:
+            return ops.one_minus(self)
+        return super().__rsub__(other)
+
+
+@dataclass(frozen=True)
+class Symbol:
+    """One named symbol of a cell: its role, shape and meaning (for reports)."""
+
+    name: str
+    role: str  # "dim", "input", "state", "weight", "bias", "intermediate", "readout"
+    shape: tuple
+    meaning: str = ""
+    latex: str = ""
+
+
+@dataclass(frozen=True)
+class Equation:
+    """``name = expr``; ``kind`` is "let" (intermediate), "update" (next state) or "readout"."""
+
+    name: str
+    expr: MatrixExpr
+    kind: str
+    meaning: str = ""
+    latex: str = ""
+    #: True for equations the derivation introduced (pre-activations, stacks).
+    auto: bool = False
+
+
+def prev_name(state: str) -> str:
+    """Name of a state's value entering the step: ``h`` → ``h_prev``."""
+    return f"{state}_prev"
+
+
+def step_name(input_name: str) -> str:
+    """Name of an input's slice at one step: ``x`` → ``xt`` (as the notebook writes it)."""
+    return f"{input_name}t"
+
+
+@dataclass
+class Cell:
+    """One recurrent cell: what it declares and the ordered equations of one step."""
+
+    name: str
+    doc: str = ""
+    symbols: dict[str, Symbol] = field(default_factory=dict)
+    equations: list[Equation] = field(default_factory=list)
+    dimensions: dict[str, sp.Symbol] = field(default_factory=dict)
+
+    # -- declarations ------------------------------------------------------------------
+
+    def dims(self, *names: str) -> tuple[sp.Symbol, ...]:
+        """Declare dimension names; returns their SymPy symbols in order."""
+        out = []
+        for name in names:
+            self._claim(name, "dimension")
+            if name == str(BATCH):
+                raise CellError(f"dimension {name!r} is reserved for the batch")
+            sym = sp.Symbol(name, integer=True, positive=True)
+            self.dimensions[name] = sym
+            self.symbols[name] = Symbol(name, "dim", ())
+            out.append(sym)
+        return tuple(out)
+
+    def input(self, name: str, rows, meaning: str = "", latex: str = "") -> Var:
+        """A per-step input; the sequence has shape (rows, m, T), a step (rows, m)."""
+        return self._declare(step_name(name), "input", (rows, BATCH), meaning, latex, key=name)
+
+    def state(self, name: str, rows, meaning: str = "", latex: str = "") -> Var:
+        """A recurrent state; returns its value entering the step (``h_prev``)."""
+        return self._declare(prev_name(name), "state", (rows, BATCH), meaning, latex, key=name)
+
+    def weight(self, name: str, rows, cols, meaning: str = "", latex: str = "") -> MatrixSymbol:
+        """A weight matrix parameter of shape (rows, cols), shared by every step."""
+        self._check_dims(name, (rows, cols))
+        self._claim(name, "parameter")
+        sym = MatrixSymbol(name, sp.sympify(rows), sp.sympify(cols))
+        self.symbols[name] = Symbol(name, "weight", sym.shape, meaning, latex)
+        return sym
+
+    def bias(self, name: str, rows, meaning: str = "", latex: str = "") -> MatrixExpr:
+        """A bias of shape (rows, 1), broadcast over the batch where it is used."""
+        self._check_dims(name, (rows, 1))
+        self._claim(name, "parameter")
+        sym = MatrixSymbol(name, sp.sympify(rows), sp.Integer(1))
+        self.symbols[name] = Symbol(name, "bias", sym.shape, meaning, latex)
+        return Broadcast(sym)
+
+    # -- equations -----------------------------------------------------------------------
+
+    def let(self, name: str, expr, meaning: str = "", latex: str = "") -> Var:
+        """A named intermediate of the step (a gate, a candidate, …)."""
+        shape = self._add(name, expr, "let", meaning, latex)
+        return self._var(name, "intermediate", shape, meaning, latex)
+
+    def update(self, state: str, expr, meaning: str = "", latex: str = "") -> Var:
+        """The state's value leaving the step; returns it for use in later equations."""
+        sym = self.symbols.get(prev_name(state))
+        if sym is None or sym.role != "state":
+            raise CellError(f"update of {state!r}: no state of that name (declare it with cell.state)")
+        shape = self._add(state, expr, "update", meaning, latex, expected=sym.shape)
+        return self._var(state, "next", shape, meaning or sym.meaning, latex)
+
+    def readout(self, name: str, expr, meaning: str = "", latex: str = "") -> Var:
+        """An output of the step that no later step sees (ŷ)."""
+        shape = self._add(name, expr, "readout", meaning, latex)
+        if not same_dim(shape[1], BATCH):
+            raise CellError(
+                f"readout {name}: has shape {fmt_shape(shape)}; a readout needs one column per "
+                f"batch entry, (n, m)"
+            )
+        return self._var(name, "readout", shape, meaning, latex)
+
+    # -- queries -------------------------------------------------------------------------
+
+    def by_role(self, *roles: str) -> list[Symbol]:
+        """Declared symbols with one of the given roles, in declaration order."""
+        return [s for s in self.symbols.values() if s.role in roles]
+
+    @property
+    def parameters(self) -> list[Symbol]:
+        return self.by_role("weight", "bias")
+
+    @property
+    def states(self) -> list[str]:
+        return [s.name[: -len("_prev")] for s in self.by_role("state")]
+
+    @property
+    def inputs(self) -> list[str]:
+        return [s.name[:-1] for s in self.by_role("input")]
+
+    @property
+    def readouts(self) -> list[str]:
+        return [e.name for e in self.equations if e.kind == "readout"]
+
+    def validate(self) -> None:
+        """Whole-cell checks: every state updated, every parameter and input used."""
+        updated = {e.name for e in self.equations if e.kind == "update"}
+        for state in self.states:
+            if state not in updated:
+                raise CellError(f"cell {self.name}: state {state!r} is never updated "
+                                f"(add cell.update({state!r}, ...))")
+        used: set[str] = set()
+        for eq in self.equations:
+            used |= {s.name for s in eq.expr.atoms(MatrixSymbol)}
+        for sym in self.parameters + self.by_role("input"):
+            if sym.name not in used:
+                raise CellError(f"cell {self.name}: {sym.role} {sym.name!r} is declared but "
+                                f"never used in an equation")
+        if not self.equations:
+            raise CellError(f"cell {self.name}: no equations")
+
+    # -- internals ---------------------------------------------------------------------------
+
+    def _claim(self, name: str, what: str) -> None:
+        if not name.isidentifier():
+            raise CellError(f"{what} name {name!r} is not a Python identifier")
+        taken = set(self.symbols) | {e.name for e in self.equations}
+        if name in taken:
+            raise CellError(f"{what} name {name!r} is used twice in cell {self.name}")
+
+    def _check_dims(self, where: str, shape) -> None:
+        for d in shape:
+            for s in sp.sympify(d).free_symbols:
+                if s != BATCH and str(s) not in self.dimensions:
+                    raise CellError(f"{where}: dimension {s} is never defined "
+                                    f"(declare it with cell.dims)")
+
+    def _declare(self, name, role, shape, meaning, latex, key) -> Var:
+        self._check_dims(key, shape)
+        self._claim(name, role)
+        return self._var(name, role, shape, meaning, latex)
+
+    def _var(self, name, role, shape, meaning, latex) -> Var:
+        var = Var(name, sp.sympify(shape[0]), sp.sympify(shape[1]))
+        self.symbols.setdefault(name, Symbol(name, role, var.shape, meaning, latex))
+        return var
+
+    def _add(self, name, expr, kind, meaning, latex, expected=None):
+        where = f"equation {name} ({kind})"
+        if not isinstance(expr, MatrixExpr):
+            raise CellError(f"{where}: needs a matrix expression, got {type(expr).__name__} "
+                            f"{expr!r}")
+        if kind != "update":
+            self._claim(name, "equation")
+        elif name in {e.name for e in self.equations}:
+            raise CellError(f"{where}: state {name!r} is updated twice")
+        known = set(self.symbols)
+        for sym in sorted(expr.atoms(MatrixSymbol), key=str):
+            if sym.name not in known:
+                raise CellError(f"{where}: uses {sym.name!r}, which is not declared or not yet "
+                                f"defined (equations run in order; a cycle within a step "
+                                f"is not allowed)")
+            if sym.name == name and kind == "update":
+                raise CellError(f"{where}: uses the new value of {name} to define itself; use "
+                                f"{prev_name(name)}")
+        for fn in expr.atoms(sp.Function):
+            raise CellError(f"{where}: {fn.func} is not a matrix operation; use the functions "
+                            f"of symbptt ({', '.join(ops.FUNCTIONS)})")
+        try:
+            shape = ops.shape_of(expr)
+        except ShapeError as err:
+            raise CellError(f"{where}: {err}") from None
+        except TypeError as err:
+            raise CellError(f"{where}: {err}") from None
+        self._check_dims(where, shape)
+        if expected is not None and not (same_dim(shape[0], expected[0])
+                                         and same_dim(shape[1], expected[1])):
+            raise CellError(f"{where}: has shape {fmt_shape(shape)} but the state is "
+                            f"{fmt_shape(expected)}")
+        self.equations.append(Equation(name, expr, kind, meaning, latex))
+        return shape
+
+    def _repr_latex_(self) -> str:
+        from .printers import cell_equations_latex
+
+        return cell_equations_latex(self)

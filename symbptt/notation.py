@@ -1,0 +1,120 @@
+"""A textbook's notation for a cell's symbols: bold matrices, time subscripts, δ for adjoints.
+
+``Wz`` → **W**_z, ``h_prev`` → **h**_{t−1}, ``xt`` → **x**_t, ``h_tilde`` → h̃_t,
+``a_z`` → **a**_{z,t}, ``dz`` → δ**z**_t, ``dWz`` → ∂L/∂**W**_z. A symbol declared with
+``latex=`` keeps its own base. Named stacks and products the derivation introduced print as
+their definition (``[h_{t−1}; x_t]``), so the reader never meets a made-up name.
+"""
+
+from __future__ import annotations
+
+_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#",
+            "_": r"\_", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\^{}"}
+
+
+def escape_tex(text: str) -> str:
+    """Text safe inside LaTeX prose (``h_prev`` → ``h\\_prev``)."""
+    return "".join(_SPECIAL.get(ch, ch) for ch in str(text))
+
+
+def _base(name: str) -> tuple[str, str]:
+    """Split ``h_tilde`` → (``\\tilde{\\mathbf{h}}``, ""), ``Wz`` → (``\\mathbf{W}``, "z")."""
+    parts = name.split("_")
+    head, rest = parts[0], parts[1:]
+    decoration = None
+    if rest and rest[-1] in ("tilde", "hat", "bar"):
+        decoration = rest.pop()
+    letter, sub = head[0], head[1:]
+    sub = ",".join(p for p in [sub, *rest] if p)
+    base = rf"\mathbf{{{letter}}}"
+    if decoration:
+        base = rf"\{decoration}{{{base}}}"
+    return base, sub
+
+
+def _subscript(base: str, *parts: str) -> str:
+    parts = tuple(p for p in parts if p)
+    return base if not parts else rf"{base}_{{{','.join(parts)}}}"
+
+
+class Notation:
+    """Maps the names of one cell (or derivation) to LaTeX."""
+
+    def __init__(self, source):
+        self.cell = getattr(source, "cell", source)
+        self.equations = {e.name: e for e in getattr(source, "forward", self.cell.equations)}
+        self.states = set(self.cell.states)
+        self.inputs = set(self.cell.inputs)
+        self.params = {p.name for p in self.cell.parameters}
+        self._cache: dict[str, str] = {}
+
+    def symbol(self, name: str) -> str:
+        if name not in self._cache:
+            self._cache[name] = self._symbol(name)
+        return self._cache[name]
+
+    def _declared_base(self, name: str) -> str | None:
+        sym = self.cell.symbols.get(name)
+        if sym is not None and sym.latex:
+            return sym.latex
+        eq = self.equations.get(name)
+        return eq.latex if eq is not None and eq.latex else None
+
+    def value(self, name: str, time: str = "t") -> str:
+        """A per-step value at ``time``."""
+        base = self._declared_base(name)
+        if base is not None:
+            return _subscript(base, time)
+        eq = self.equations.get(name)
+        if eq is not None and eq.kind == "readout":
+            letter, sub = _base(name)
+            return _subscript(rf"\hat{{{letter}}}", sub, time)
+        if eq is not None and eq.auto and not name.startswith("a_"):
+            from .printers import TextbookLatexPrinter
+
+            text = TextbookLatexPrinter(self.symbol).doprint(eq.expr)
+            return text if text.startswith(r"\left[") else rf"\left({text}\right)"
+        if name.startswith("a_"):
+            return _subscript(r"\mathbf{a}", self._short(name[2:]), time)
+        base, sub = _base(name)
+        return _subscript(base, sub, time)
+
+    def _short(self, name: str) -> str:
+        """A value's name as a subscript: ``h_tilde`` → ``\\tilde{h}``."""
+        parts = name.split("_")
+        if parts[-1] in ("tilde", "hat", "bar"):
+            return rf"\{parts[-1]}{{{''.join(parts[:-1])}}}"
+        return name.replace("_", "")
+
+    def _symbol(self, name: str) -> str:
+        if name in self.params:
+            base = self._declared_base(name)
+            if base is not None:
+                return base
+            letter, sub = _base(name)
+            return _subscript(letter, sub)
+        if name.endswith("_prev") and name[:-5] in self.states:
+            return self.value(name[:-5], "t-1")
+        if name.endswith("t") and name[:-1] in self.inputs:
+            return self.value(name[:-1], "t")
+        if name in self.equations or name in self.cell.symbols:
+            return self.value(name)
+        if name.startswith("d"):
+            target = name[1:]
+            if target in self.params:
+                return rf"\frac{{\partial L}}{{\partial {self.symbol(target)}}}"
+            if target.endswith("_next") and target[:-5] in self.states:
+                return rf"\boldsymbol{{\varepsilon}}_{{{self._short(target[:-5])},t}}"
+            return rf"\delta {self.symbol(target)}"
+        return rf"\mathrm{{{escape_tex(name)}}}"
+
+
+def latex_symbol_names(source) -> dict[str, str]:
+    """Every name of a derivation with its LaTeX (for the report's table of symbols)."""
+    notation = Notation(source)
+    names = list(notation.cell.symbols) + list(notation.equations)
+    return {n: notation.symbol(n) for n in dict.fromkeys(names) if notation.cell.symbols.get(n) is None
+            or notation.cell.symbols[n].role != "dim"}
+
+
+__all__ = ["Notation", "escape_tex", "latex_symbol_names"]

@@ -1,0 +1,606 @@
+"""Every operation a cell may use, each declared once: shape rule, VJP rule, renderings.
+
+An operation is either one of SymPy's own matrix-expression classes (product, sum,
+elementwise product, transpose, constant matrices) or one of the node classes below
+(elementwise functions, softmax, stacking, row slices, bias broadcast, sums).
+
+For each operation this module holds, in one place:
+
+* ``shape``: the shape of the node given its operands' shapes, or a :class:`ShapeError`
+  naming the operands and their shapes;
+* ``vjp``: the vector-Jacobian product, as SymPy matrix expressions. Given the node, the
+  symbol that names its forward value (pointwise functions reuse it: σ' = σ(1 − σ),
+  tanh' = 1 − tanh²) and the adjoint ``G`` of the node, it returns one adjoint per operand
+  (``None`` for an operand that receives nothing, such as a constant);
+* ``numpy`` and ``latex``: how the node prints (our own nodes only; SymPy's classes are
+  printed by :mod:`symbptt.printers`).
+
+Adding an operation means adding one class here (or one entry in ``SYMPY_RULES``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import sympy as sp
+from sympy import HadamardProduct, MatAdd, MatMul, MatrixSymbol, OneMatrix, Transpose, ZeroMatrix
+from sympy.matrices.expressions.matexpr import MatrixExpr
+
+Shape = tuple[sp.Expr, sp.Expr]
+
+#: The batch dimension: every per-step value has ``m`` columns.
+BATCH = sp.Symbol("m", integer=True, positive=True)
+
+
+class ShapeError(ValueError):
+    """Operands of an operation whose shapes do not fit together."""
+
+
+def same_dim(a: sp.Expr, b: sp.Expr) -> bool:
+    """True when two symbolic sizes are provably equal."""
+    return sp.expand(a - b) == 0
+
+
+def fmt_shape(shape: Shape) -> str:
+    """A shape as the user wrote it: ``(n_h, m)``."""
+    return "(" + ", ".join(str(d) for d in shape) + ")"
+
+
+def add(*terms: MatrixExpr) -> MatrixExpr:
+    """Sum of matrix terms without SymPy's one-term ``MatAdd`` wrapper."""
+    terms = tuple(t for t in terms if t is not None)
+    if not terms:
+        raise ValueError("add() needs at least one term")
+    return terms[0] if len(terms) == 1 else MatAdd(*terms)
+
+
+def scale(coeff, expr: MatrixExpr) -> MatrixExpr:
+    """``coeff · expr`` with nested scalar coefficients multiplied out (−(−x) is x)."""
+    if isinstance(expr, MatMul):
+        inner, factors = _matmul_split(expr)
+        coeff, expr = coeff * inner, (factors[0] if len(factors) == 1 else MatMul(*factors))
+    return expr if coeff == 1 else MatMul(coeff, expr)
+
+
+def matmul(*factors: MatrixExpr) -> MatrixExpr:
+    """Matrix product of the factors, scalar coefficients pulled to the front."""
+    coeff, flat = sp.Integer(1), []
+    for f in factors:
+        if isinstance(f, MatMul):
+            c, inner = _matmul_split(f)
+            coeff, flat = coeff * c, flat + inner
+        else:
+            flat.append(f)
+    return scale(coeff, flat[0] if len(flat) == 1 else MatMul(*flat))
+
+
+def hadamard(*factors: MatrixExpr) -> MatrixExpr:
+    """Elementwise product ``a ⊙ b ⊙ …``, flattened, scalar coefficients pulled out."""
+    coeff, flat = sp.Integer(1), []
+    for f in factors:
+        if isinstance(f, MatMul):
+            c, inner = _matmul_split(f)
+            if len(inner) == 1 and c != 1:
+                coeff, f = coeff * c, inner[0]
+        if isinstance(f, HadamardProduct):
+            flat.extend(f.args)
+        else:
+            flat.append(f)
+    return scale(coeff, flat[0] if len(flat) == 1 else HadamardProduct(*flat))
+
+
+# --------------------------------------------------------------------------------------
+# Our own nodes
+# --------------------------------------------------------------------------------------
+
+
+class Node(MatrixExpr):
+    """Base of symbptt's own matrix nodes: a name for messages and a shape rule."""
+
+    #: Short name used in error messages, generated names and reports.
+    op_name = "node"
+
+    @property
+    def shape(self) -> Shape:  # pragma: no cover - every subclass overrides it
+        raise NotImplementedError
+
+    def vjp(self, out: MatrixExpr, G: MatrixExpr) -> tuple:  # pragma: no cover
+        raise NotImplementedError(f"operation {self.op_name} has no VJP rule")
+
+
+class Pointwise(Node):
+    """An elementwise function f applied to every entry of one matrix."""
+
+    is_nonlinear = True
+    #: How the function is called in the generated NumPy code (a helper of the kernel).
+    numpy_name = ""
+    #: LaTeX of the function's name, applied as ``name(arg)``.
+    latex_name = ""
+    #: LaTeX of the derivative in terms of the output ``y`` (shown in reports).
+    latex_derivative = ""
+
+    def __new__(cls, arg):
+        return super().__new__(cls, sp.sympify(arg))
+
+    @property
+    def arg(self) -> MatrixExpr:
+        return self.args[0]
+
+    @property
+    def shape(self) -> Shape:
+        return self.arg.shape
+
+    def derivative(self, out: MatrixExpr) -> MatrixExpr:
+        """f'(u) as an expression of the forward value ``out`` = f(u) (and u where needed)."""
+        raise NotImplementedError
+
+    def vjp(self, out, G):
+        return (hadamard(G, self.derivative(out)),)
+
+    def _numpycode(self, printer) -> str:
+        return f"{self.numpy_name}({printer.doprint(self.arg)})"
+
+    def _latex(self, printer) -> str:
+        return rf"{self.latex_name}\left({printer.doprint(self.arg)}\right)"
+
+
+def one_minus(z: MatrixExpr) -> MatrixExpr:
+    """``1 − z`` for a matrix z (SymPy itself refuses a scalar minus a matrix)."""
+    return MatAdd(OneMatrix(*z.shape), scale(-1, z))
+
+
+class Sigmoid(Pointwise):
+    """Logistic sigmoid σ(u) = 1 / (1 + e^{−u}); σ'(u) = σ(u)(1 − σ(u))."""
+
+    op_name = "sigmoid"
+    numpy_name = "sigmoid"
+    latex_name = r"\sigma"
+    latex_derivative = r"\sigma(u)\,(1 - \sigma(u))"
+
+    def derivative(self, out):
+        return hadamard(out, one_minus(out))
+
+
+class Tanh(Pointwise):
+    """Hyperbolic tangent; tanh'(u) = 1 − tanh²(u)."""
+
+    op_name = "tanh"
+    numpy_name = "np.tanh"
+    latex_name = r"\tanh"
+    latex_derivative = r"1 - \tanh^2(u)"
+
+    def derivative(self, out):
+        return one_minus(hadamard(out, out))
+
+
+class Relu(Pointwise):
+    """Rectifier max(u, 0); its derivative is the step 1[u > 0] = 1[relu(u) > 0]."""
+
+    op_name = "relu"
+    numpy_name = "relu"
+    latex_name = r"\operatorname{relu}"
+    latex_derivative = r"\mathbb{1}[u > 0]"
+
+    def derivative(self, out):
+        return Step(out)
+
+
+class Exp(Pointwise):
+    """Exponential; exp' = exp, so the derivative is the forward value itself."""
+
+    op_name = "exp"
+    numpy_name = "np.exp"
+    latex_name = r"\exp"
+    latex_derivative = r"\exp(u)"
+
+    def derivative(self, out):
+        return out
+
+
+class Log(Pointwise):
+    """Natural logarithm; log'(u) = 1/u, written with the operand u."""
+
+    op_name = "log"
+    numpy_name = "np.log"
+    latex_name = r"\log"
+    latex_derivative = r"1 / u"
+
+    def derivative(self, out):
+        return Reciprocal(self.arg)
+
+
+class Step(Node):
+    """Heaviside step 1[u > 0], the derivative of relu (no derivative of its own)."""
+
+    op_name = "step"
+    is_nonlinear = False
+
+    def __new__(cls, arg):
+        return super().__new__(cls, sp.sympify(arg))
+
+    @property
+    def shape(self):
+        return self.args[0].shape
+
+    def vjp(self, out, G):
+        return (None,)
+
+    def _numpycode(self, printer):
+        return f"({printer.doprint(self.args[0])} > 0)"
+
+    def _latex(self, printer):
+        return rf"\mathbb{{1}}\left[{printer.doprint(self.args[0])} > 0\right]"
+
+
+class Reciprocal(Node):
+    """Elementwise 1/u (appears in the derivative of log)."""
+
+    op_name = "reciprocal"
+    is_nonlinear = True
+
+    def __new__(cls, arg):
+        return super().__new__(cls, sp.sympify(arg))
+
+    @property
+    def shape(self):
+        return self.args[0].shape
+
+    def vjp(self, out, G):
+        return (scale(-1, hadamard(G, out, out)),)
+
+    def _numpycode(self, printer):
+        return f"(1 / {printer.parenthesize_operand(self.args[0])})"
+
+    def _latex(self, printer):
+        return rf"1 \oslash {printer.parenthesize_operand(self.args[0])}"
+
+
+class Softmax(Node):
+    """Softmax over the feature axis (rows): each column sums to one.
+
+    Its Jacobian-vector product needs only the output y: δu = y ⊙ (G − 1 1ᵀ (y ⊙ G)).
+    """
+
+    op_name = "softmax"
+    is_nonlinear = True
+
+    def __new__(cls, arg):
+        return super().__new__(cls, sp.sympify(arg))
+
+    @property
+    def arg(self):
+        return self.args[0]
+
+    @property
+    def shape(self):
+        return self.arg.shape
+
+    def vjp(self, out, G):
+        return (hadamard(out, add(G, scale(-1, FeatureSum(hadamard(out, G))))),)
+
+    def _numpycode(self, printer):
+        return f"softmax({printer.doprint(self.arg)})"
+
+    def _latex(self, printer):
+        return rf"\operatorname{{softmax}}\left({printer.doprint(self.arg)}\right)"
+
+
+class FeatureSum(Node):
+    """1 1ᵀ A: each column's sum over the features, repeated down the rows (shape of A)."""
+
+    op_name = "feature sum"
+    is_nonlinear = False
+
+    def __new__(cls, arg):
+        return super().__new__(cls, sp.sympify(arg))
+
+    @property
+    def shape(self):
+        return self.args[0].shape
+
+    def vjp(self, out, G):
+        return (FeatureSum(G),)
+
+    def _numpycode(self, printer):
+        return f"{printer.doprint(self.args[0])}.sum(axis=0, keepdims=True)"
+
+    def _latex(self, printer):
+        return rf"\mathbf{{1}}\mathbf{{1}}^{{\top}}\left({printer.doprint(self.args[0])}\right)"
+
+
+class BatchSum(Node):
+    """A 1: the sum over the batch (columns), shape (n, 1); the adjoint of a broadcast bias."""
+
+    op_name = "batch sum"
+    is_nonlinear = False
+
+    def __new__(cls, arg):
+        return super().__new__(cls, sp.sympify(arg))
+
+    @property
+    def shape(self):
+        return (self.args[0].shape[0], sp.Integer(1))
+
+    def vjp(self, out, G):
+        return (Broadcast(G, self.args[0].shape[1]),)
+
+    def _numpycode(self, printer):
+        return f"{printer.doprint(self.args[0])}.sum(axis=1, keepdims=True)"
+
+    def _latex(self, printer):
+        return rf"{printer.parenthesize_operand(self.args[0])}\,\mathbf{{1}}"
+
+
+class Broadcast(Node):
+    """A column vector b of shape (n, 1) repeated over the batch: b 1ᵀ, shape (n, m)."""
+
+    op_name = "broadcast"
+    is_nonlinear = False
+
+    def __new__(cls, column, cols=BATCH):
+        return super().__new__(cls, sp.sympify(column), sp.sympify(cols))
+
+    @property
+    def column(self):
+        return self.args[0]
+
+    @property
+    def shape(self):
+        return (self.column.shape[0], self.args[1])
+
+    def check(self) -> None:
+        if not same_dim(self.column.shape[1], 1):
+            raise ShapeError(
+                f"broadcast needs a column (n, 1); got {self.column} of shape "
+                f"{fmt_shape(self.column.shape)}"
+            )
+
+    def vjp(self, out, G):
+        return (BatchSum(G), None)
+
+    def _numpycode(self, printer):
+        return printer.doprint(self.column)
+
+    def _latex(self, printer):
+        return printer.doprint(self.column)
+
+
+class Stack(Node):
+    """Row concatenation [a; b; …] of matrices with the same number of columns."""
+
+    op_name = "stack"
+    is_nonlinear = False
+
+    def __new__(cls, *parts):
+        if len(parts) < 2:
+            raise ValueError("stack() needs at least two matrices")
+        return super().__new__(cls, *[sp.sympify(p) for p in parts])
+
+    @property
+    def shape(self):
+        return (sp.Add(*[p.shape[0] for p in self.args]), self.args[0].shape[1])
+
+    def check(self) -> None:
+        cols = self.args[0].shape[1]
+        for part in self.args[1:]:
+            if not same_dim(part.shape[1], cols):
+                raise ShapeError(
+                    "stack [" + "; ".join(str(p) for p in self.args) + "] needs equal columns; got "
+                    + ", ".join(f"{p} {fmt_shape(p.shape)}" for p in self.args)
+                )
+
+    def offsets(self) -> list[tuple[sp.Expr, sp.Expr]]:
+        """(start, stop) row range of every part."""
+        start, ranges = sp.Integer(0), []
+        for part in self.args:
+            ranges.append((start, start + part.shape[0]))
+            start = start + part.shape[0]
+        return ranges
+
+    def vjp(self, out, G):
+        total = self.shape[0]
+        return tuple(RowSlice(G, a, b, total) for a, b in self.offsets())
+
+    def _numpycode(self, printer):
+        return "np.concatenate((" + ", ".join(printer.doprint(p) for p in self.args) + "))"
+
+    def _latex(self, printer):
+        return r"\left[" + r";\, ".join(printer.doprint(p) for p in self.args) + r"\right]"
+
+
+class RowSlice(Node):
+    """Rows start…stop−1 of A (``A[start:stop]``); ``total`` is A's row count."""
+
+    op_name = "row slice"
+    is_nonlinear = False
+
+    def __new__(cls, arg, start, stop, total=None):
+        arg = sp.sympify(arg)
+        total = arg.shape[0] if total is None else total
+        return super().__new__(cls, arg, sp.sympify(start), sp.sympify(stop), sp.sympify(total))
+
+    @property
+    def arg(self):
+        return self.args[0]
+
+    @property
+    def bounds(self):
+        return self.args[1], self.args[2]
+
+    @property
+    def shape(self):
+        return (self.args[2] - self.args[1], self.arg.shape[1])
+
+    def vjp(self, out, G):
+        start, stop = self.bounds
+        total = self.args[3]
+        parts = []
+        if not same_dim(start, 0):
+            parts.append(ZeroMatrix(start, G.shape[1]))
+        parts.append(G)
+        if not same_dim(stop, total):
+            parts.append(ZeroMatrix(total - stop, G.shape[1]))
+        return (parts[0] if len(parts) == 1 else Stack(*parts), None, None, None)
+
+    def _numpycode(self, printer):
+        start, stop = self.bounds
+        lo = "" if same_dim(start, 0) else printer.doprint(start)
+        hi = "" if same_dim(stop, self.args[3]) else printer.doprint(stop)
+        return f"{printer.parenthesize_operand(self.arg)}[{lo}:{hi}]"
+
+    def _latex(self, printer):
+        start, stop = self.bounds
+        rows = rf"{printer.doprint(start + 1)}:{printer.doprint(stop)}"
+        return rf"\left[{printer.doprint(self.arg)}\right]_{{{rows}}}"
+
+
+# --------------------------------------------------------------------------------------
+# SymPy's own classes: shape and VJP rules
+# --------------------------------------------------------------------------------------
+
+
+def _matmul_split(node: MatMul) -> tuple[sp.Expr, list[MatrixExpr]]:
+    coeff, factors = sp.Integer(1), []
+    for a in node.args:
+        if a.is_Matrix:
+            factors.append(a)
+        else:
+            coeff = coeff * a
+    return coeff, factors
+
+
+def shape_matmul(node: MatMul) -> Shape:
+    _, factors = _matmul_split(node)
+    for left, right in zip(factors, factors[1:]):
+        if not same_dim(left.shape[1], right.shape[0]):
+            raise ShapeError(
+                f"matrix product {left} · {right}: {left} is {fmt_shape(left.shape)} and {right} "
+                f"is {fmt_shape(right.shape)}; the inner sizes {left.shape[1]} and "
+                f"{right.shape[0]} differ"
+            )
+    return (factors[0].shape[0], factors[-1].shape[1])
+
+
+def vjp_matmul(node: MatMul, out, G):
+    """d(A B C)/dB applied to G: Aᵀ G Cᵀ (and the scalar coefficient carried along)."""
+    coeff, factors = _matmul_split(node)
+    grads = []
+    for a in node.args:
+        if not a.is_Matrix:
+            grads.append(None)
+            continue
+        i = factors.index(a)
+        left, right = factors[:i], factors[i + 1:]
+        parts = []
+        if left:
+            parts.append(matmul(*left).T)
+        parts.append(G)
+        if right:
+            parts.append(matmul(*right).T)
+        grads.append(scale(coeff, matmul(*parts)))
+    return tuple(grads)
+
+
+def shape_elementwise(node) -> Shape:
+    shapes = [a.shape for a in node.args]
+    for other in shapes[1:]:
+        if not (same_dim(other[0], shapes[0][0]) and same_dim(other[1], shapes[0][1])):
+            kind = "sum" if isinstance(node, MatAdd) else "elementwise product"
+            raise ShapeError(
+                f"{kind} of operands with different shapes: "
+                + ", ".join(f"{a} {fmt_shape(a.shape)}" for a in node.args)
+                + ("; a bias of shape (n, 1) is declared with cell.bias()" if any(
+                    same_dim(s[1], 1) for s in shapes) else "")
+            )
+    return shapes[0]
+
+
+def vjp_matadd(node: MatAdd, out, G):
+    """Every term of a sum receives the sum's adjoint unchanged."""
+    return tuple(None if _is_constant(a) else G for a in node.args)
+
+
+def vjp_hadamard(node: HadamardProduct, out, G):
+    """d(a ⊙ b)/da applied to G: G ⊙ b (one entry per factor, the others multiplied in)."""
+    return tuple(
+        hadamard(G, *[b for j, b in enumerate(node.args) if j != i]) for i in range(len(node.args))
+    )
+
+
+def vjp_transpose(node: Transpose, out, G):
+    """The adjoint of Aᵀ is Gᵀ."""
+    return (G.T,)
+
+
+def _is_constant(expr) -> bool:
+    return isinstance(expr, (OneMatrix, ZeroMatrix))
+
+
+@dataclass(frozen=True)
+class Rule:
+    """Shape and VJP rule of one of SymPy's matrix-expression classes."""
+
+    shape: Callable
+    vjp: Callable
+
+
+SYMPY_RULES: dict[type, Rule] = {
+    MatMul: Rule(shape_matmul, vjp_matmul),
+    MatAdd: Rule(shape_elementwise, vjp_matadd),
+    HadamardProduct: Rule(shape_elementwise, vjp_hadamard),
+    Transpose: Rule(lambda n: (n.arg.shape[1], n.arg.shape[0]), vjp_transpose),
+}
+
+#: Functions a cell file may call, by name (the DSL's vocabulary).
+FUNCTIONS: dict[str, type] = {
+    "sigmoid": Sigmoid,
+    "tanh": Tanh,
+    "relu": Relu,
+    "exp": Exp,
+    "log": Log,
+    "softmax": Softmax,
+}
+
+
+def is_leaf(expr) -> bool:
+    """Symbols and constants: nodes without operands of their own."""
+    return isinstance(expr, (MatrixSymbol, OneMatrix, ZeroMatrix))
+
+
+def is_nonlinear(expr) -> bool:
+    """Nodes whose VJP needs their own forward value (they get a name of their own)."""
+    return getattr(expr, "is_nonlinear", False)
+
+
+def shape_of(expr) -> Shape:
+    """Check every node of ``expr`` and return its shape (raises :class:`ShapeError`)."""
+    if is_leaf(expr):
+        return expr.shape
+    for a in expr.args:
+        if getattr(a, "is_Matrix", False):
+            shape_of(a)
+    if isinstance(expr, Node):
+        check = getattr(expr, "check", None)
+        if check:
+            check()
+        return expr.shape
+    rule = SYMPY_RULES.get(type(expr))
+    if rule is None:
+        raise TypeError(f"operation {type(expr).__name__} is not supported (no shape or VJP rule)")
+    return rule.shape(expr)
+
+
+def vjp(expr, out, G) -> Sequence:
+    """Adjoints of ``expr``'s operands given its adjoint G; one entry per operand."""
+    if isinstance(expr, Node):
+        grads = expr.vjp(out, G)
+    else:
+        rule = SYMPY_RULES.get(type(expr))
+        if rule is None:
+            raise TypeError(f"operation {type(expr).__name__} has no VJP rule")
+        grads = rule.vjp(expr, out, G)
+    if len(grads) != len(expr.args):
+        raise AssertionError(f"VJP rule of {type(expr).__name__} returned {len(grads)} adjoints "
+                             f"for {len(expr.args)} operands")
+    return grads

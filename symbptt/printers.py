@@ -1,0 +1,167 @@
+"""NumPy and LaTeX printers: SymPy's printers, taught our operations and a textbook's notation.
+
+Our own nodes print themselves (``_numpycode`` / ``_latex`` in :mod:`symbptt.ops`); the
+methods here cover SymPy's matrix classes, whose stock output does not suit (``numpy.dot``,
+``\\circ``, ``-z + 1``). Nothing outside this module formats mathematics.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import sympy as sp
+from sympy import HadamardProduct, MatAdd, MatMul, OneMatrix
+from sympy.printing.latex import LatexPrinter
+from sympy.printing.pycode import PythonCodePrinter
+
+from . import notation
+
+
+def _negative(term) -> tuple[bool, object]:
+    """(True, x) for a term −x, else (False, term)."""
+    if isinstance(term, MatMul):
+        coeff = sp.Mul(*[a for a in term.args if not a.is_Matrix])
+        if coeff.is_number and coeff.is_negative:
+            rest = [a for a in term.args if a.is_Matrix]
+            body = rest[0] if len(rest) == 1 else MatMul(*rest)
+            return True, body if coeff == -1 else MatMul(-coeff, *rest)
+    return False, term
+
+
+def _ordered_terms(expr: MatAdd) -> list[tuple[bool, object]]:
+    """Terms of a sum for printing: constants first, then positives, then negatives."""
+    terms = [_negative(t) for t in expr.args]
+    return ([t for t in terms if isinstance(t[1], OneMatrix)]
+            + [t for t in terms if not t[0] and not isinstance(t[1], OneMatrix)]
+            + [t for t in terms if t[0] and not isinstance(t[1], OneMatrix)])
+
+
+_COMPOUND = (MatAdd, MatMul, HadamardProduct, sp.Add, sp.Mul)
+
+
+class _MatrixPrinting:
+    """Sums, products and elementwise products, shared by both printers."""
+
+    plus, minus, one = " + ", " - ", "1"
+    hadamard_sep = ""
+    matmul_sep = ""
+    neg = "-"
+
+    def parenthesize_operand(self, expr) -> str:
+        text = self.doprint(expr)
+        if isinstance(expr, _COMPOUND) or text.startswith("-"):
+            return self.paren(text)
+        return text
+
+    def paren(self, text: str) -> str:
+        return f"({text})"
+
+    def _print_OneMatrix(self, expr) -> str:
+        return self.one
+
+    def _print_MatAdd(self, expr) -> str:
+        out = ""
+        for i, (negative, term) in enumerate(_ordered_terms(expr)):
+            text = self.parenthesize_operand(term) if isinstance(term, MatAdd) else self.doprint(term)
+            if i == 0:
+                out = (self.neg + self._factor(term) if negative else text)
+            else:
+                out += (self.minus if negative else self.plus) + (
+                    self._factor(term) if negative else text)
+        return out
+
+    def _factor(self, term) -> str:
+        return self.parenthesize_operand(term) if isinstance(term, (MatAdd, sp.Add)) else self.doprint(term)
+
+    def _print_MatMul(self, expr) -> str:
+        negative, body = _negative(expr)
+        if negative:
+            return self.neg + self.parenthesize_operand(body)
+        coeff = [a for a in expr.args if not a.is_Matrix]
+        factors = [self.parenthesize_operand(a) if isinstance(a, _COMPOUND) else self.doprint(a)
+                   for a in expr.args if a.is_Matrix]
+        text = self.matmul_sep.join(factors)
+        if coeff:
+            text = f"{self.doprint(sp.Mul(*coeff))}{self.scalar_sep}{text}"
+        return text
+
+    def _print_HadamardProduct(self, expr) -> str:
+        return self.hadamard_sep.join(
+            self.parenthesize_operand(a) if isinstance(a, _COMPOUND) else self.doprint(a)
+            for a in expr.args)
+
+
+class NumPyPrinter(_MatrixPrinting, PythonCodePrinter):
+    """Prints matrix expressions as NumPy code: ``Wz @ h_prev_xt + bz``, ``z * (1 - z)``."""
+
+    printmethod = "_numpycode"
+    hadamard_sep = " * "
+    matmul_sep = " @ "
+    scalar_sep = " * "
+
+    def __init__(self, names: dict[str, str] | None = None):
+        super().__init__({"fully_qualified_modules": False})
+        self.names = names or {}
+
+    def _print_MatrixSymbol(self, expr) -> str:
+        return self.names.get(expr.name, expr.name)
+
+    def _print_Symbol(self, expr) -> str:
+        return self.names.get(expr.name, expr.name)
+
+    def _print_Transpose(self, expr) -> str:
+        return f"{self.parenthesize_operand(expr.arg)}.T"
+
+    def _print_ZeroMatrix(self, expr) -> str:
+        return f"np.zeros(({self.doprint(expr.rows)}, {self.doprint(expr.cols)}), dtype=dtype)"
+
+
+class TextbookLatexPrinter(_MatrixPrinting, LatexPrinter):
+    """Prints matrix expressions in a textbook's notation: bold symbols, ⊙, ᵀ, time indices."""
+
+    printmethod = "_latex"
+    hadamard_sep = r" \odot "
+    matmul_sep = " "
+    scalar_sep = " "
+    one = r"\mathbf{1}"
+
+    def __init__(self, symbol_latex: Callable[[str], str]):
+        super().__init__({})
+        self.symbol_latex = symbol_latex
+
+    def paren(self, text: str) -> str:
+        return rf"\left({text}\right)"
+
+    def _print_MatrixSymbol(self, expr) -> str:
+        return self.symbol_latex(expr.name)
+
+    def _print_Transpose(self, expr) -> str:
+        return rf"{self.parenthesize_operand(expr.arg)}^{{\top}}"
+
+    def _print_ZeroMatrix(self, expr) -> str:
+        return r"\mathbf{0}"
+
+
+def numpy_code(expr, names: dict[str, str] | None = None) -> str:
+    """``expr`` as a NumPy expression (symbols renamed through ``names``)."""
+    return NumPyPrinter(names).doprint(expr)
+
+
+def latex_printer(derivation_or_cell) -> TextbookLatexPrinter:
+    """A LaTeX printer that knows the notation of one cell's symbols."""
+    return TextbookLatexPrinter(notation.Notation(derivation_or_cell).symbol)
+
+
+def cell_equations_latex(cell) -> str:
+    """The cell's step equations as one LaTeX ``aligned`` block (for Jupyter)."""
+    printer = latex_printer(cell)
+    rows = [rf"{printer.symbol_latex(e.name)} &= {printer.doprint(e.expr)}" for e in cell.equations]
+    return r"$\begin{aligned}" + r" \\ ".join(rows) + r"\end{aligned}$"
+
+
+def derivation_latex(derivation) -> str:
+    """The derived backward statements as one LaTeX ``aligned`` block (for Jupyter)."""
+    printer = latex_printer(derivation)
+    rows = [rf"{printer.doprint(a.symbol)} &= {printer.doprint(a.expr)}"
+            for a in derivation.backward + derivation.parameters]
+    return r"$\begin{aligned}" + r" \\ ".join(rows) + r"\end{aligned}$"

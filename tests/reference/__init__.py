@@ -1,0 +1,1 @@
+"""Hand-written NumPy reference cells (RNN, LSTM, GRU) used to check the generated kernels."""
