@@ -2,7 +2,8 @@
 
 from symbptt import Cell, odot, sigmoid, softmax, stack, tanh
 
-cell = Cell("gru", "Gated recurrent unit (Cho et al. 2014) as the course notebook writes it.")
+cell = Cell("gru", "Gated recurrent unit (Cho et al. 2014) as the course notebook writes it.",
+            notebook_api=True)
 n_x, n_h, n_y = cell.dims("n_x", "n_h", "n_y")
 x = cell.input("x", n_x, "input")
 h_prev = cell.state("h", n_h, "hidden state")

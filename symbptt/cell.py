@@ -84,6 +84,8 @@ class Cell:
     symbols: dict[str, Symbol] = field(default_factory=dict)
     equations: list[Equation] = field(default_factory=list)
     dimensions: dict[str, sp.Symbol] = field(default_factory=dict)
+    #: Also generate the course notebook's function names (``gru_one_step_forward`` …).
+    notebook_api: bool = False
 
     # -- declarations ------------------------------------------------------------------
 

@@ -93,10 +93,27 @@ class Derivation:
         return derivation_latex(self)
 
 
-def derive(cell: Cell) -> Derivation:
-    """Derive the step backward of ``cell`` by per-operation VJP rules."""
+def _without_readouts(forward: list[Equation]) -> list[Equation]:
+    """The equations a next state depends on (readouts and what feeds only them dropped)."""
+    needed: set[str] = set()
+    kept = []
+    for eq in reversed(forward):
+        if eq.kind == "update" or eq.name in needed:
+            kept.append(eq)
+            needed |= {s.name for s in eq.expr.atoms(MatrixSymbol)}
+    return kept[::-1]
+
+
+def derive(cell: Cell, include_readouts: bool = True) -> Derivation:
+    """Derive the step backward of ``cell`` by per-operation VJP rules.
+
+    With ``include_readouts=False`` the readouts are left out, as in the notebook's
+    one-step backward, whose only incoming gradients are those of the next states.
+    """
     cell.validate()
     forward = lower(cell)
+    if not include_readouts:
+        forward = _without_readouts(forward)
     contributions: dict[str, list[Term]] = {}
 
     def walk(expr, G, out, via: str) -> None:

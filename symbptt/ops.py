@@ -303,7 +303,7 @@ class FeatureSum(Node):
         return (FeatureSum(G),)
 
     def _numpycode(self, printer):
-        return f"{printer.doprint(self.args[0])}.sum(axis=0, keepdims=True)"
+        return f"{printer.parenthesize_operand(self.args[0])}.sum(axis=0, keepdims=True)"
 
     def _latex(self, printer):
         return rf"\mathbf{{1}}\mathbf{{1}}^{{\top}}\left({printer.doprint(self.args[0])}\right)"
@@ -326,7 +326,7 @@ class BatchSum(Node):
         return (Broadcast(G, self.args[0].shape[1]),)
 
     def _numpycode(self, printer):
-        return f"{printer.doprint(self.args[0])}.sum(axis=1, keepdims=True)"
+        return f"{printer.parenthesize_operand(self.args[0])}.sum(axis=1, keepdims=True)"
 
     def _latex(self, printer):
         return rf"{printer.parenthesize_operand(self.args[0])}\,\mathbf{{1}}"

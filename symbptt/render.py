@@ -1,0 +1,307 @@
+"""Template contexts: a derivation turned into the names, lines and comments templates print.
+
+Everything here is plain data (dicts, lists, strings) in a deterministic order, so the
+same cell always renders to the same bytes. Templates are jinja2 with ``StrictUndefined``:
+a name a template uses but the context lacks is an error, never an empty string.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import jinja2
+import sympy as sp
+from sympy import MatrixSymbol
+
+from . import ops
+from .cell import prev_name, step_name
+from .derive import Derivation, derive
+from .printers import NumPyPrinter, numpy_code
+
+TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+
+
+def pytuple(items) -> str:
+    """A list of names as a Python tuple literal: ``("h", "c")``, ``("h",)``."""
+    items = [f'"{i}"' for i in items]
+    return "(" + ", ".join(items) + ("," if len(items) == 1 else "") + ")"
+
+
+def environment(directory: Path = TEMPLATES) -> jinja2.Environment:
+    """The jinja2 environment for ``templates/``: strict, no autoescape, stable whitespace."""
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(directory)),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        autoescape=False,
+    )
+    env.filters["pytuple"] = pytuple
+    env.filters["add_suffix"] = lambda s, suffix: f"{s}{suffix}"
+    env.filters["add_prefix"] = lambda s, prefix: f"{prefix}{s}"
+    return env
+
+
+class TextPrinter(NumPyPrinter):
+    """The equations as a person writes them in a docstring: ``z = σ(Wz·[h_prev; xt] + bz)``."""
+
+    printmethod = "_text"
+    hadamard_sep = " ⊙ "
+    matmul_sep = "·"
+    scalar_sep = "·"
+
+    def _print_Pointwise(self, expr) -> str:
+        name = {"sigmoid": "σ"}.get(expr.op_name, expr.op_name)
+        return f"{name}({self.doprint(expr.arg)})"
+
+    def _print_Softmax(self, expr) -> str:
+        return f"softmax({self.doprint(expr.arg)})"
+
+    def _print_Stack(self, expr) -> str:
+        return "[" + "; ".join(self.doprint(a) for a in expr.args) + "]"
+
+    def _print_Broadcast(self, expr) -> str:
+        return self.doprint(expr.column)
+
+    def _print_Transpose(self, expr) -> str:
+        return f"{self.parenthesize_operand(expr.arg)}ᵀ"
+
+    def _print_RowSlice(self, expr) -> str:
+        start, stop = expr.bounds
+        return f"{self.parenthesize_operand(expr.arg)}[{self.doprint(start)}:{self.doprint(stop)}]"
+
+    def _print_FeatureSum(self, expr) -> str:
+        return f"colsum({self.doprint(expr.args[0])})"
+
+    def _print_BatchSum(self, expr) -> str:
+        return f"rowsum({self.doprint(expr.args[0])})"
+
+
+def text(expr) -> str:
+    return TextPrinter().doprint(expr)
+
+
+def dim_code(expr) -> str:
+    return NumPyPrinter().doprint(sp.sympify(expr))
+
+
+def _dim_sources(derivation: Derivation, per_step: bool = False) -> list[tuple[str, str]]:
+    """How a kernel recovers each dimension from its arguments: ``n_h = Wz.shape[0]``.
+
+    ``per_step``: inside a one-step function, where inputs are ``xt`` and states ``h_prev``.
+    """
+    cell = derivation.cell
+    out = []
+    for name, sym in cell.dimensions.items():
+        source = None
+        for p in cell.parameters:
+            for axis, d in enumerate(p.shape):
+                if source is None and d == sym:
+                    source = f"{p.name}.shape[{axis}]"
+        for s in cell.by_role("input", "state"):
+            if source is None and s.shape[0] == sym:
+                base = s.name[:-1] if s.role == "input" else s.name[: -len("_prev")]
+                source = f"{s.name}.shape[0]" if per_step else f"{base}_seq.shape[0]"
+        if source is None:
+            raise ValueError(f"cell {cell.name}: dimension {name} is not the size of any "
+                             f"parameter, input or state axis on its own")
+        out.append((name, source))
+    return out
+
+
+def _symbols_in(exprs) -> list[str]:
+    seen: dict[str, None] = {}
+    for e in exprs:
+        for s in sorted(e.atoms(MatrixSymbol), key=lambda s: s.name):
+            seen.setdefault(s.name, None)
+    return list(seen)
+
+
+def _recurrent_parameters(derivation: Derivation) -> list[str]:
+    """Parameters that a next state depends on (not only a readout)."""
+    deps: dict[str, set[str]] = {}
+    for eq in derivation.forward:
+        names = {s.name for s in eq.expr.atoms(MatrixSymbol)}
+        deps[eq.name] = names | set().union(*[deps.get(n, set()) for n in names])
+    needed: set[str] = set()
+    for eq in derivation.forward:
+        if eq.kind == "update":
+            needed |= deps[eq.name]
+    return [p.name for p in derivation.cell.parameters if p.name in needed]
+
+
+def kernel_context(derivation: Derivation, source: str = "") -> dict:
+    """Everything ``templates/numpy_kernel.py.j2`` prints for one cell."""
+    cell = derivation.cell
+    states, inputs, readouts = cell.states, cell.inputs, cell.readouts
+    params = cell.parameters
+    param_names = {p.name for p in params}
+    prev_of = {prev_name(s): s for s in states}
+    step_of = {step_name(i): i for i in inputs}
+
+    backward_exprs = [a.expr for a in derivation.backward]
+    param_exprs = [a.expr for a in derivation.parameters]
+    needed_in_backward = set(_symbols_in(backward_exprs + param_exprs)) - param_names
+    forward_names = {e.name for e in derivation.forward}
+    stored = [e for e in derivation.forward
+              if e.name in needed_in_backward and e.kind not in ("update", "readout")]
+    stored_names = {e.name for e in stored}
+
+    def rows(shape) -> str:
+        return dim_code(shape[0])
+
+    def seq_view(name: str, t: str = "t") -> str:
+        """Where a per-step value lives in the sequence buffers."""
+        if name in prev_of:
+            return f"{prev_of[name]}_seq[:, {t}]"
+        if name in states:
+            return f"{name}_seq[:, {t} + 1]"
+        if name in step_of:
+            return f"{step_of[name]}_seq[:, {t}]"
+        return f"{name}_seq[:, {t}]"
+
+    def all_view(name: str) -> str:
+        """The value at every step, as one (rows, T·m) matrix."""
+        if name in prev_of:
+            return f"_flat({prev_of[name]}_seq[:, :-1])"
+        if name in states:
+            return f"_flat({name}_seq[:, 1:])"
+        return f"_flat({seq_view(name, '').replace('[:, ]', '')})"
+
+    used_later = set(_symbols_in([e.expr for e in derivation.forward]))
+    forward_lines = []
+    for eq in derivation.forward:
+        local = f"{eq.name} = " if eq.name in used_later else ""
+        if eq.kind == "update":
+            target = f"{local}{eq.name}_seq[:, t + 1]"
+        elif eq.kind == "readout" or eq.name in stored_names:
+            target = f"{local}{eq.name}_seq[:, t]"
+        else:
+            target = eq.name
+        forward_lines.append({
+            "name": eq.name, "target": target, "code": numpy_code(eq.expr),
+            "comment": f"{eq.name} = {text(eq.expr)}",
+        })
+
+    # Adjoints the parameter gradients need at every step are kept in buffers.
+    adjoint_names = {a.symbol.name for a in derivation.backward} | {
+        s.name for s in derivation.incoming.values()}
+    kept_adjoints = [n for n in _symbols_in(param_exprs) if n in adjoint_names]
+    incoming = [{"name": sym.name, "of": name, "kind": ("state" if name in states else "readout"),
+                 "rows": rows(sym.shape), "kept": sym.name in kept_adjoints}
+                for name, sym in derivation.incoming.items()]
+    adjoint_shapes = {a.symbol.name: a.symbol.shape for a in derivation.backward}
+    adjoint_shapes.update({s.name: s.shape for s in derivation.incoming.values()})
+
+    carries = {a.target: a for a in derivation.carries}
+    input_adj = {a.target: a for a in derivation.input_adjoints}
+    backward_lines = []
+    for a in derivation.intermediate_adjoints:
+        kept = a.symbol.name in kept_adjoints
+        target = f"{a.symbol.name} = {a.symbol.name}_seq[:, t]" if kept else a.symbol.name
+        backward_lines.append({
+            "target": target, "code": numpy_code(a.expr),
+            "comment": f"{a.symbol.name} = {text(a.expr)}",
+        })
+    in_loop = set(_symbols_in(backward_exprs))
+    loads = [{"name": n, "view": seq_view(n)} for n in sorted(
+        in_loop & (forward_names | set(prev_of) | set(step_of) | set(states)))
+        if n not in {s.name for s in derivation.incoming.values()}]
+
+    flat_names = [n for n in _symbols_in(param_exprs) if n not in param_names]
+    flats = [{"name": f"{n}_all", "code": all_view(n)} for n in flat_names]
+    all_names = {n: f"{n}_all" for n in flat_names}
+    param_lines = [{
+        "key": a.symbol.name, "name": a.target,
+        "code": (numpy_code(a.expr, all_names) if a.terms
+                 else f"np.zeros({dim_code(a.symbol.shape[0])}, {dim_code(a.symbol.shape[1])})"),
+        "comment": f"{a.symbol.name} = Σ_t {text(a.expr)}",
+    } for a in derivation.parameters]
+
+    # The notebook interface: one step with no readout gradient (dy = 0).
+    notebook = None
+    if cell.notebook_api:
+        notebook = notebook_context(cell, source)
+
+    return {
+        "cell": cell.name,
+        "doc": cell.doc,
+        "source": source,
+        "equations": [f"{e.name} = {text(e.expr)}" for e in cell.equations],
+        "backward_equations": [f"{a.symbol.name} = {text(a.expr)}"
+                               for a in derivation.backward]
+                              + [f"{a.symbol.name} = Σ_t {text(a.expr)}"
+                                 for a in derivation.parameters],
+        "dims": [{"name": n, "source": s} for n, s in _dim_sources(derivation)],
+        "dim_names": list(cell.dimensions),
+        "params": [{"name": p.name, "role": p.role, "rows": dim_code(p.shape[0]),
+                    "cols": dim_code(p.shape[1]), "meaning": p.meaning} for p in params],
+        "states": [{"name": s, "rows": rows(cell.symbols[prev_name(s)].shape),
+                    "carry": numpy_code(carries[prev_name(s)].expr),
+                    "carry_comment": f"d{prev_name(s)} = {text(carries[prev_name(s)].expr)}"}
+                   for s in states],
+        "inputs": [{"name": i, "rows": rows(cell.symbols[step_name(i)].shape),
+                    "grad": numpy_code(input_adj[step_name(i)].expr),
+                    "grad_comment": f"d{step_name(i)} = {text(input_adj[step_name(i)].expr)}"}
+                   for i in inputs],
+        "readouts": [{"name": r, "rows": rows(ops.shape_of(derivation.equation(r).expr))}
+                     for r in readouts],
+        "stored": [{"name": e.name, "rows": rows(ops.shape_of(e.expr))} for e in stored],
+        "forward": forward_lines,
+        "loads": loads,
+        "incoming": incoming,
+        "kept_adjoints": [{"name": n, "rows": dim_code(adjoint_shapes[n][0])}
+                          for n in kept_adjoints
+                          if n not in {s.name for s in derivation.incoming.values()}],
+        "backward": backward_lines,
+        "flats": flats,
+        "param_grads": param_lines,
+        "backward_params": [p.name for p in params if p.name in set(_symbols_in(backward_exprs))],
+        "has_softmax": any(isinstance(e.expr, ops.Softmax) for e in derivation.forward),
+        "notebook": notebook,
+        "helpers": sorted({type(e.expr).__name__ for e in derivation.forward
+                           if isinstance(e.expr, ops.Node)}),
+    }
+
+
+def notebook_context(cell, source: str) -> dict:
+    """The notebook's own functions: one-step forward/backward and their sequence loops."""
+    derivation = derive(cell, include_readouts=False)
+    full = derive(cell)
+    recurrent = _recurrent_parameters(full)
+    states = cell.states
+    backward_exprs = [a.expr for a in derivation.backward] + [
+        a.expr for a in derivation.parameters if a.terms]
+    backward_code = " ".join(numpy_code(e) for e in backward_exprs)
+    step_values = [step_name(i) for i in cell.inputs] + [prev_name(s) for s in states]
+    needed = list(dict.fromkeys(step_values + [
+        n for n in _symbols_in(backward_exprs)
+        if n not in {p.name for p in cell.parameters}
+        and n not in {s.name for s in derivation.incoming.values()}
+        and n not in {a.symbol.name for a in derivation.backward}]))
+    carries = {a.target: a for a in derivation.carries}
+    input_adj = {a.target: a for a in derivation.input_adjoints}
+    params = {a.target: a for a in derivation.parameters}
+    return {
+        "prefix": cell.name,
+        "backward_params": [p.name for p in cell.parameters
+                            if p.name in set(_symbols_in(backward_exprs))],
+        "dims": [{"name": n, "source": s} for n, s in _dim_sources(derivation, per_step=True)
+                 if re.search(rf"\b{n}\b", backward_code)],
+        "states": states,
+        "inputs": cell.inputs,
+        "readout": cell.readouts[0] if cell.readouts else None,
+        "forward": [{"name": e.name, "code": numpy_code(e.expr),
+                     "comment": f"{e.name} = {text(e.expr)}"} for e in full.forward],
+        "cache": needed,
+        "loads": [n for n in needed if re.search(rf"\b{n}\b", backward_code)],
+        "backward": [{"name": a.symbol.name, "code": numpy_code(a.expr),
+                      "comment": f"{a.symbol.name} = {text(a.expr)}"}
+                     for a in derivation.intermediate_adjoints],
+        "carries": [{"state": s, "code": numpy_code(carries[prev_name(s)].expr)} for s in states],
+        "input_grads": [{"input": i, "code": numpy_code(input_adj[step_name(i)].expr)}
+                        for i in cell.inputs],
+        "param_grads": [{"name": p, "code": numpy_code(params[p].expr)} for p in recurrent],
+    }
