@@ -1,0 +1,142 @@
+"""``symbptt build``: every cell in ``derivations/`` to ``generated/``, checked on the way.
+
+A build first renders every file in memory (kernels, reports, PDFs in a scratch folder),
+checks each kernel against finite differences, and only then replaces the files in
+``generated/``, each by an atomic rename: a failed build leaves what was there intact.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from . import fdcheck
+from .codegen import kernel_module, numpy_kernel
+from .derive import derive
+from .loader import ROOT, builtin_cells, load, source_label
+
+GENERATED = ROOT / "generated"
+
+
+@dataclass
+class CellBuild:
+    """What one cell's build produced and measured."""
+
+    name: str
+    equations: int
+    parameters: int
+    files: dict[Path, bytes] = field(default_factory=dict)
+    fd_error: float = float("nan")
+    fd_truncated_error: float = float("nan")
+    seconds: float = 0.0
+
+    @property
+    def fd_ok(self) -> bool:
+        return self.fd_error <= 1e-6 and self.fd_truncated_error <= 1e-6
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file and a rename (all or nothing)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def build_cell(path: Path, out: Path = GENERATED, pdf: bool = True, verify: bool = True,
+               lang: str = "en") -> CellBuild:
+    """Derive one cell file and render its kernel (and report); nothing is written yet."""
+    start = time.perf_counter()
+    cell = load(path)
+    derivation = derive(cell)
+    result = CellBuild(cell.name, len(cell.equations), len(cell.parameters))
+    kernel = numpy_kernel(derivation, source_label(path))
+    result.files[out / "numpy" / f"{cell.name}.py"] = kernel.encode()
+    if verify:
+        module = kernel_module(cell)
+        result.fd_error = max(fdcheck.check(module, m=2, T=3).values())
+        result.fd_truncated_error = max(fdcheck.check(module, m=2, T=4, truncate=2).values())
+    result.files.update(_report_files(derivation, path, out, pdf, lang))
+    result.seconds = time.perf_counter() - start
+    return result
+
+
+def _report_files(derivation, path: Path, out: Path, pdf: bool, lang: str) -> dict[Path, bytes]:
+    """The report's .tex (and PDF when asked), rendered in a scratch folder."""
+    try:
+        from . import report
+    except ImportError:  # reports are optional until symbptt.report exists
+        return {}
+    name = derivation.cell.name
+    files = {out / "latex" / f"{name}.tex": report.report_tex(
+        derivation, lang=lang, source=source_label(path)).encode()}
+    if pdf:
+        from . import pdf as pdfmod
+
+        with tempfile.TemporaryDirectory() as scratch:
+            tex = Path(scratch) / f"{name}.tex"
+            tex.write_bytes(files[out / "latex" / f"{name}.tex"])
+            target = Path(scratch) / f"{name}.pdf"
+            pdfmod.build_pdf(tex, target)
+            files[out / "pdf" / f"{name}.pdf"] = target.read_bytes()
+    return files
+
+
+def build_all(out: Path = GENERATED, pdf: bool = True, verify: bool = True,
+              progress: Callable[[str], None] = print,
+              cells: list[Path] | None = None) -> list[CellBuild]:
+    """Build every cell in ``derivations/`` (or ``cells``); write only when all succeeded."""
+    results = []
+    for path in builtin_cells() if cells is None else cells:
+        progress(f"  {path.stem:<12} deriving, generating{', checking' if verify else ''}"
+                 f"{', typesetting' if pdf else ''} …")
+        result = build_cell(path, out, pdf=pdf, verify=verify)
+        if verify and not result.fd_ok:
+            raise RuntimeError(f"{result.name}: generated gradients disagree with finite "
+                               f"differences (relative error {result.fd_error:.1e}, "
+                               f"truncated {result.fd_truncated_error:.1e})")
+        results.append(result)
+    for result in results:
+        for file, data in result.files.items():
+            if not file.exists() or file.read_bytes() != data:
+                write_atomic(file, data)
+    return results
+
+
+def stale_files(out: Path = GENERATED, pdf: bool = False,
+                cells: list[Path] | None = None) -> list[str]:
+    """Files ``symbptt build`` would write differently (or that are missing)."""
+    stale = []
+    for path in builtin_cells() if cells is None else cells:
+        result = build_cell(path, out, pdf=pdf, verify=False)
+        for file, data in result.files.items():
+            label = file.relative_to(out.parent)
+            if not file.exists():
+                stale.append(f"missing: {label}")
+            elif file.read_bytes() != data:
+                stale.append(f"stale: {label}")
+        if not pdf:
+            pdf_file = out / "pdf" / f"{result.name}.pdf"
+            if (out / "latex" / f"{result.name}.tex") in result.files and not pdf_file.exists():
+                stale.append(f"missing: {pdf_file.relative_to(out.parent)}")
+    return stale
+
+
+def summary_table(results: list[CellBuild]) -> str:
+    """The verification summary printed at the end of a build."""
+    header = f"{'cell':<12} {'equations':>9} {'parameters':>10} {'finite differences (full / truncated)':>40} {'time':>7}"
+    lines = [header, "-" * len(header)]
+    for r in results:
+        verdict = "ok" if r.fd_ok else "FAILED"
+        fd = f"{verdict} {r.fd_error:.1e} / {r.fd_truncated_error:.1e}"
+        lines.append(f"{r.name:<12} {r.equations:>9} {r.parameters:>10} {fd:>40} {r.seconds:>6.2f}s")
+    return "\n".join(lines)

@@ -1,0 +1,154 @@
+"""The ``symbptt`` command: list, codegen, build, report, check, verify, handcheck.
+
+A user's mistake (unknown cell, bad equation, unwritable path, LaTeX error) ends with one
+line on stderr and exit status 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from .build import GENERATED, build_all, stale_files, summary_table, write_atomic
+from .cell import CellError
+from .codegen import numpy_kernel
+from .derive import derive
+from .loader import LoadError, builtin_cells, load, resolve, source_label
+from .ops import ShapeError
+from .render import text
+
+
+class UsageError(Exception):
+    """A mistake of the user's, reported as one line."""
+
+
+def cmd_list(args) -> int:
+    for path in builtin_cells():
+        cell = load(path)
+        print(f"{cell.name}: {cell.doc}")
+        for eq in cell.equations:
+            print(f"    {eq.name} = {text(eq.expr)}")
+    return 0
+
+
+def cmd_codegen(args) -> int:
+    path = resolve(args.cell)
+    code = numpy_kernel(derive(load(path)), source_label(path))
+    if args.output is None:
+        sys.stdout.write(code)
+    else:
+        write_atomic(Path(args.output), code.encode())
+        print(f"wrote {args.output}")
+    return 0
+
+
+def cmd_build(args) -> int:
+    if args.check:
+        stale = stale_files(GENERATED)
+        for line in stale:
+            print(line)
+        if stale:
+            print("generated/ is out of date: run `symbptt build`", file=sys.stderr)
+            return 1
+        print("generated/ is up to date")
+        return 0
+    start = time.perf_counter()
+    print("building every cell in derivations/ into generated/")
+    results = build_all(GENERATED, pdf=not args.no_pdf, progress=lambda s: print(s, flush=True))
+    print()
+    print(summary_table(results))
+    print(f"\n{len(results)} cells built in {time.perf_counter() - start:.1f}s")
+    return 0
+
+
+def cmd_report(args) -> int:
+    from . import report
+
+    path = resolve(args.cell)
+    cell = load(path)
+    output = Path(args.output) if args.output else Path(f"{cell.name}.tex")
+    tex = output.with_suffix(".tex")
+    pdf = output.with_suffix(".pdf") if args.pdf else None
+    report.write_report(path, tex, pdf, lang=args.lang)
+    print(f"wrote {tex}" + (f" and {pdf}" if pdf else ""))
+    return 0
+
+
+def cmd_check(args) -> int:
+    from . import check
+
+    return check.main(args.file, args.cell)
+
+
+def cmd_verify(args) -> int:
+    from . import verify
+
+    return verify.main(args.cell)
+
+
+def cmd_handcheck(args) -> int:
+    from . import handcheck
+
+    return handcheck.main(args.cell, args.file)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="symbptt", description="Derive, explain and verify BPTT "
+                                "for recurrent cells written once in SymPy.")
+    sub = p.add_subparsers(dest="command", required=True)
+    sub.add_parser("list", help="the built-in cells and their equations").set_defaults(run=cmd_list)
+    c = sub.add_parser("codegen", help="print or write one cell's NumPy kernel")
+    c.add_argument("cell", help="a built-in cell name or the path of a cell file")
+    c.add_argument("-o", "--output", help="write the kernel here instead of stdout")
+    c.set_defaults(run=cmd_codegen)
+    b = sub.add_parser("build", help="every cell in derivations/ into generated/")
+    b.add_argument("--check", action="store_true", help="write nothing; exit 1 if stale")
+    b.add_argument("--no-pdf", action="store_true", help="skip typesetting the PDFs")
+    b.set_defaults(run=cmd_build)
+    r = sub.add_parser("report", help="one cell's derivation as LaTeX (and PDF)")
+    r.add_argument("cell")
+    r.add_argument("--pdf", action="store_true", help="also compile the PDF")
+    r.add_argument("--lang", choices=("en", "es"), default="en")
+    r.add_argument("-o", "--output", help="path of the .tex (the PDF goes beside it)")
+    r.set_defaults(run=cmd_report)
+    k = sub.add_parser("check", help="check a person's hand-written cell against the tool")
+    k.add_argument("file")
+    k.add_argument("--cell", required=True)
+    k.set_defaults(run=cmd_check)
+    v = sub.add_parser("verify", help="every check of one cell, as a table")
+    v.add_argument("cell")
+    v.set_defaults(run=cmd_verify)
+    h = sub.add_parser("handcheck", help="check hand-derived gradients (one `target = latex` a line)")
+    h.add_argument("cell")
+    h.add_argument("file")
+    h.set_defaults(run=cmd_handcheck)
+    return p
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    errors: list[type[BaseException]] = [CellError, LoadError, ShapeError, OSError, UsageError]
+    try:
+        from .pdf import LatexError
+
+        errors.append(LatexError)
+    except ImportError:
+        pass
+    return tuple(errors)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except _user_errors() as err:
+        print(f"symbptt {args.command}: {err}", file=sys.stderr)
+        return 2
+    except RuntimeError as err:
+        print(f"symbptt {args.command}: {err}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
