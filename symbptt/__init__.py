@@ -13,8 +13,19 @@ from .derive import Derivation, derive
 from .ops import Exp, Log, Relu, Sigmoid, Softmax, Stack, Tanh, hadamard, one_minus
 
 __all__ = [
-    "Cell", "CellError", "Derivation", "derive",
-    "sigmoid", "tanh", "relu", "exp", "log", "softmax", "stack", "odot", "one_minus",
+    "Cell",
+    "CellError",
+    "Derivation",
+    "derive",
+    "exp",
+    "log",
+    "odot",
+    "one_minus",
+    "relu",
+    "sigmoid",
+    "softmax",
+    "stack",
+    "tanh",
 ]
 
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 import os
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from . import fdcheck
 from .codegen import kernel_module, numpy_kernel

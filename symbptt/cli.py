@@ -142,6 +142,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         return args.run(args)
+    except BrokenPipeError:  # `symbptt list | head`
+        sys.stderr.close()
+        return 0
     except _user_errors() as err:
         print(f"symbptt {args.command}: {err}", file=sys.stderr)
         return 2

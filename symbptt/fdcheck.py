@@ -97,13 +97,13 @@ def numerical_gradients(kernel: ModuleType, problem: Problem, truncate: int | No
 
     out = {}
     params = {k: v.copy() for k, v in problem.parameters.items()}
-    for name in params:
-        out["d" + name] = diff(params[name], lambda: f(parameters=params))
+    for name, array in params.items():
+        out["d" + name] = diff(array, lambda: f(parameters=params))
     x = problem.x.copy()
     out["dx"] = diff(x, lambda: f(x=x))
     initial = {k: v.copy() for k, v in problem.initial_states.items()}
-    for s in initial:
-        out[f"d{s}0"] = diff(initial[s], lambda: f(initial=initial))
+    for s, array in initial.items():
+        out[f"d{s}0"] = diff(array, lambda: f(initial=initial))
     return out
 
 

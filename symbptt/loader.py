@@ -45,7 +45,7 @@ def load(spec: str | Path, directory: Path = DERIVATIONS) -> Cell:
         loader_spec.loader.exec_module(module)
     except CellError as err:
         raise CellError(f"{path.name}: {err}") from None
-    except Exception as err:  # a user's file: report where, not a traceback
+    except Exception as err:  # noqa: BLE001 - a user's file: report where, not a traceback
         raise LoadError(f"{path}: {type(err).__name__}: {err}") from None
     finally:
         sys.modules.pop(module_name, None)

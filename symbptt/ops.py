@@ -20,8 +20,9 @@ Adding an operation means adding one class here (or one entry in ``SYMPY_RULES``
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 import sympy as sp
 from sympy import HadamardProduct, MatAdd, MatMul, MatrixSymbol, OneMatrix, Transpose, ZeroMatrix
@@ -472,7 +473,7 @@ def _matmul_split(node: MatMul) -> tuple[sp.Expr, list[MatrixExpr]]:
 
 def shape_matmul(node: MatMul) -> Shape:
     _, factors = _matmul_split(node)
-    for left, right in zip(factors, factors[1:]):
+    for left, right in itertools.pairwise(factors):
         if not same_dim(left.shape[1], right.shape[0]):
             raise ShapeError(
                 f"matrix product {left} · {right}: {left} is {fmt_shape(left.shape)} and {right} "
