@@ -16,12 +16,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from sympy import MatrixSymbol, ZeroMatrix
+from sympy import MatrixSymbol, ZeroMatrix, preorder_traversal
 from sympy.matrices.expressions.matexpr import MatrixExpr
 
 from . import ops
 from .cell import Cell, Equation, prev_name, step_name
-from .graph import lower
+from .graph import is_simple, lower
 
 
 @dataclass(frozen=True)
@@ -159,4 +159,37 @@ def derive(cell: Cell, include_readouts: bool = True) -> Derivation:
         for p in cell.parameters
     ]
     incoming = dict(reversed(list(incoming.items())))
-    return Derivation(cell, forward, backward, parameters, incoming)
+    return Derivation(cell, forward, share_common(backward), parameters, incoming)
+
+
+def _compound_counts(backward: list[Adjoint]) -> dict:
+    counts: dict = {}
+    for adjoint in backward:
+        for node in preorder_traversal(adjoint.expr):
+            if getattr(node, "is_Matrix", False) and not is_simple(node):
+                counts[node] = counts.get(node, 0) + 1
+    return counts
+
+
+def share_common(backward: list[Adjoint]) -> list[Adjoint]:
+    """Compute a subexpression used more than once in a step's backward only once.
+
+    The largest repeated subexpression (ties: first met) becomes ``shared_k``, computed just
+    before the first statement that uses it; repeat until nothing compound repeats.
+    """
+    k = 0
+    while True:
+        counts = _compound_counts(backward)
+        repeated = [e for e, n in counts.items() if n > 1]
+        if not repeated:
+            return backward
+        common = max(repeated, key=lambda e: (sum(1 for _ in preorder_traversal(e)), -list(counts).index(e)))
+        k += 1
+        symbol = MatrixSymbol(f"shared_{k}", *ops.shape_of(common))
+        first = next(i for i, a in enumerate(backward)
+                     if any(node == common for node in preorder_traversal(a.expr)))
+        replaced = [Adjoint(a.target, a.symbol,
+                            tuple(Term(t.expr.xreplace({common: symbol}), t.via) for t in a.terms),
+                            a.incoming) for a in backward]
+        shared = Adjoint(symbol.name, symbol, (Term(common, "shared"),))
+        backward = replaced[:first] + [shared] + replaced[first:]

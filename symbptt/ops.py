@@ -50,10 +50,14 @@ def fmt_shape(shape: Shape) -> str:
 
 def add(*terms: MatrixExpr) -> MatrixExpr:
     """Sum of matrix terms without SymPy's one-term ``MatAdd`` wrapper."""
-    terms = tuple(t for t in terms if t is not None)
-    if not terms:
+    counts: dict = {}
+    for t in terms:
+        if t is not None:
+            counts[t] = counts.get(t, 0) + 1
+    if not counts:
         raise ValueError("add() needs at least one term")
-    return terms[0] if len(terms) == 1 else MatAdd(*terms)
+    merged = [t if n == 1 else scale(n, t) for t, n in counts.items()]
+    return merged[0] if len(merged) == 1 else MatAdd(*merged)
 
 
 def scale(coeff, expr: MatrixExpr) -> MatrixExpr:
