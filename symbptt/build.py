@@ -53,8 +53,11 @@ def write_atomic(path: Path, data: bytes) -> None:
 
 
 def build_cell(path: Path, out: Path = GENERATED, pdf: bool = True, verify: bool = True,
-               lang: str = "en") -> CellBuild:
-    """Derive one cell file and render its kernel (and report); nothing is written yet."""
+               lang: str = "en", reports: bool = True) -> CellBuild:
+    """Derive one cell file and render its kernel (and report); nothing is written yet.
+
+    ``reports=False`` renders the kernel only; ``pdf=False`` keeps the .tex, skips the PDF.
+    """
     start = time.perf_counter()
     cell = load(path)
     derivation = derive(cell)
@@ -65,7 +68,8 @@ def build_cell(path: Path, out: Path = GENERATED, pdf: bool = True, verify: bool
         module = kernel_module(cell)
         result.fd_error = max(fdcheck.check(module, m=2, T=3).values())
         result.fd_truncated_error = max(fdcheck.check(module, m=2, T=4, truncate=2).values())
-    result.files.update(_report_files(derivation, path, out, pdf, lang))
+    if reports:
+        result.files.update(_report_files(derivation, path, out, pdf, lang))
     result.seconds = time.perf_counter() - start
     return result
 
@@ -93,13 +97,13 @@ def _report_files(derivation, path: Path, out: Path, pdf: bool, lang: str) -> di
 
 def build_all(out: Path = GENERATED, pdf: bool = True, verify: bool = True,
               progress: Callable[[str], None] = print,
-              cells: list[Path] | None = None) -> list[CellBuild]:
+              cells: list[Path] | None = None, reports: bool = True) -> list[CellBuild]:
     """Build every cell in ``derivations/`` (or ``cells``); write only when all succeeded."""
     results = []
     for path in builtin_cells() if cells is None else cells:
         progress(f"  {path.stem:<12} deriving, generating{', checking' if verify else ''}"
                  f"{', typesetting' if pdf else ''} …")
-        result = build_cell(path, out, pdf=pdf, verify=verify)
+        result = build_cell(path, out, pdf=pdf, verify=verify, reports=reports)
         if verify and not result.fd_ok:
             raise RuntimeError(f"{result.name}: generated gradients disagree with finite "
                                f"differences (relative error {result.fd_error:.1e}, "
@@ -113,11 +117,11 @@ def build_all(out: Path = GENERATED, pdf: bool = True, verify: bool = True,
 
 
 def stale_files(out: Path = GENERATED, pdf: bool = False,
-                cells: list[Path] | None = None) -> list[str]:
+                cells: list[Path] | None = None, reports: bool = True) -> list[str]:
     """Files ``symbptt build`` would write differently (or that are missing)."""
     stale = []
     for path in builtin_cells() if cells is None else cells:
-        result = build_cell(path, out, pdf=pdf, verify=False)
+        result = build_cell(path, out, pdf=pdf, verify=False, reports=reports)
         for file, data in result.files.items():
             label = file.relative_to(out.parent)
             if not file.exists():

@@ -38,9 +38,11 @@ def test_generated_is_up_to_date():
 
 def test_build_twice_gives_the_same_bytes(tmp_path):
     cells = [DERIVATIONS / "rnn.py", DERIVATIONS / "gru.py"]
-    build.build_all(tmp_path, pdf=False, verify=False, cells=cells, progress=lambda s: None)
+    build.build_all(tmp_path, pdf=False, verify=False, cells=cells, progress=lambda s: None,
+                    reports=False)
     first = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
-    build.build_all(tmp_path, pdf=False, verify=False, cells=cells, progress=lambda s: None)
+    build.build_all(tmp_path, pdf=False, verify=False, cells=cells, progress=lambda s: None,
+                    reports=False)
     assert first == {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
 
 
@@ -48,12 +50,14 @@ def test_failed_build_leaves_files_intact(tmp_path):
     good = tmp_path / "good.py"
     good.write_text(MGU)
     out = tmp_path / "generated"
-    build.build_all(out, pdf=False, verify=False, cells=[good], progress=lambda s: None)
+    build.build_all(out, pdf=False, verify=False, cells=[good], progress=lambda s: None,
+                    reports=False)
     before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
     bad = tmp_path / "bad.py"
     bad.write_text(MGU.replace('"mgu"', '"bad"').replace("Wf @ stack(h_prev, x)", "Wf @ h_prev"))
     with pytest.raises(Exception, match="Wf"):
-        build.build_all(out, pdf=False, verify=False, cells=[good, bad], progress=lambda s: None)
+        build.build_all(out, pdf=False, verify=False, cells=[good, bad],
+                        progress=lambda s: None, reports=False)
     assert before == {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
 
 
@@ -103,13 +107,14 @@ def test_unwritable_path_is_reported(tmp_path):
 def test_check_reports_a_stale_file(tmp_path):
     out = tmp_path / "generated"
     cells = [DERIVATIONS / "rnn.py"]
-    build.build_all(out, pdf=False, verify=False, cells=cells, progress=lambda s: None)
-    assert build.stale_files(out, cells=cells) == []
+    build.build_all(out, pdf=False, verify=False, cells=cells, progress=lambda s: None,
+                    reports=False)
+    assert build.stale_files(out, cells=cells, reports=False) == []
     kernel = out / "numpy" / "rnn.py"
     kernel.write_text(kernel.read_text() + "# edited\n")
-    assert any("stale" in s and "rnn.py" in s for s in build.stale_files(out, cells=cells))
+    assert any("stale" in s and "rnn.py" in s for s in build.stale_files(out, cells=cells, reports=False))
     kernel.unlink()
-    assert any("missing" in s and "rnn.py" in s for s in build.stale_files(out, cells=cells))
+    assert any("missing" in s and "rnn.py" in s for s in build.stale_files(out, cells=cells, reports=False))
 
 
 def test_list_shows_equations():
@@ -121,3 +126,15 @@ def test_list_shows_equations():
 def test_examples_in_readme_exist():
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
     assert "symbptt build" in readme and "pytest" in readme
+
+
+def test_output_does_not_depend_on_hashing():
+    import os
+
+    outputs = set()
+    for seed in ("1", "2"):
+        env = dict(os.environ, PYTHONHASHSEED=seed)
+        result = subprocess.run([sys.executable, "-m", "symbptt.cli", "codegen", "lstm"],
+                                capture_output=True, text=True, env=env, check=True)
+        outputs.add(result.stdout)
+    assert len(outputs) == 1
