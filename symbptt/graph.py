@@ -69,7 +69,7 @@ class _Lowerer:
     def operand(self, expr, eq: str):
         """Lower ``expr`` and name it unless it is simple."""
         expr = self.rewrite(expr, eq)
-        if is_simple(expr) or expr in self.memo.values():
+        if is_simple(expr):
             return expr
         return self.name(expr, self.label(expr, eq), f"operand in {eq}")
 
