@@ -218,6 +218,9 @@ class Cell:
 
     def _add(self, name, expr, kind, meaning, latex, expected=None):
         where = f"equation {name} ({kind})"
+        if isinstance(expr, sp.Function) and any(isinstance(a, MatrixExpr) for a in expr.args):
+            raise CellError(f"{where}: {expr.func} is not an elementwise function symbptt knows; "
+                            f"use one of {', '.join(ops.FUNCTIONS)} from symbptt")
         if not isinstance(expr, MatrixExpr):
             raise CellError(f"{where}: needs a matrix expression, got {type(expr).__name__} "
                             f"{expr!r}")
