@@ -40,8 +40,11 @@ def _subscript(base: str, *parts: str) -> str:
 class Notation:
     """Maps the names of one cell (or derivation) to LaTeX."""
 
-    def __init__(self, source):
+    def __init__(self, source, shift: int = 0):
         self.cell = getattr(source, "cell", source)
+        #: Steps added to every time index: ``shift=1`` writes step t+1's equations (the
+        #: recursion through time in reports), so ``h_prev`` is **h**_t there.
+        self.shift = shift
         self.equations = {e.name: e for e in getattr(source, "forward", self.cell.equations)}
         self.states = set(self.cell.states)
         self.inputs = set(self.cell.inputs)
@@ -60,8 +63,14 @@ class Notation:
         eq = self.equations.get(name)
         return eq.latex if eq is not None and eq.latex else None
 
-    def value(self, name: str, time: str = "t") -> str:
-        """A per-step value at ``time``."""
+    def time(self, offset: int = 0) -> str:
+        """The time index ``t + shift + offset`` as LaTeX: ``t``, ``t-1``, ``t+1``."""
+        k = self.shift + offset
+        return "t" if k == 0 else f"t+{k}" if k > 0 else f"t{k}"
+
+    def value(self, name: str, time: str | None = None) -> str:
+        """A per-step value at ``time`` (by default the step's own time)."""
+        time = self.time() if time is None else time
         base = self._declared_base(name)
         if base is not None:
             return _subscript(base, time)
@@ -94,9 +103,9 @@ class Notation:
             letter, sub = _base(name)
             return _subscript(letter, sub)
         if name.endswith("_prev") and name[:-5] in self.states:
-            return self.value(name[:-5], "t-1")
+            return self.value(name[:-5], self.time(-1))
         if name.endswith("t") and name[:-1] in self.inputs:
-            return self.value(name[:-1], "t")
+            return self.value(name[:-1], self.time())
         if name in self.equations or name in self.cell.symbols:
             return self.value(name)
         if name.startswith("d"):
@@ -104,7 +113,7 @@ class Notation:
             if target in self.params:
                 return rf"\frac{{\partial L}}{{\partial {self.symbol(target)}}}"
             if target.endswith("_next") and target[:-5] in self.states:
-                return rf"\boldsymbol{{\varepsilon}}_{{{self._short(target[:-5])},t}}"
+                return rf"\boldsymbol{{\varepsilon}}_{{{self._short(target[:-5])},{self.time()}}}"
             return rf"\delta {self.symbol(target)}"
         return rf"\mathrm{{{escape_tex(name)}}}"
 

@@ -7,7 +7,7 @@ methods here cover SymPy's matrix classes, whose stock output does not suit (``n
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import sympy as sp
 from sympy import HadamardProduct, MatAdd, MatMul, OneMatrix
@@ -141,27 +141,67 @@ class TextbookLatexPrinter(_MatrixPrinting, LatexPrinter):
     def _print_ZeroMatrix(self, expr) -> str:
         return r"\mathbf{0}"
 
+    def _print_MatMul(self, expr) -> str:
+        """``−a ⊙ b`` without the parentheses a code printer needs: a sign binds loosely in print."""
+        negative, body = _negative(expr)
+        if negative:
+            text = self.doprint(body)
+            wrap = isinstance(body, (MatAdd, sp.Add)) or text.startswith("-")
+            return self.neg + (self.paren(text) if wrap else text)
+        return super()._print_MatMul(expr)
+
 
 def numpy_code(expr, names: dict[str, str] | None = None) -> str:
     """``expr`` as a NumPy expression (symbols renamed through ``names``)."""
     return NumPyPrinter(names).doprint(expr)
 
 
-def latex_printer(derivation_or_cell) -> TextbookLatexPrinter:
-    """A LaTeX printer that knows the notation of one cell's symbols."""
-    return TextbookLatexPrinter(notation.Notation(derivation_or_cell).symbol)
+def latex_printer(derivation_or_cell, shift: int = 0) -> TextbookLatexPrinter:
+    """A LaTeX printer that knows the notation of one cell's symbols.
+
+    ``shift=1`` prints the same expressions one step later (``h_prev`` as **h**_t), for the
+    recursion through time in reports.
+    """
+    return TextbookLatexPrinter(notation.Notation(derivation_or_cell, shift).symbol)
+
+
+def latex_terms(printer: TextbookLatexPrinter, expr) -> list[str]:
+    """The terms of a sum as printed, each after the first with its sign: ``["a", "+ b", "- c"]``.
+
+    Reports break a long sum between these pieces; joined by spaces they equal
+    ``printer.doprint(expr)``, so a broken equation shows exactly the same mathematics.
+    """
+    if not isinstance(expr, MatAdd):
+        return [printer.doprint(expr)]
+    pieces = []
+    for i, (negative, term) in enumerate(_ordered_terms(expr)):
+        text = printer._factor(term) if negative else (
+            printer.parenthesize_operand(term) if isinstance(term, MatAdd) else printer.doprint(term))
+        if i == 0:
+            pieces.append(f"{printer.neg}{text}" if negative else text)
+        else:
+            pieces.append(f"{'-' if negative else '+'} {text}")
+    return pieces
+
+
+def _rows(printer: TextbookLatexPrinter, lhs: str, expr, prefix: str = "") -> str:
+    return rf"{lhs} &= {prefix}{printer.doprint(expr)}"
 
 
 def cell_equations_latex(cell) -> str:
     """The cell's step equations as one LaTeX ``aligned`` block (for Jupyter)."""
     printer = latex_printer(cell)
-    rows = [rf"{printer.symbol_latex(e.name)} &= {printer.doprint(e.expr)}" for e in cell.equations]
-    return r"$\begin{aligned}" + r" \\ ".join(rows) + r"\end{aligned}$"
+    rows = [_rows(printer, printer.symbol_latex(e.name), e.expr) for e in cell.equations]
+    return r"$$\begin{aligned}" + r" \\ ".join(rows) + r"\end{aligned}$$"
 
 
 def derivation_latex(derivation) -> str:
-    """The derived backward statements as one LaTeX ``aligned`` block (for Jupyter)."""
+    """The derived backward statements as one LaTeX ``aligned`` block (for Jupyter).
+
+    Parameter gradients are sums over time of each step's contribution, and say so.
+    """
     printer = latex_printer(derivation)
-    rows = [rf"{printer.doprint(a.symbol)} &= {printer.doprint(a.expr)}"
-            for a in derivation.backward + derivation.parameters]
-    return r"$\begin{aligned}" + r" \\ ".join(rows) + r"\end{aligned}$"
+    rows = [_rows(printer, printer.doprint(a.symbol), a.expr) for a in derivation.backward]
+    rows += [_rows(printer, printer.doprint(a.symbol), a.expr, r"\sum_{t} ")
+             for a in derivation.parameters if a.terms]
+    return r"$$\begin{aligned}" + r" \\ ".join(rows) + r"\end{aligned}$$"

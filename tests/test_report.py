@@ -1,0 +1,306 @@
+"""Derivation reports: every built-in cell in both languages, as .tex and as PDF.
+
+Checks, in order: the .tex of every cell and language (titles, no SymPy artifacts, escaped
+names, deterministic text); the PDFs (compiled once per session, two at a time) hold every
+section title and a gradient for every parameter and rebuild byte-identically; the report's
+summary is the kernel's backward, both as text and numerically; broken templates and LaTeX
+errors give messages that name the file and line; ``_repr_latex_`` compiles.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import unicodedata
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from symbptt import Cell, derive, sigmoid
+from symbptt import pdf as pdfmod
+from symbptt.codegen import kernel_module
+from symbptt.loader import load
+from symbptt.pdf import LatexError, build_pdf, first_error, have_latex
+from symbptt.printers import numpy_code
+from symbptt.render import kernel_context
+from symbptt.report import (
+    LANGS,
+    SECTIONS,
+    Printers,
+    TemplateError,
+    report_tex,
+    section_titles,
+    summary_adjoints,
+    summary_context,
+    summary_text,
+    write_report,
+)
+
+CELLS = ("rnn", "lstm", "gru", "lstm_torch", "gru_torch")
+ARTIFACTS = (r"\mapsto", "ElementwiseApplyFunction", r"\left(d", "Lambda", r"\circ", "MatMul",
+             "MatAdd", "HadamardProduct", "OneMatrix", "ZeroMatrix", "__G__", r"\_\_G", "None")
+NO_LATEX = "latexmk/pdflatex not installed (CI installs TeX Live: tools/setup.sh)"
+
+
+def odd_cell() -> Cell:
+    """A cell whose name, doc and meanings carry LaTeX special characters."""
+    cell = Cell("odd_cell", "Doc with & and % and # and $ and ~ and ^.")
+    (n_x,) = cell.dims("n_x")
+    x = cell.input("x", n_x, "input_50% & more")
+    h_prev = cell.state("h", n_x, "state #1")
+    W = cell.weight("W_a", n_x, n_x, "weights {a}")
+    cell.update("h", sigmoid(W @ x + h_prev))
+    return cell
+
+
+@pytest.fixture(scope="module")
+def derivations() -> dict:
+    return {name: derive(load(name)) for name in CELLS}
+
+
+@pytest.fixture(scope="module")
+def texts(derivations) -> dict:
+    return {(name, lang): report_tex(d, lang, f"derivations/{name}.py")
+            for name, d in derivations.items() for lang in LANGS}
+
+
+@pytest.fixture(scope="module")
+def pdfs(texts, tmp_path_factory) -> dict:
+    """Every report compiled once, two LaTeX runs at a time (plus the odd cell in English)."""
+    if not have_latex():
+        pytest.skip(NO_LATEX)
+    out = tmp_path_factory.mktemp("reports")
+    jobs = {}
+    for (name, lang), tex in texts.items():
+        path = out / f"{name}_{lang}.tex"
+        path.write_text(tex, encoding="utf-8")
+        jobs[(name, lang)] = path
+    odd = out / "odd_cell_en.tex"
+    odd.write_text(report_tex(derive(odd_cell())), encoding="utf-8")
+    jobs[("odd_cell", "en")] = odd
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        futures = {key: pool.submit(build_pdf, tex, tex.with_suffix(".pdf")) for key, tex in jobs.items()}
+        return {key: future.result() for key, future in futures.items()}
+
+
+def pdf_text(path: Path) -> str:
+    """The PDF's text with ligatures unfolded and all whitespace removed (robust to layout)."""
+    text = subprocess.run(["pdftotext", "-raw", str(path), "-"], check=True, capture_output=True,
+                          text=True).stdout
+    return re.sub(r"\s+", "", unicodedata.normalize("NFKC", text))
+
+
+def plain(title: str) -> str:
+    return re.sub(r"\s+", "", unicodedata.normalize("NFKC", title))
+
+
+# -- the .tex --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("lang", LANGS)
+@pytest.mark.parametrize("name", CELLS)
+def test_every_cell_renders_with_every_section(texts, name, lang):
+    tex = texts[(name, lang)]
+    assert tex.startswith("%") and r"\pdftrailerid{}" in tex and r"\end{document}" in tex
+    titles = section_titles(lang)
+    assert set(titles) == set(SECTIONS)
+    for title in titles.values():
+        assert f"\\section{{{title}}}" in tex
+
+
+@pytest.mark.parametrize("name", CELLS)
+def test_no_sympy_artifacts_in_any_tex(texts, name):
+    for lang in LANGS:
+        tex = texts[(name, lang)]
+        found = [a for a in ARTIFACTS if a in tex]
+        assert not found, f"{name} ({lang}): SymPy artifacts {found}"
+
+
+def test_languages_share_the_mathematics(texts):
+    """The displayed mathematics is the same in both languages (but for the word "via")."""
+    def displays(tex):
+        tex = tex.replace(r"\text{vía ", r"\text{via ")
+        return re.findall(r"\\begin\{(?:kept)?align\}.*?\\end\{(?:kept)?align\}", tex, flags=re.DOTALL)
+
+    for name in CELLS:
+        en, es = texts[(name, "en")], texts[(name, "es")]
+        assert displays(en) == displays(es)
+        assert "Retropropagación a través del tiempo" in es and "Backpropagation" not in es
+
+
+def test_rendering_is_deterministic(derivations, texts):
+    assert report_tex(derivations["gru"], "en", "derivations/gru.py") == texts[("gru", "en")]
+
+
+def test_special_characters_are_escaped():
+    tex = report_tex(derive(odd_cell()))
+    assert r"\code{odd\_cell}" in tex
+    assert r"Doc with \& and \% and \# and \$ and \textasciitilde{} and \^{}." in tex
+    assert r"input\_50\% \& more" in tex and r"state \#1" in tex and r"weights \{a\}" in tex
+
+
+def test_unknown_language_is_refused(derivations):
+    with pytest.raises(ValueError, match="unknown report language 'fr'"):
+        report_tex(derivations["rnn"], "fr")
+
+
+# -- the summary is the kernel ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", CELLS)
+def test_summary_lists_the_kernel_statements(derivations, texts, name):
+    d = derivations[name]
+    lines = summary_text(d)
+    assert lines == kernel_context(d)["backward_equations"]
+    doc = kernel_module(name).__doc__
+    for line in lines:
+        assert f"    {line}\n" in doc
+    rows = summary_context(d, Printers.of(d))
+    assert " \\\\\n".join(rows) in texts[(name, "en")]
+
+
+@pytest.mark.parametrize("name", CELLS)
+def test_summary_evaluates_to_the_kernel_results(derivations, name):
+    """The report's summary expressions, evaluated one step, equal the kernel's gradients."""
+    d, kernel = derivations[name], kernel_module(name)
+    rng = np.random.default_rng(7)
+    dims = {k: 3 + i for i, k in enumerate(kernel.DIMS)}
+    m = 4
+    params = kernel.init_parameters(dims, rng)
+    rows = kernel.rows(dims)
+    x = rng.standard_normal((rows["x"], m, 1))
+    init = {s: rng.standard_normal((rows[s], m)) for s in kernel.STATES}
+    outputs, cache = kernel.forward(params, x, init)
+    upstream = {k: rng.standard_normal(v.shape) for k, v in outputs.items()}
+    grads = kernel.backward(cache, upstream)
+
+    env = {"np": np, "dtype": np.float64, "sigmoid": kernel.sigmoid, "softmax": kernel.softmax, "relu": kernel.relu,
+           **dims, **params, "xt": x[:, :, 0], **{f"{s}_prev": v for s, v in init.items()}}
+    for eq in d.forward:
+        env[eq.name] = eval(numpy_code(eq.expr), env)  # our own generated code
+    for name_, sym in d.incoming.items():
+        env[sym.name] = upstream[name_][:, :, 0]
+    for a, _summed in summary_adjoints(d):
+        env[a.symbol.name] = eval(numpy_code(a.expr), env)
+    expected = {"dxt": grads["dx"][:, :, 0], **{f"d{s}_prev": grads[f"d{s}0"] for s in kernel.STATES},
+                **{f"d{p}": grads[f"d{p}"] for p in params}}
+    for key, want in expected.items():
+        np.testing.assert_allclose(env[key], want, rtol=1e-10, atol=1e-12, err_msg=f"{name}: {key}")
+
+
+# -- PDFs ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("lang", LANGS)
+@pytest.mark.parametrize("name", CELLS)
+def test_pdf_holds_every_section_and_parameter_gradient(pdfs, derivations, name, lang):
+    text = pdf_text(pdfs[(name, lang)])
+    for key, title in section_titles(lang).items():
+        assert plain(title) in text, f"{name} ({lang}): section {key!r} missing from the PDF"
+    for p in derivations[name].cell.parameters:
+        gradient = re.escape(f"∂{p.name.replace('_', '')}=")
+        assert re.search(f"∂L/?{gradient}", text), f"{name} ({lang}): no gradient of {p.name}"
+
+
+def test_pdf_of_escaped_names_compiles(pdfs):
+    assert "odd_cell" in pdf_text(pdfs[("odd_cell", "en")])
+
+
+def test_rebuilt_pdf_is_byte_identical(pdfs, tmp_path):
+    first = pdfs[("gru", "en")]
+    again = build_pdf(first.with_suffix(".tex"), tmp_path / "gru.pdf")
+    assert again.read_bytes() == first.read_bytes()
+
+
+# -- errors ----------------------------------------------------------------------------
+
+
+def broken_templates(tmp_path: Path, line: int, text: str) -> Path:
+    """A copy of templates/ whose report.tex.j2 has ``text`` inserted as line ``line``."""
+    from symbptt.render import TEMPLATES
+
+    copy = tmp_path / "templates"
+    shutil.copytree(TEMPLATES, copy)
+    path = copy / "report.tex.j2"
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    lines.insert(line - 1, text + "\n")
+    path.write_text("".join(lines), encoding="utf-8")
+    return copy
+
+
+@pytest.mark.parametrize("text, message", [
+    ("{% if %}", r"report\.tex\.j2:40: Expected an expression"),
+    ("{{ no_such_name }}", r"report\.tex\.j2:40: UndefinedError: 'no_such_name' is undefined"),
+])
+def test_malformed_template_names_file_and_line(derivations, tmp_path, text, message):
+    templates = broken_templates(tmp_path, 40, text)
+    with pytest.raises(TemplateError, match=message):
+        report_tex(derivations["rnn"], templates=templates)
+
+
+def test_latex_error_names_tex_line_and_keeps_files(tmp_path):
+    if not have_latex():
+        pytest.skip(NO_LATEX)
+    tex, pdf = tmp_path / "gru.tex", tmp_path / "gru.pdf"
+    tex.write_text("\\documentclass{article}\n\\begin{document}\nfine\n\\undefinedmacro\n"
+                   "\\end{document}\n", encoding="utf-8")
+    pdf.write_bytes(b"%PDF- a good PDF from an earlier build")
+    with pytest.raises(LatexError, match=r"^gru\.tex:4: Undefined control sequence"):
+        build_pdf(tex, pdf)
+    assert tex.exists()
+    assert pdf.read_bytes() == b"%PDF- a good PDF from an earlier build"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["gru.pdf", "gru.tex"]
+
+
+def test_first_error_reads_file_line_errors():
+    log = ("This is pdfTeX\n(./gru.tex\n./gru.tex:123: Undefined control sequence.\n"
+           "l.123 \\foo\n./gru.tex:200: Emergency stop.\n")
+    assert first_error(log, "gru.tex") == "gru.tex:123: Undefined control sequence."
+    assert first_error("! LaTeX Error: File `cancel.sty' not found.\n\nl.7 \\usepackage",
+                       "gru.tex") == "gru.tex:7: LaTeX Error: File `cancel.sty' not found."
+
+
+SMALL = "\\documentclass{article}\n\\begin{document}\nsmall\n\\end{document}\n"
+
+
+def test_pdflatex_fallback_and_timeout(tmp_path, monkeypatch):
+    """Without latexmk, pdflatex runs instead; a run past its timeout is a LatexError."""
+    if not have_latex():
+        pytest.skip(NO_LATEX)
+    tex = tmp_path / "small.tex"
+    tex.write_text(SMALL, encoding="utf-8")
+    with pytest.raises(LatexError, match=r"^small\.tex: LaTeX did not finish within"):
+        build_pdf(tex, tmp_path / "small.pdf", timeout=0.001)
+    assert not (tmp_path / "small.pdf").exists()
+    real_which = shutil.which
+    monkeypatch.setattr(pdfmod.shutil, "which", lambda name: None if name == "latexmk" else real_which(name))
+    assert build_pdf(tex, tmp_path / "small.pdf").read_bytes().startswith(b"%PDF")
+
+
+def test_write_report_writes_tex_atomically(derivations, tmp_path):
+    path = write_report(derivations["rnn"], tmp_path / "out" / "rnn.tex", lang="es")
+    assert path.read_text(encoding="utf-8") == report_tex(derivations["rnn"], "es", "<cell rnn>")
+    assert [p.name for p in path.parent.iterdir()] == ["rnn.tex"]
+
+
+# -- notebooks -------------------------------------------------------------------------
+
+
+def test_repr_latex_renders(derivations, tmp_path):
+    """Cells and derivations show their equations in Jupyter, and that LaTeX compiles."""
+    blocks = []
+    for name, d in derivations.items():
+        for block in (d.cell._repr_latex_(), d._repr_latex_()):
+            assert block.startswith("$$\\begin{aligned}") and block.endswith("\\end{aligned}$$")
+            assert not [a for a in ARTIFACTS if a in block], name
+            blocks.append(block)
+    assert r"\sum_{t}" in derivations["gru"]._repr_latex_()
+    if not have_latex():
+        pytest.skip(NO_LATEX)
+    tex = tmp_path / "repr.tex"
+    tex.write_text("\\documentclass{article}\n\\usepackage{amsmath,amssymb}\n\\begin{document}\n"
+                   + "\n\n".join(blocks) + "\n\\end{document}\n", encoding="utf-8")
+    assert build_pdf(tex, tmp_path / "repr.pdf").stat().st_size > 0
