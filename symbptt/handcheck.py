@@ -1,0 +1,759 @@
+r"""Check a person's hand derivation, adjoint by adjoint, against the derived one.
+
+A person writes, for example, δa_z = δh ⊙ (h_prev − h̃) ⊙ z ⊙ (1 − z), either as a SymPy
+matrix expression over symbols named as in the derivation (``dh``, ``h_prev``, ``h_tilde``,
+``z``) or as a LaTeX string::
+
+    \delta a_z = \delta h_t \odot (h_{t-1} - \tilde{h}_t) \odot z_t \odot (1 - z_t)
+
+The LaTeX is read by a small recursive-descent parser (never evaluated as code) that knows
+this subset: ``+ - ( ) [a; b]``, ``\odot \circ *`` (elementwise), ``\cdot \times`` and
+juxtaposition (matrix product, binding tighter than ⊙), ``^\top ^T`` (transpose), ``^2``
+(elementwise square), ``\sigma \tanh \exp \log \operatorname{softmax}`` applied to a
+parenthesised argument, numbers (``1 − z`` is ones minus z), ``\mathbf{1}``, the ``\delta``
+prefix of adjoints, ``\tilde{h} \hat{y} \bar{x}`` decorations, ``\mathbf{…} \boldsymbol{…}``
+wrappers and subscripts with a time index (``h_{t-1}`` → ``h_prev``, ``x_t`` → ``xt``,
+``\tilde{h}_t`` → ``h_tilde``, ``W_z`` → ``Wz``, ``a_{z,t}`` → ``a_z``, ``\delta h_{t-1}``
+→ ``dh_prev``). Unicode ``δ ⊙ ∘ · ᵀ σ −`` and a combining tilde are accepted too.
+
+Each expression is compared with the derived adjoint of its target in two ways, both on
+one step with small explicit matrices:
+
+* symbolically (exactly): every free value (parameters, h_prev, xt and the gradients
+  arriving from outside the step) is a matrix of scalar symbols; first with the forward
+  values (z, h̃, …) as free symbols too, then with them computed by the forward equations
+  (so σ(a_z) and z are the same thing); the difference must be the zero polynomial;
+* numerically: random float64 values, relative error ≤ 1e-9.
+
+When they differ, the result carries the simplified difference (at size 1, in the names of
+the derivation) and a small numeric counterexample.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import sympy as sp
+from sympy import MatMul, MatrixSymbol, OneMatrix
+from sympy.matrices.expressions.matexpr import MatrixExpr
+
+from . import ops
+from .cell import Cell, prev_name
+from .derive import Derivation, derive
+from .proof import (
+    Backend,
+    EvaluationError,
+    Evaluator,
+    NumpyBackend,
+    PolynomialView,
+    SympyBackend,
+    concrete,
+    dimension_values,
+    resolve_cell,
+    symbol_matrix,
+)
+
+#: Sizes of the symbolic comparison: n_h ≠ n_x so that a missing transpose shows.
+CHECK_SIZES: dict[str, int] = {"n_x": 3, "n_h": 2, "n_y": 2, "m": 2}
+NUMERIC_TOLERANCE = 1e-9
+#: Errors of an expression that only fits at some sizes (skipped while searching sizes).
+_UNFIT = (ValueError, TypeError, IndexError)
+
+
+class HandParseError(ValueError):
+    """A hand-written expression outside the supported LaTeX subset; says where."""
+
+
+# --------------------------------------------------------------------------------------
+# Tokens
+# --------------------------------------------------------------------------------------
+
+_UNICODE = {"δ": r"\delta ", "⊙": r"\odot ", "∘": r"\circ ", "·": r"\cdot ", "ᵀ": r"^\top ",
+            "⊤": r"\top ", "σ": r"\sigma ", "−": "-", "×": r"\times "}
+_SPACING = re.compile(r"\\[,;:! ]|\\quad|\\qquad|~")
+_TOKEN = re.compile(r"\\[A-Za-z]+|\d+(?:\.\d+)?|[A-Za-z]|\S")
+
+
+def normalise(text: str) -> str:
+    """Unicode operators to LaTeX commands, a combining tilde to ``\\tilde{…}``, spacing out."""
+    text = re.sub(r"([A-Za-z])\u0303", r"\\tilde{\1}", text)
+    for char, command in _UNICODE.items():
+        text = text.replace(char, command)
+    return _SPACING.sub(" ", text)
+
+
+def tokenize(text: str) -> list[str]:
+    """LaTeX commands, numbers, single letters and single symbols."""
+    return _TOKEN.findall(normalise(text))
+
+
+# --------------------------------------------------------------------------------------
+# Names: a parsed name to the derivation's symbol
+# --------------------------------------------------------------------------------------
+
+_TIME = {"t": "now", "t-1": "prev", "t+1": "next"}
+_DECORATIONS = {r"\tilde": "tilde", r"\hat": "hat", r"\bar": "bar"}
+
+
+@dataclass(frozen=True)
+class Name:
+    """A parsed name: δ prefix, base letter, decoration, subscript parts, time index."""
+
+    delta: bool
+    base: str
+    decoration: str
+    parts: tuple[str, ...]
+    time: str
+    text: str
+
+    def candidates(self) -> list[str]:
+        """Derivation names this name may mean, most specific first."""
+        cores = [self.base + (f"_{self.decoration}" if self.decoration else "")]
+        if self.decoration == "hat":  # ŷ is the prediction y of the readout
+            cores.append(self.base)
+        names = []
+        for core in cores:
+            names += ([f"{core}_{'_'.join(self.parts)}", core + "".join(self.parts)]
+                      if self.parts else [core])
+        if self.time == "prev":
+            names = [prev_name(n) for n in names]
+        elif self.time == "next":
+            names = [f"{n}_next" for n in names]
+        else:  # x_t is the step's input xt
+            names = names + [f"{n}t" for n in names]
+        return ["d" + n for n in names] if self.delta else names
+
+
+def _subscript_parts(raw: str) -> tuple[tuple[str, ...], str]:
+    """``{z,t}`` → ((z,), now); ``{t-1}`` → ((), prev); ``{\\tilde{h}}`` → ((h_tilde,), "")."""
+    raw = raw.replace(" ", "")
+    for command, word in _DECORATIONS.items():
+        raw = re.sub(re.escape(command) + r"\{?([A-Za-z])\}?", rf"\1_{word}", raw)
+    raw = re.sub(r"\\(mathbf|boldsymbol|mathrm)\{([^{}]*)\}", r"\2", raw)
+    parts, time = [], ""
+    for part in raw.split(","):
+        if part in _TIME:
+            time = _TIME[part]
+        elif part:
+            parts.append(part)
+    return tuple(parts), time
+
+
+class Resolver:
+    """Maps parsed names to the MatrixSymbols of one derivation (plus optional aliases)."""
+
+    def __init__(self, symbols: Mapping[str, MatrixSymbol], aliases: Mapping[str, str] = (),
+                 dimensions: Mapping[str, sp.Symbol] = ()):
+        self.symbols = dict(symbols)
+        self.aliases = dict(aliases)
+        self.dimensions = dict(dimensions)
+
+    def __call__(self, name: Name) -> MatrixSymbol:
+        tried = name.candidates()
+        for candidate in tried:
+            candidate = self.aliases.get(candidate, candidate)
+            if candidate in self.symbols:
+                return self.symbols[candidate]
+        raise HandParseError(f"unknown name {name.text!r} (read as {', '.join(tried)}; known: "
+                             f"{', '.join(sorted(self.symbols))})")
+
+
+# --------------------------------------------------------------------------------------
+# The parser: one method per grammar rule
+# --------------------------------------------------------------------------------------
+
+_FUNCTIONS = {r"\sigma": ops.Sigmoid, r"\tanh": ops.Tanh, r"\exp": ops.Exp, r"\log": ops.Log,
+              "softmax": ops.Softmax, "relu": ops.Relu}
+_ELEMENTWISE = {r"\odot", r"\circ", "*"}
+_MATMUL = {r"\cdot", r"\times"}
+_WRAPPERS = {r"\mathbf", r"\boldsymbol", r"\mathrm", r"\operatorname", r"\mathit", r"\vec"}
+
+
+class Parser:
+    """Recursive descent over the LaTeX subset of the module docstring.
+
+    Values are SymPy matrix expressions or plain numbers (a number meets a matrix as a
+    scaling or, in a sum, as a constant matrix of its shape).
+    """
+
+    def __init__(self, text: str, resolve: Resolver):
+        self.text = text
+        self.tokens = tokenize(text)
+        self.pos = 0
+        self.resolve = resolve
+
+    # -- token helpers -----------------------------------------------------------------
+
+    def peek(self, offset: int = 0) -> str | None:
+        k = self.pos + offset
+        return self.tokens[k] if k < len(self.tokens) else None
+
+    def take(self, expected: str | None = None) -> str:
+        token = self.peek()
+        if token is None or (expected is not None and token != expected):
+            self.fail(f"expected {expected!r}" if expected else "unexpected end")
+        self.pos += 1
+        return token
+
+    def fail(self, message: str):
+        seen = "".join(self.tokens[: self.pos])
+        raise HandParseError(f"{message} at token {self.pos + 1} ({self.peek()!r}) of "
+                             f"{self.text!r}, after {seen!r}")
+
+    def group(self) -> str:
+        """The raw text of ``{…}`` (balanced) or of one token."""
+        if self.peek() != "{":
+            return self.take()
+        self.take("{")
+        depth, out = 1, []
+        while True:
+            token = self.take()
+            depth += {"{": 1, "}": -1}.get(token, 0)
+            if depth == 0:
+                return "".join(out)
+            out.append(token)
+
+    # -- grammar -------------------------------------------------------------------------
+
+    def parse(self):
+        value = self.expression()
+        if self.peek() is not None:
+            self.fail("unexpected token")
+        return value
+
+    def expression(self):
+        """expression := ['+'|'-'] term (('+'|'-') term)*"""
+        sign = -1 if self.peek() == "-" else 1
+        if self.peek() in ("+", "-"):
+            self.take()
+        value = _times(sign, self.term())
+        while self.peek() in ("+", "-"):
+            sign = -1 if self.take() == "-" else 1
+            value = _plus(value, _times(sign, self.term()))
+        return value
+
+    def term(self):
+        """term := product ((⊙ | ∘ | *) product)*  (elementwise, binds looser than a product)"""
+        value = self.product()
+        while self.peek() in _ELEMENTWISE:
+            self.take()
+            value = _elementwise(value, self.product())
+        return value
+
+    def product(self):
+        """product := unary ((· | × | juxtaposition) unary)*"""
+        value = self.unary()
+        while True:
+            if self.peek() in _MATMUL:
+                self.take()
+            elif not self.starts_primary():
+                return value
+            value = _times(value, self.unary())
+
+    def starts_primary(self) -> bool:
+        token = self.peek()
+        if token is None:
+            return False
+        return (token.isalpha() or token[0].isdigit() or token in ("(", "[")
+                or token in (r"\left", r"\delta", r"\mathbf", r"\boldsymbol", r"\operatorname",
+                             r"\mathrm", *_FUNCTIONS, *_DECORATIONS))
+
+    def unary(self):
+        """unary := '-' unary | postfix"""
+        if self.peek() == "-":
+            self.take()
+            return _times(-1, self.unary())
+        return self.postfix(self.primary())
+
+    def postfix(self, value):
+        """postfix := primary ('^' (\\top | T | 2 | {…}) | '_' {a:b})*  (b: rows a…b, from 1)"""
+        while self.peek() in ("^", "_"):
+            if self.take() == "_":
+                value = self.row_slice(value, self.group().replace(" ", ""))
+                continue
+            sup = self.group().replace(" ", "")
+            if sup in (r"\top", "T", r"\intercal", r"\mathsf{T}", r"\mathrm{T}"):
+                value = _transpose(value)
+            elif sup == "2":
+                value = _elementwise(value, value)
+            else:
+                self.fail(f"unsupported superscript {sup!r}")
+        return value
+
+    def row_slice(self, value, rows: str):
+        """``[v]_{a:b}``: rows a to b of v, counted from 1 (``{n_h+1:n_h+n_x}``)."""
+        if ":" not in rows:
+            self.fail(f"a subscript on a bracket must be a row range a:b, not {rows!r}")
+        start, stop = (_size(part, self.resolve.dimensions) for part in rows.split(":", 1))
+        matrix = _matrix(value)
+        return ops.RowSlice(matrix, (start - 1) if start is not None else 0,
+                            stop if stop is not None else matrix.shape[0])
+
+    def primary(self):
+        """A number, a bracketed expression, a stack, a function application or a name."""
+        token = self.peek()
+        if token is None:
+            self.fail("expected a value")
+        if token[0].isdigit():
+            return sp.Rational(self.take())
+        if token == r"\left":
+            self.take()
+            return self.bracketed(self.take(), right=True)
+        if token in ("(", "["):
+            return self.bracketed(self.take(), right=False)
+        if token in _FUNCTIONS or self.is_named_function():
+            return self.function()
+        if token in (r"\mathbf", r"\boldsymbol") and self.peek(1) == "{" and self.peek(2) == "1":
+            self.pos += 4
+            return _Ones()
+        return self.resolve(self.name())
+
+    def bracketed(self, opening: str, right: bool):
+        """``( e )`` or ``[ a ; b ; … ]``, optionally written with ``\\left … \\right``."""
+        closing = {"(": ")", "[": "]"}.get(opening)
+        if closing is None:
+            self.fail(f"unsupported bracket {opening!r}")
+        parts = [self.expression()]
+        while opening == "[" and self.peek() == ";":
+            self.take()
+            parts.append(self.expression())
+        if right:
+            self.take(r"\right")
+        self.take(closing)
+        return parts[0] if len(parts) == 1 else ops.Stack(*[_matrix(p) for p in parts])
+
+    def is_named_function(self) -> bool:
+        return (self.peek() in (r"\operatorname", r"\mathrm") and self.peek(1) == "{"
+                and "".join(self.tokens[self.pos + 2: self.pos + 9]).startswith(("softmax", "relu")))
+
+    def function(self):
+        """``\\sigma(u)``, ``\\tanh\\left(u\\right)``, ``\\operatorname{softmax}(u)``, ``\\tanh^2(u)``."""
+        token = self.take()
+        if token in (r"\operatorname", r"\mathrm"):
+            token = self.group().replace(" ", "")
+        func = _FUNCTIONS[token]
+        square = False
+        if self.peek() == "^":
+            self.take()
+            if self.group() != "2":
+                self.fail("only a square of a function is supported")
+            square = True
+        if self.peek() == r"\left":
+            self.take()
+            arg = self.bracketed(self.take(), right=True)
+        else:
+            arg = self.bracketed(self.take("("), right=False)
+        value = func(_matrix(arg))
+        return _elementwise(value, value) if square else value
+
+    def name(self) -> Name:
+        """name := [\\delta] [decoration | wrapper] letter [_ subscript]"""
+        start = self.pos
+        delta = self.peek() == r"\delta"
+        if delta:
+            self.take()
+        token = self.take()
+        raw = token + "{" + self.group() + "}" if token in (*_DECORATIONS, *_WRAPPERS) else token
+        base, decoration = _base_of(raw)
+        if not base:
+            self.pos = start
+            self.fail("expected a name")
+        parts, time = (), ""
+        if self.peek() == "_":
+            self.take()
+            parts, time = _subscript_parts(self.group())
+        return Name(delta, base, decoration, parts, time, "".join(self.tokens[start: self.pos]))
+
+
+def _size(text: str, dimensions: Mapping[str, sp.Symbol]):
+    """A row bound such as ``n_h+1`` or ``3`` from integers and dimension names; None if empty."""
+    if not text:
+        return None
+    total, sign = sp.Integer(0), 1
+    for token in re.findall(r"[A-Za-z]\w*|\d+|[+-]|\S", text):
+        if token in "+-":
+            sign = -1 if token == "-" else 1
+        elif token.isdigit():
+            total, sign = total + sign * int(token), 1
+        elif token in dimensions:
+            total, sign = total + sign * dimensions[token], 1
+        else:
+            raise HandParseError(f"unknown size {token!r} in the row range {text!r} (sizes: "
+                                 f"{', '.join(dimensions)})")
+    return total
+
+
+def _base_of(raw: str) -> tuple[str, str]:
+    """``\\tilde{\\mathbf{h}}`` → ("h", "tilde"); ``W`` → ("W", ""); not a name → ("", "")."""
+    wrapper = re.compile(r"\\(?:mathbf|boldsymbol|mathrm|mathit|vec|operatorname)\{([^{}]*)\}")
+    while wrapper.search(raw):
+        raw = wrapper.sub(r"\1", raw)
+    match = re.fullmatch(r"(?:\\(tilde|hat|bar))?\{?([A-Za-z]+)\}?", raw)
+    if match is None:
+        return "", ""
+    return match.group(2), match.group(1) or ""
+
+
+# --------------------------------------------------------------------------------------
+# Building matrix expressions from parsed values
+# --------------------------------------------------------------------------------------
+
+
+class _Ones:
+    """``\\mathbf{1}``: a matrix of ones whose shape its partner decides."""
+
+
+def _is_scalar(value) -> bool:
+    return isinstance(value, (int, sp.Number)) or (isinstance(value, sp.Expr)
+                                                   and not getattr(value, "is_Matrix", False))
+
+
+def _matrix(value) -> MatrixExpr:
+    if _is_scalar(value) or isinstance(value, _Ones):
+        raise HandParseError(f"a matrix is needed where the number {value} stands")
+    return value
+
+
+def _constant(value, like: MatrixExpr) -> MatrixExpr:
+    """A number or ``\\mathbf{1}`` as a constant matrix of ``like``'s shape."""
+    ones = OneMatrix(*like.shape)
+    return ones if isinstance(value, _Ones) or value == 1 else MatMul(sp.sympify(value), ones)
+
+
+def _plus(a, b):
+    if _is_scalar(a) and _is_scalar(b):
+        return a + b
+    if _is_scalar(a) or isinstance(a, _Ones):
+        a = _constant(a, b)
+    if _is_scalar(b) or isinstance(b, _Ones):
+        b = _constant(b, a)
+    return ops.add(a, b)
+
+
+def _times(a, b):
+    """A matrix product, or a scaling when one side is a number."""
+    if _is_scalar(a) and _is_scalar(b):
+        return a * b
+    if _is_scalar(a):
+        return ops.scale(a, b)
+    if _is_scalar(b):
+        return ops.scale(b, a)
+    return ops.matmul(_matrix(a), _matrix(b))
+
+
+def _elementwise(a, b):
+    if _is_scalar(a) or _is_scalar(b):
+        return _times(a, b)
+    if isinstance(a, _Ones):
+        a = _constant(a, b)
+    if isinstance(b, _Ones):
+        b = _constant(b, a)
+    return ops.hadamard(a, b)
+
+
+def _transpose(value):
+    return value if _is_scalar(value) else _matrix(value).T
+
+
+def parse_latex(text: str, resolve: Resolver) -> MatrixExpr:
+    """A LaTeX string as a matrix expression over the derivation's symbols (shape-checked)."""
+    value = Parser(text, resolve).parse()
+    expr = _matrix(value)
+    try:
+        ops.shape_of(expr)
+    except (ops.ShapeError, TypeError) as err:
+        raise HandParseError(f"{text!r}: {err}") from None
+    return expr
+
+
+# --------------------------------------------------------------------------------------
+# Comparing with the derivation
+# --------------------------------------------------------------------------------------
+
+
+@dataclass
+class HandResult:
+    """The verdict on one hand-derived expression."""
+
+    target: str
+    given: str
+    equivalent: bool
+    symbolic: bool | None = None
+    numeric_error: float | None = None
+    how: str = ""
+    difference: str = ""
+    counterexample: str = ""
+    error: str = ""
+
+    def report(self) -> str:
+        """A few lines for a person."""
+        head = f"{self.target} = {self.given}"
+        if self.error:
+            return f"{head}\n  cannot check: {self.error}"
+        if self.equivalent:
+            return f"{head}\n  equivalent ({self.how}; numeric rel. error {self.numeric_error:.1e})"
+        lines = [f"{head}", "  NOT equivalent to the derived adjoint"]
+        if self.difference:
+            lines.append(f"  given − derived = {self.difference}")
+        if self.counterexample:
+            lines.append(f"  counterexample: {self.counterexample}")
+        return "\n".join(lines)
+
+
+def _symbols(derivation: Derivation) -> dict[str, MatrixSymbol]:
+    """Every name a hand expression may use, with its symbolic shape."""
+    cell = derivation.cell
+    out: dict[str, MatrixSymbol] = {}
+    for sym in cell.symbols.values():
+        if sym.role != "dim" and len(sym.shape) == 2:
+            out[sym.name] = MatrixSymbol(sym.name, *sym.shape)
+    for eq in derivation.forward:
+        out[eq.name] = MatrixSymbol(eq.name, *ops.shape_of(eq.expr))
+    for adj in derivation.backward + derivation.parameters:
+        out[adj.symbol.name] = adj.symbol
+    for sym in derivation.incoming.values():
+        out[sym.name] = sym
+    for state in cell.states:  # δh when h feeds nothing within the step is δh_next
+        if f"d{state}" not in out and f"d{state}_next" in out:
+            out[f"d{state}"] = out[f"d{state}_next"]
+    return out
+
+
+def _free_names(derivation: Derivation) -> list[str]:
+    """What one step's values depend on: parameters, entering states, inputs, incoming."""
+    cell = derivation.cell
+    names = [s.name for s in cell.by_role("weight", "bias", "state", "input")]
+    return names + [s.name for s in derivation.incoming.values()]
+
+
+def _shape_of(derivation: Derivation, name: str, dims) -> tuple[int, int]:
+    symbol = _symbols(derivation)[name]
+    return concrete(symbol.shape[0], dims), concrete(symbol.shape[1], dims)
+
+
+def step_values(derivation: Derivation, free: Mapping[str, Any], backend: Backend, dims,
+                forward_free: bool = False, keep: frozenset[str] = frozenset()) -> dict[str, Any]:
+    """One step's environment: forward values, then every derived adjoint, from ``free``.
+
+    With ``forward_free`` the forward values are taken from ``free`` too (as independent
+    symbols), so that only the adjoints' definitions are expanded; adjoints named in
+    ``keep`` are taken from ``free`` as well (for a difference written in their terms).
+    """
+    env = dict(free)
+    evaluate = Evaluator(backend, dims, env)
+    for eq in derivation.forward:
+        if not (forward_free and eq.name in env):
+            env[eq.name] = evaluate(eq.expr)
+    for state in derivation.cell.states:
+        if f"d{state}_next" in env:
+            env.setdefault(f"d{state}", env[f"d{state}_next"])
+    for adj in derivation.backward + derivation.parameters:
+        if adj.symbol.name not in keep:
+            env[adj.symbol.name] = evaluate(adj.expr)
+    return env
+
+
+def _symbolic_free(derivation: Derivation, dims, with_forward: bool, plain: bool = False,
+                   extra: tuple[str, ...] = ()):
+    """Symbol matrices for the free values (and the forward values with ``with_forward``).
+
+    ``extra`` names more values to make free (adjoints kept in a difference); with
+    ``plain`` a 1×1 value is named by its bare name (``z`` rather than ``z[0,0]``).
+    """
+    names = list(_free_names(derivation)) + list(extra)
+    if with_forward:
+        names += [eq.name for eq in derivation.forward]
+    out = {}
+    for name in dict.fromkeys(names):
+        rows, cols = _shape_of(derivation, name, dims)
+        if plain and rows == cols == 1:
+            out[name] = sp.Matrix([[sp.Symbol(name, real=True)]])
+        else:
+            out[name] = symbol_matrix(name, rows, cols)
+    return out
+
+
+def _target(target: str, symbols: Mapping[str, MatrixSymbol], resolve: Resolver) -> str:
+    """The derivation's adjoint name of a target given as ``da_z``, ``\\delta a_z`` or δa_z."""
+    if target in symbols:
+        return target
+    match = re.fullmatch(r"\s*\\frac\{\\partial L\}\{\\partial (.+)\}\s*", normalise(target))
+    text = rf"\delta {match.group(1)}" if match else target
+    parser = Parser(text, resolve)
+    name = parser.name()
+    if parser.peek() is not None:
+        parser.fail("a target is one name")
+    return resolve(name).name
+
+
+def _given(expr, symbols: Mapping[str, MatrixSymbol], resolve: Resolver) -> MatrixExpr:
+    """A hand expression (LaTeX string or SymPy matrix expression) over the symbols."""
+    if isinstance(expr, str):
+        return parse_latex(expr, resolve)
+    if not isinstance(expr, MatrixExpr):
+        raise HandParseError(f"expected a LaTeX string or a SymPy matrix expression, got "
+                             f"{type(expr).__name__}")
+    unknown = sorted(s.name for s in expr.atoms(MatrixSymbol) if s.name not in symbols)
+    if unknown:
+        raise HandParseError(f"unknown name(s) {', '.join(unknown)}")
+    return expr.xreplace({s: symbols[s.name] for s in expr.atoms(MatrixSymbol)})
+
+
+def _symbolic_verdict(derivation: Derivation, target: str, given: MatrixExpr, dims):
+    """(equal, how): exact comparison, first with free forward values, then computed."""
+    backend = SympyBackend()
+    for with_forward, how in ((True, "identical once the derived adjoints are expanded"),
+                              (False, "equal using the forward equations")):
+        env = step_values(derivation, _symbolic_free(derivation, dims, with_forward), backend,
+                          dims, forward_free=with_forward)
+        mine = Evaluator(backend, dims, env)(given)
+        derived = env[target]
+        view = PolynomialView(list(mine) + list(derived))
+        if all(view.equal(a, b) for a, b in zip(mine, derived)):
+            return True, how
+    return False, ""
+
+
+def _random_free(derivation: Derivation, dims, rng: np.random.Generator) -> dict[str, Any]:
+    """Random values for the free names; a log's operand is kept positive where it is a name."""
+    return {name: np.round(rng.uniform(-1, 1, _shape_of(derivation, name, dims)), 2)
+            for name in _free_names(derivation)}
+
+
+def _numeric(derivation: Derivation, target: str, given: MatrixExpr, dims, seed: int = 0):
+    """(relative error, env, mine, derived) at random float64 values."""
+    backend = NumpyBackend()
+    env = step_values(derivation, _random_free(derivation, dims, np.random.default_rng(seed)),
+                      backend, dims)
+    mine = Evaluator(backend, dims, env)(given)
+    derived = env[target]
+    scale = max(float(np.max(np.abs(derived))), 1e-12)
+    return float(np.max(np.abs(mine - derived))) / scale, env, mine, derived
+
+
+def simplified_difference(derivation: Derivation, target: str, given: MatrixExpr) -> str:
+    """given − derived at size 1, over the step's named values, simplified.
+
+    The forward values and the adjoints the given expression uses stay symbols, so the
+    difference reads in the person's own terms. At size 1 the names read as in the
+    derivation (z, h_tilde, dh); when the difference
+    only shows at larger sizes (a missing transpose), the first differing entry at the
+    check sizes is shown instead.
+    """
+    backend = SympyBackend()
+    adjoints = {a.symbol.name for a in derivation.backward + derivation.parameters}
+    keep = frozenset(s.name for s in given.atoms(MatrixSymbol) if s.name in adjoints) - {target}
+    for sizes, plain in (({d: 1 for d in derivation.cell.dimensions} | {"m": 1}, True),
+                         (CHECK_SIZES, False)):
+        dims = dimension_values(derivation.cell, sizes)
+        try:
+            free = _symbolic_free(derivation, dims, True, plain, tuple(sorted(keep)))
+            env = step_values(derivation, free, backend, dims, forward_free=True, keep=keep)
+            diff = Evaluator(backend, dims, env)(given) - env[target]
+        except _UNFIT:  # a shape that only fits at other sizes
+            continue
+        for (i, j), entry in np.ndenumerate(np.array(diff.tolist(), dtype=object)):
+            entry = sp.factor(sp.simplify(entry))
+            if entry != 0:
+                where = "" if plain else f"entry [{i},{j}]: "
+                return where + str(entry)
+    return "0 in these variables (it differs only through the forward equations)"
+
+
+def counterexample(derivation: Derivation, target: str, given: MatrixExpr) -> str:
+    """The smallest sizes and values found where the two differ, written out."""
+    for sizes in ({d: 1 for d in derivation.cell.dimensions} | {"m": 1}, CHECK_SIZES):
+        dims = dimension_values(derivation.cell, sizes)
+        try:
+            error, env, mine, derived = _numeric(derivation, target, given, dims, seed=1)
+        except _UNFIT:  # shapes that only fit at other sizes
+            continue
+        if error > NUMERIC_TOLERANCE:
+            i, j = np.unravel_index(np.argmax(np.abs(mine - derived)), mine.shape)
+            size_text = ", ".join(f"{k}={v}" for k, v in sizes.items())
+            values = "; ".join(f"{n}={_fmt(env[n])}" for n in _free_names(derivation))
+            return (f"at {size_text} with {values}: derived {target}[{i},{j}] = "
+                    f"{derived[i, j]:.6g}, given {mine[i, j]:.6g}")
+    return ""
+
+
+def _fmt(value: np.ndarray) -> str:
+    return np.array2string(value, precision=2, separator=",").replace("\n", "")
+
+
+def check_one(derivation: Derivation, target: str, expr, aliases: Mapping[str, str] = ()) -> HandResult:
+    """Compare one hand expression with the derived adjoint of ``target``."""
+    given_text = expr if isinstance(expr, str) else str(expr)
+    symbols = _symbols(derivation)
+    resolve = Resolver(symbols, aliases, derivation.cell.dimensions)
+    try:
+        name = _target(target, symbols, resolve)
+        if name not in {a.symbol.name for a in derivation.backward + derivation.parameters}:
+            raise HandParseError(f"{target} is not a derived adjoint (derived: "
+                                 f"{', '.join(a.symbol.name for a in derivation.backward)})")
+        given = _given(expr, symbols, resolve)
+        if not _same_shape(given, symbols[name]):
+            raise HandParseError(f"has shape {ops.fmt_shape(ops.shape_of(given))} but {name} is "
+                                 f"{ops.fmt_shape(symbols[name].shape)}")
+        dims = dimension_values(derivation.cell, CHECK_SIZES)
+        symbolic, how = _symbolic_verdict(derivation, name, given, dims)
+        error = _numeric(derivation, name, given, dims)[0]
+    except (HandParseError, EvaluationError, ValueError, TypeError) as err:
+        return HandResult(target, given_text, False, error=str(err))
+    numeric_ok = error <= NUMERIC_TOLERANCE if np.isfinite(error) else symbolic  # log of < 0
+    result = HandResult(name, given_text, symbolic and numeric_ok, symbolic, error, how)
+    if not result.equivalent:
+        result.difference = simplified_difference(derivation, name, given)
+        result.counterexample = counterexample(derivation, name, given)
+    return result
+
+
+def _same_shape(a: MatrixExpr, b: MatrixExpr) -> bool:
+    shape = ops.shape_of(a)
+    return ops.same_dim(shape[0], b.shape[0]) and ops.same_dim(shape[1], b.shape[1])
+
+
+def check_hand_derivation(cell: Cell | Derivation,
+                          derivations: Mapping[str, Any] | Iterable[tuple[str, Any]],
+                          aliases: Mapping[str, str] = ()) -> list[HandResult]:
+    """One :class:`HandResult` per ``{target: expression}`` (LaTeX string or SymPy).
+
+    ``derivations`` may also be a sequence of (target, expression) pairs, so that one target
+    can be given twice (two attempts in a file).
+    """
+    derivation = cell if isinstance(cell, Derivation) else derive(cell)
+    pairs = derivations.items() if isinstance(derivations, Mapping) else derivations
+    return [check_one(derivation, target, expr, aliases) for target, expr in pairs]
+
+
+def read_lines(path: str | Path) -> list[tuple[str, str]]:
+    """``target = latex`` per line; blank lines and ``#`` or ``%`` comments are skipped."""
+    out = []
+    for number, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
+        line = line.strip().strip("$").strip()
+        if not line or line.startswith(("#", "%")):
+            continue
+        if "=" not in line:
+            raise HandParseError(f"{path}:{number}: expected 'target = expression'")
+        target, expr = line.split("=", 1)
+        out.append((target.strip(), expr.strip()))
+    return out
+
+
+def main(cell: str | Path | Cell, file: str | Path) -> int:
+    """``symbptt handcheck CELL FILE``: print a verdict per line; 0 when all are equivalent."""
+    results = check_hand_derivation(resolve_cell(cell), read_lines(file))
+    for result in results:
+        print(result.report())
+    wrong = sum(not r.equivalent for r in results)
+    print(f"\n{len(results) - wrong} of {len(results)} equivalent")
+    return 1 if wrong else 0
+
+
+__all__ = ["HandParseError", "HandResult", "Parser", "check_hand_derivation", "check_one",
+           "main", "parse_latex", "read_lines", "tokenize"]

@@ -1,0 +1,763 @@
+"""Symbolic proof of the engine: derived BPTT gradients equal ``sympy.diff`` of the loss.
+
+For small concrete sizes (n_x = n_h = n_y = 2, m = 1, T = 3 by default) every parameter
+entry, every input entry and every initial state entry becomes a scalar SymPy symbol, and so
+does every entry of the upstream gradients. The cell's forward equations are evaluated on
+these explicit matrices for T steps, giving the scalar loss
+
+    L = Σ_t Σ_outputs upstream_t ⊙ output_t.
+
+The derived backward (the derivation's adjoints and per-step parameter contributions,
+carried back through every step: full BPTT) is evaluated on the same explicit matrices, and
+each entry is compared with ``sympy.diff(L, symbol)``. The comparison is exact: the
+difference must simplify to zero, not merely be small at a few points.
+
+How the difference is simplified, and why it is both exact and fast:
+
+* σ(u) is written as (1 + tanh(u/2)) / 2, an identity, so SymPy derives σ' itself from
+  tanh' = 1 − tanh² (nothing of the VJP rule σ' = σ(1 − σ) under test is assumed);
+* eᵘ is a SymPy function whose derivative is itself (SymPy's own ``exp`` would merge
+  eᵃ·eᵇ into eᵃ⁺ᵇ and hide the common atoms);
+* every function application (tanh(…), eᵘ, log(…)) is taken whole, as an atom. Both sides
+  are built from the very same forward values, so the atoms agree syntactically, and each
+  side is a rational function of the atoms and the scalar symbols. They are expanded into
+  SymPy's sparse polynomials (:class:`PolynomialView`), divisors first as generators of
+  their own, then, where that is not enough, in the field of fractions; equal there means
+  equal for every value of the symbols.
+
+Cost: the expanded polynomials grow fast with T (a GRU's ∂L/∂Wz entry has about 4 000
+terms at T = 2 and a million at T = 3), so gated cells are best proved at T = 2 (which
+still carries a gradient from step 2 back to step 1); :func:`symbptt.verify.proof_steps`
+chooses T by the size of the cell.
+
+This module also holds the small evaluator that runs a cell's equations on explicit
+matrices with a pluggable backend (SymPy here, PyTorch in :mod:`symbptt.torch_oracle`,
+NumPy-like floats in :mod:`symbptt.handcheck`), so every oracle walks the same nodes.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from functools import reduce
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import sympy as sp
+from sympy import HadamardProduct, MatAdd, MatMul, MatrixSymbol, OneMatrix, Transpose, ZeroMatrix
+
+from . import ops
+from .cell import Cell, Equation, prev_name, step_name
+from .derive import Derivation, adjoint_name, derive
+from .loader import load
+from .ops import BATCH
+
+#: Default sizes of the proof: every dimension 2, one batch column.
+DEFAULT_SIZES: dict[str, int] = {"n_x": 2, "n_h": 2, "n_y": 2, "m": 1}
+
+
+# --------------------------------------------------------------------------------------
+# Backends: what each operation means on explicit matrices
+# --------------------------------------------------------------------------------------
+
+
+class Backend:
+    """Explicit-matrix operations; subclasses give one implementation per node type.
+
+    The interface: ``matmul add hadamard transpose ones zeros scale``, the pointwise
+    ``sigmoid tanh relu exp log step reciprocal softmax``, the structural ``stack row_slice
+    broadcast feature_sum batch_sum``, and ``total`` (sum of entries) where a loss is formed.
+    """
+
+    def scale(self, coeff, a):  # pragma: no cover - interface
+        raise NotImplementedError
+
+
+class ExpFunction(sp.Function):
+    """eᵘ as an opaque function whose derivative is itself.
+
+    SymPy's ``exp`` merges eᵃ·eᵇ into eᵃ⁺ᵇ, which would make the two sides of the proof
+    use different atoms; this one keeps every eᵘ a separate factor.
+    """
+
+    def fdiff(self, argindex: int = 1):
+        return self
+
+    def _latex(self, printer) -> str:
+        return rf"e^{{{printer.doprint(self.args[0])}}}"
+
+
+class SympyBackend(Backend):
+    """Explicit ``sympy.Matrix`` values; σ written through tanh, eᵘ as :class:`ExpFunction`."""
+
+    def matmul(self, a, b):
+        return a * b
+
+    def add(self, a, b):
+        return a + b
+
+    def hadamard(self, a, b):
+        return a.multiply_elementwise(b)
+
+    def transpose(self, a):
+        return a.T
+
+    def ones(self, rows: int, cols: int):
+        return sp.ones(rows, cols)
+
+    def zeros(self, rows: int, cols: int):
+        return sp.zeros(rows, cols)
+
+    def scale(self, coeff, a):
+        return coeff * a
+
+    def sigmoid(self, a):
+        return a.applyfunc(lambda u: (1 + sp.tanh(u / 2)) / 2)
+
+    def tanh(self, a):
+        return a.applyfunc(sp.tanh)
+
+    def relu(self, a):
+        return a.applyfunc(lambda u: sp.Max(u, 0))
+
+    def exp(self, a):
+        return a.applyfunc(ExpFunction)
+
+    def log(self, a):
+        return a.applyfunc(sp.log)
+
+    def step(self, a):
+        return a.applyfunc(_heaviside)
+
+    def reciprocal(self, a):
+        return a.applyfunc(lambda u: 1 / u)
+
+    def softmax(self, a):
+        e = a.applyfunc(ExpFunction)
+        sums = [sum(e[:, j]) for j in range(e.cols)]
+        return sp.Matrix(e.rows, e.cols, lambda i, j: e[i, j] / sums[j])
+
+    def stack(self, parts):
+        return sp.Matrix.vstack(*parts)
+
+    def row_slice(self, a, start: int, stop: int):
+        return a[start:stop, :]
+
+    def broadcast(self, column, cols: int):
+        return sp.Matrix.hstack(*([column] * cols))
+
+    def feature_sum(self, a):
+        return sp.ones(a.rows, 1) * (sp.ones(1, a.rows) * a)
+
+    def batch_sum(self, a):
+        return a * sp.ones(a.cols, 1)
+
+
+class NumpyBackend(Backend):
+    """Explicit float64 NumPy matrices, for the numeric comparison and counterexamples."""
+
+    def matmul(self, a, b):
+        return a @ b
+
+    def add(self, a, b):
+        return a + b
+
+    def hadamard(self, a, b):
+        return a * b
+
+    def transpose(self, a):
+        return a.T
+
+    def ones(self, rows: int, cols: int):
+        return np.ones((rows, cols))
+
+    def zeros(self, rows: int, cols: int):
+        return np.zeros((rows, cols))
+
+    def scale(self, coeff, a):
+        return float(coeff) * a
+
+    def sigmoid(self, a):
+        return 1 / (1 + np.exp(-a))
+
+    def tanh(self, a):
+        return np.tanh(a)
+
+    def relu(self, a):
+        return np.maximum(a, 0)
+
+    def exp(self, a):
+        return np.exp(a)
+
+    def log(self, a):
+        return np.log(a)
+
+    def step(self, a):
+        return (a > 0).astype(float)
+
+    def reciprocal(self, a):
+        return 1 / a
+
+    def softmax(self, a):
+        e = np.exp(a - a.max(axis=0, keepdims=True))
+        return e / e.sum(axis=0, keepdims=True)
+
+    def stack(self, parts):
+        return np.concatenate(list(parts))
+
+    def row_slice(self, a, start: int, stop: int):
+        return a[start:stop]
+
+    def broadcast(self, column, cols: int):
+        return np.repeat(column, cols, axis=1)
+
+    def feature_sum(self, a):
+        return np.repeat(a.sum(axis=0, keepdims=True), a.shape[0], axis=0)
+
+    def batch_sum(self, a):
+        return a.sum(axis=1, keepdims=True)
+
+    def total(self, a):
+        return float(a.sum())
+
+
+def _heaviside(v):
+    """1[v > 0]; for v = max(u, 0) (the step of a relu's output) this is 1[u > 0].
+
+    Written as SymPy writes the derivative of max(u, 0), ``Heaviside(u)``, so that both
+    sides use the same atom (the value at u = 0, where relu has no derivative, is moot).
+    """
+    if isinstance(v, sp.Max) and len(v.args) == 2 and 0 in v.args:
+        v = next(a for a in v.args if a != 0)
+    return sp.Heaviside(v)
+
+
+# --------------------------------------------------------------------------------------
+# The evaluator: one small function per node type
+# --------------------------------------------------------------------------------------
+
+
+class EvaluationError(TypeError):
+    """An expression node the evaluator has no rule for; the message names it."""
+
+
+def concrete(size, dims: Mapping[sp.Symbol, int]) -> int:
+    """A symbolic size (``n_h + n_x``) as an int for the given dimension values."""
+    value = sp.sympify(size).subs(dims)
+    if not value.is_Integer:
+        raise EvaluationError(f"size {size} is not fixed by the dimensions {dict(dims)}")
+    return int(value)
+
+
+@dataclass
+class Evaluator:
+    """Evaluates matrix expressions of a cell on explicit values with one backend."""
+
+    backend: Backend
+    dims: Mapping[sp.Symbol, int]
+    env: dict[str, Any] = field(default_factory=dict)
+
+    def __call__(self, expr) -> Any:
+        if isinstance(expr, MatrixSymbol):
+            if expr.name not in self.env:
+                raise EvaluationError(f"no value for {expr.name}")
+            return self.env[expr.name]
+        for kind, method in _DISPATCH:
+            if isinstance(expr, kind):
+                return method(self, expr)
+        raise EvaluationError(f"operation {type(expr).__name__} cannot be evaluated "
+                              f"(no evaluation rule): {expr}")
+
+    def _shape(self, expr) -> tuple[int, int]:
+        return concrete(expr.shape[0], self.dims), concrete(expr.shape[1], self.dims)
+
+    def _ones(self, expr):
+        return self.backend.ones(*self._shape(expr))
+
+    def _zeros(self, expr):
+        return self.backend.zeros(*self._shape(expr))
+
+    def _matmul(self, expr):
+        coeff = sp.Mul(*[a for a in expr.args if not a.is_Matrix])
+        value = reduce(self.backend.matmul, [self(a) for a in expr.args if a.is_Matrix])
+        return value if coeff == 1 else self.backend.scale(coeff, value)
+
+    def _matadd(self, expr):
+        return reduce(self.backend.add, [self(a) for a in expr.args])
+
+    def _hadamard(self, expr):
+        return reduce(self.backend.hadamard, [self(a) for a in expr.args])
+
+    def _transpose(self, expr):
+        return self.backend.transpose(self(expr.arg))
+
+    def _pointwise(self, expr):
+        return getattr(self.backend, _POINTWISE[type(expr)])(self(expr.args[0]))
+
+    def _stack(self, expr):
+        return self.backend.stack([self(p) for p in expr.args])
+
+    def _row_slice(self, expr):
+        start, stop = (concrete(b, self.dims) for b in expr.bounds)
+        return self.backend.row_slice(self(expr.arg), start, stop)
+
+    def _broadcast(self, expr):
+        return self.backend.broadcast(self(expr.column), concrete(expr.args[1], self.dims))
+
+    def _feature_sum(self, expr):
+        return self.backend.feature_sum(self(expr.args[0]))
+
+    def _batch_sum(self, expr):
+        return self.backend.batch_sum(self(expr.args[0]))
+
+
+_POINTWISE: dict[type, str] = {
+    ops.Sigmoid: "sigmoid", ops.Tanh: "tanh", ops.Relu: "relu", ops.Exp: "exp", ops.Log: "log",
+    ops.Softmax: "softmax", ops.Step: "step", ops.Reciprocal: "reciprocal",
+}
+
+_DISPATCH: tuple[tuple[type, Callable], ...] = (
+    (OneMatrix, Evaluator._ones),
+    (ZeroMatrix, Evaluator._zeros),
+    (MatMul, Evaluator._matmul),
+    (MatAdd, Evaluator._matadd),
+    (HadamardProduct, Evaluator._hadamard),
+    (Transpose, Evaluator._transpose),
+    (tuple(_POINTWISE), Evaluator._pointwise),
+    (ops.Stack, Evaluator._stack),
+    (ops.RowSlice, Evaluator._row_slice),
+    (ops.Broadcast, Evaluator._broadcast),
+    (ops.FeatureSum, Evaluator._feature_sum),
+    (ops.BatchSum, Evaluator._batch_sum),
+)
+
+
+# --------------------------------------------------------------------------------------
+# Running a cell over a sequence on explicit values
+# --------------------------------------------------------------------------------------
+
+
+@dataclass
+class ExplicitProblem:
+    """Explicit values of one instance: per-step inputs, initial states, upstream gradients.
+
+    ``inputs[t]`` maps an input name (``x``) to its value at step t; ``upstream[t]`` maps
+    an output name (a state or readout) to the loss's gradient with respect to it at t.
+    """
+
+    parameters: dict[str, Any]
+    inputs: list[dict[str, Any]]
+    initial_states: dict[str, Any]
+    upstream: list[dict[str, Any]]
+
+    @property
+    def T(self) -> int:
+        return len(self.inputs)
+
+
+def dimension_values(cell: Cell, sizes: Mapping[str, int] | None = None) -> dict[sp.Symbol, int]:
+    """Every dimension symbol of the cell (and the batch ``m``) mapped to a concrete size."""
+    sizes = {**DEFAULT_SIZES, **(sizes or {})}
+    values = {sym: int(sizes.get(name, 2)) for name, sym in cell.dimensions.items()}
+    values[BATCH] = int(sizes["m"])
+    return values
+
+
+def resolve_cell(spec: str | Path | Cell) -> Cell:
+    """A :class:`Cell` from a built-in name, a cell file or a cell."""
+    return spec if isinstance(spec, Cell) else load(spec)
+
+
+def output_names(cell: Cell) -> list[str]:
+    """Outputs of a step in the kernel's order: states, then readouts."""
+    return list(cell.states) + list(cell.readouts)
+
+
+def output_shape(cell: Cell, name: str, dims) -> tuple[int, int]:
+    """Concrete shape of a state or readout."""
+    sym = cell.symbols.get(prev_name(name)) or cell.symbols[name]
+    return concrete(sym.shape[0], dims), concrete(sym.shape[1], dims)
+
+
+def run_forward(cell: Cell, equations: list[Equation], problem: ExplicitProblem,
+                backend: Backend, dims, detach: Callable | None = None,
+                truncate: int | None = None) -> list[dict]:
+    """Evaluate a cell's step equations for every step; one environment per step.
+
+    ``equations`` are the cell's own (``cell.equations``) or the lowered ones of a
+    derivation (``derivation.forward``, which the derived backward refers to). Each
+    environment maps parameters, ``h_prev``/``xt`` and every equation's name to its value
+    at that step. With ``detach`` and ``truncate=k`` the states entering every k-th step
+    (k, 2k, …) are passed through ``detach`` (PyTorch's truncated BPTT).
+    """
+    states = dict(problem.initial_states)
+    steps = []
+    for t in range(problem.T):
+        if detach is not None and truncate and t > 0 and t % truncate == 0:
+            states = {s: detach(v) for s, v in states.items()}
+        env = dict(problem.parameters)
+        env.update({prev_name(s): states[s] for s in cell.states})
+        env.update({step_name(i): problem.inputs[t][i] for i in cell.inputs})
+        evaluate = Evaluator(backend, dims, env)
+        for eq in equations:
+            env[eq.name] = evaluate(eq.expr)
+        states = {s: env[s] for s in cell.states}
+        steps.append(env)
+    return steps
+
+
+def loss(steps: list[dict], problem: ExplicitProblem, backend: Backend):
+    """L = Σ_t Σ_outputs Σ upstream_t ⊙ output_t (a backend scalar)."""
+    total = 0
+    for t, env in enumerate(steps):
+        for name, g in problem.upstream[t].items():
+            total = total + backend.total(backend.hadamard(g, env[name]))
+    return total
+
+
+def run_backward(derivation: Derivation, steps: list[dict], problem: ExplicitProblem,
+                 backend: Backend, dims, truncate: int | None = None,
+                 keep_adjoints: bool = False) -> dict[str, Any]:
+    """The derived backward on explicit values: gradients in the kernel's key format.
+
+    Loops over the steps in reverse, evaluates every adjoint of the step in the derived
+    order, carries the previous states' adjoints to step t−1 (cut at every k-th step with
+    ``truncate=k``) and sums the parameters' per-step contributions. With
+    ``keep_adjoints`` the result also has ``"adjoints"``: one environment per step.
+    """
+    cell = derivation.cell
+    carry = {s: backend.zeros(*output_shape(cell, s, dims)) for s in cell.states}
+    totals: dict[str, Any] = {}
+    inputs: dict[str, list] = {i: [None] * problem.T for i in cell.inputs}
+    per_step: list[dict] = [None] * problem.T
+    for t in reversed(range(problem.T)):
+        env = dict(steps[t])
+        for name, sym in derivation.incoming.items():
+            up = problem.upstream[t].get(name)
+            if up is None:
+                up = backend.zeros(*output_shape(cell, name, dims))
+            env[sym.name] = backend.add(up, carry[name]) if name in carry else up
+        evaluate = Evaluator(backend, dims, env)
+        for adj in derivation.backward:
+            env[adj.symbol.name] = evaluate(adj.expr)
+        for adj in derivation.parameters:
+            value = evaluate(adj.expr)
+            totals[adj.symbol.name] = (backend.add(totals[adj.symbol.name], value)
+                                       if adj.symbol.name in totals else value)
+        for i in cell.inputs:
+            inputs[i][t] = env[adjoint_name(step_name(i))]
+        cut = truncate is not None and t > 0 and t % truncate == 0
+        carry = {s: (backend.zeros(*output_shape(cell, s, dims)) if cut
+                     else env[adjoint_name(prev_name(s))]) for s in cell.states}
+        per_step[t] = env
+    gradients = dict(totals)
+    for i in cell.inputs:
+        gradients[adjoint_name(i)] = inputs[i]
+    for s in cell.states:
+        gradients[f"d{s}0"] = carry[s]
+    if keep_adjoints:
+        gradients["adjoints"] = per_step
+    return gradients
+
+
+# --------------------------------------------------------------------------------------
+# The proof
+# --------------------------------------------------------------------------------------
+
+
+def symbol_matrix(name: str, rows: int, cols: int) -> sp.Matrix:
+    """A matrix of scalar symbols ``name[i,j]``."""
+    return sp.Matrix(rows, cols, lambda i, j: sp.Symbol(f"{name}[{i},{j}]", real=True))
+
+
+def symbolic_problem(derivation: Derivation, dims, T: int) -> ExplicitProblem:
+    """Every parameter, input, initial state and upstream entry a scalar symbol."""
+    cell = derivation.cell
+    parameters = {p.name: symbol_matrix(p.name, concrete(p.shape[0], dims),
+                                        concrete(p.shape[1], dims)) for p in cell.parameters}
+    inputs = []
+    upstream = []
+    for t in range(T):
+        inputs.append({i: symbol_matrix(f"{i}{t + 1}", *_input_shape(cell, i, dims))
+                       for i in cell.inputs})
+        upstream.append({o: symbol_matrix(f"g_{o}{t + 1}", *output_shape(cell, o, dims))
+                         for o in output_names(cell)})
+    initial = {s: symbol_matrix(f"{s}0", *output_shape(cell, s, dims)) for s in cell.states}
+    return ExplicitProblem(parameters, inputs, initial, upstream)
+
+
+def _input_shape(cell: Cell, name: str, dims) -> tuple[int, int]:
+    sym = cell.symbols[step_name(name)]
+    return concrete(sym.shape[0], dims), concrete(sym.shape[1], dims)
+
+
+class _SympyScalars(SympyBackend):
+    """The SymPy backend plus the sum of a matrix's entries (for the loss)."""
+
+    def total(self, a):
+        return sum(a)
+
+
+_ATOMS = (sp.tanh, ExpFunction, sp.log, sp.Heaviside, sp.Max)
+
+
+def _is_atom(expr) -> bool:
+    """Leaves of the polynomial view: symbols and function applications, taken whole."""
+    return expr.is_Symbol or isinstance(expr, _ATOMS)
+
+
+def _generators(expressions) -> list:
+    """The generators of the polynomial view: atoms, and ``1/b`` for every divisor b."""
+    found: dict = {}
+    seen: set = set()
+    stack = list(expressions)
+    while stack:
+        expr = stack.pop()
+        if expr in seen or expr.is_Number:
+            continue
+        seen.add(expr)
+        if _is_atom(expr):
+            found.setdefault(expr, None)
+        elif expr.is_Pow and expr.exp.is_Integer:
+            if expr.exp < 0:
+                found.setdefault(sp.Pow(expr.base, -1, evaluate=False), None)
+            else:
+                stack.append(expr.base)
+        elif expr.is_Add or expr.is_Mul:
+            stack.extend(expr.args)
+        else:
+            found.setdefault(expr, None)
+    return sorted(found, key=sp.default_sort_key)
+
+
+def _convert(expr, algebra, index: dict, memo: dict, inverse: Callable):
+    """``expr`` as an element of ``algebra`` (a polynomial ring or a fraction field).
+
+    ``index`` maps generators to their position; ``inverse(base, k)`` gives ``base**-k``
+    (a generator of its own in the ring, a true quotient in the field).
+    """
+    hit = memo.get(expr)
+    if hit is not None:
+        return hit
+    if expr.is_Number:
+        value = algebra(sp.QQ.from_sympy(expr))
+    elif expr in index:
+        value = algebra.gens[index[expr]]
+    elif expr.is_Pow and expr.exp.is_Integer and expr.exp < 0:
+        value = inverse(expr.base, int(-expr.exp))
+    elif expr.is_Pow and expr.exp.is_Integer:
+        value = _convert(expr.base, algebra, index, memo, inverse) ** int(expr.exp)
+    elif expr.is_Add:
+        value = algebra.zero
+        for a in expr.args:
+            value = value + _convert(a, algebra, index, memo, inverse)
+    elif expr.is_Mul:
+        value = algebra.one
+        for a in expr.args:
+            value = value * _convert(a, algebra, index, memo, inverse)
+    else:  # pragma: no cover - every other node is a generator
+        raise EvaluationError(f"no polynomial view of {expr}")
+    memo[expr] = value
+    return value
+
+
+class PolynomialView:
+    """Exact comparison of expressions as polynomials (or fractions) over one set of atoms.
+
+    The atoms are the scalar symbols and every function application, taken whole. First the
+    fast test: a ring whose generators are the atoms and ``1/b`` for every divisor b, with
+    products expanded in SymPy's sparse polynomial arithmetic (far faster than ``expand``
+    on expression trees, and shared subexpressions are converted once). A difference that
+    is the zero polynomial there is zero for every value of the symbols (substituting
+    values is a ring homomorphism). When that test fails, the exact one: the field of
+    fractions over the atoms alone, where ``b · (1/b) = 1`` holds too (log σ(u) has
+    derivative σ'(u)/σ(u), which the derived side writes already cancelled).
+    """
+
+    def __init__(self, expressions: list):
+        gens = _generators(expressions) or [sp.Dummy("unused")]
+        self.ring = sp.polys.rings.PolyRing([sp.Dummy(f"g{k}") for k in range(len(gens))], sp.QQ)
+        self.index = {g: k for k, g in enumerate(gens)}
+        self.memo: dict = {}
+        self.atoms = [g for g in gens if not (g.is_Pow and g.exp == -1)]
+        self.field = None
+        self.field_index: dict = {}
+        self.field_memo: dict = {}
+        self.values: dict | None = None
+        self.numeric_memo: dict = {}
+
+    def polynomial(self, expr):
+        """``expr`` as a ring element (divisors as generators of their own)."""
+        inv = self.ring.gens
+
+        def inverse(base, k):
+            return inv[self.index[sp.Pow(base, -1, evaluate=False)]] ** k
+
+        return _convert(sp.sympify(expr), self.ring, self.index, self.memo, inverse)
+
+    def fraction(self, expr):
+        """``expr`` as an element of the field of fractions over the atoms."""
+        if self.field is None:
+            symbols = [sp.Dummy(f"a{k}") for k in range(max(len(self.atoms), 1))]
+            self.field = sp.polys.fields.FracField(symbols, sp.QQ)
+            self.field_index = {g: k for k, g in enumerate(self.atoms)}
+
+        def inverse(base, k):
+            return self.field.one / self.fraction(base) ** k
+
+        return _convert(sp.sympify(expr), self.field, self.field_index, self.field_memo, inverse)
+
+    def equal(self, left, right) -> bool:
+        """Whether ``left − right`` is identically zero.
+
+        Between the two exact tests, a cheap refutation: values that differ clearly at one
+        random point prove the expressions different, and spare the fraction field.
+        """
+        if self.polynomial(left) == self.polynomial(right):
+            return True
+        if len(self.atoms) == len(self.index):  # no divisors: the ring test is exact
+            return False
+        a, b = self.numeric(left), self.numeric(right)
+        if abs(a - b) > 1e-6 * (abs(a) + abs(b) + 1):
+            return False
+        return self.fraction(left) == self.fraction(right)
+
+    def numeric(self, expr) -> float:
+        """``expr`` at one fixed random point (symbols uniform in [−1, 1])."""
+        if self.values is None:
+            rng = random.Random(0)
+            symbols = sorted(set().union(*[a.free_symbols for a in self.atoms]), key=str)
+            self.values = {symbol: rng.uniform(-1, 1) for symbol in symbols}
+        return _numeric_value(sp.sympify(expr), self.values, self.numeric_memo)
+
+
+_FLOAT_FUNCTIONS: dict[type, Callable[[float], float]] = {
+    sp.tanh: math.tanh, ExpFunction: math.exp, sp.log: math.log,
+    sp.Heaviside: lambda v: float(v > 0),
+}
+
+
+def _numeric_value(expr, values: dict, memo: dict) -> float:
+    """``expr`` as a float, each shared subexpression evaluated once."""
+    hit = memo.get(expr)
+    if hit is not None:
+        return hit
+    if expr.is_Number:
+        value = float(expr)
+    elif expr.is_Symbol:
+        value = values[expr]
+    elif expr.is_Add:
+        value = math.fsum(_numeric_value(a, values, memo) for a in expr.args)
+    elif expr.is_Mul:
+        value = math.prod(_numeric_value(a, values, memo) for a in expr.args)
+    elif expr.is_Pow:
+        value = _numeric_value(expr.base, values, memo) ** _numeric_value(expr.exp, values, memo)
+    elif isinstance(expr, sp.Max):
+        value = max(_numeric_value(a, values, memo) for a in expr.args)
+    elif type(expr) in _FLOAT_FUNCTIONS:
+        value = _FLOAT_FUNCTIONS[type(expr)](_numeric_value(expr.args[0], values, memo))
+    else:
+        value = float(expr.evalf(subs=values))
+    memo[expr] = value
+    return value
+
+
+def difference_is_zero(difference: sp.Expr) -> bool:
+    """True when ``difference`` is identically zero (see :class:`PolynomialView`)."""
+    return PolynomialView([difference]).equal(difference, 0)
+
+
+@dataclass
+class ProofResult:
+    """The verdict for one gradient key, and the first entry that differs when not proved."""
+
+    key: str
+    proved: bool
+    entries: int
+    seconds: float
+    counterexample: str = ""
+
+
+def _flatten(value) -> list:
+    """A gradient as a list of entries (an input's gradient is one matrix per step)."""
+    if isinstance(value, list):
+        return [e for m in value for e in m]
+    return list(value)
+
+
+def prove_keys(cell: Cell, sizes: Mapping[str, int] | None = None, T: int = 3,
+               derivation: Derivation | None = None) -> list[ProofResult]:
+    """The proof, one :class:`ProofResult` per gradient key (see :func:`prove`).
+
+    ``derivation`` may be given (a perturbed one, for testing that the proof catches it).
+    """
+    derivation = derivation or derive(cell)
+    dims = dimension_values(cell, sizes)
+    backend = _SympyScalars()
+    problem = symbolic_problem(derivation, dims, T)
+    steps = run_forward(cell, derivation.forward, problem, backend, dims)
+    L = loss(steps, problem, backend)
+    derived = run_backward(derivation, steps, problem, backend, dims)
+    variables = _variables(cell, problem)
+    true = {key: [sp.diff(L, s) for s in _flatten(symbols)] for key, symbols in variables.items()}
+    left = {key: _flatten(derived[key]) for key in variables}
+    compare = PolynomialView([e for k in variables for e in left[k] + true[k]])
+    results = []
+    for key, symbols in variables.items():
+        began = time.monotonic()
+        verdicts = [compare.equal(a, b) for a, b in zip(left[key], true[key])]
+        wrong = [str(s) for s, ok in zip(_flatten(symbols), verdicts) if not ok]
+        note = f"differs at ∂L/∂{wrong[0]}" + (f" and {len(wrong) - 1} more" if len(wrong) > 1
+                                               else "") if wrong else ""
+        results.append(ProofResult(key, not wrong, len(verdicts), time.monotonic() - began, note))
+    return results
+
+
+def _variables(cell: Cell, problem: ExplicitProblem) -> dict[str, Any]:
+    """The symbols each gradient key differentiates with respect to, in the kernel's order."""
+    variables: dict[str, Any] = {adjoint_name(k): v for k, v in problem.parameters.items()}
+    for i in cell.inputs:
+        variables[adjoint_name(i)] = [problem.inputs[t][i] for t in range(problem.T)]
+    for s in cell.states:
+        variables[f"d{s}0"] = problem.initial_states[s]
+    return variables
+
+
+def prove(cell: Cell, sizes: Mapping[str, int] | None = None, T: int = 3,
+          derivation: Derivation | None = None) -> dict[str, bool]:
+    """Whether each derived gradient (``dWz``, …, ``dx``, ``dh0``) equals ∂L/∂· exactly.
+
+    Sizes default to :data:`DEFAULT_SIZES` (every dimension 2, m = 1); T steps of full BPTT.
+    """
+    return {r.key: r.proved for r in prove_keys(cell, sizes, T, derivation)}
+
+
+__all__ = [
+    "DEFAULT_SIZES",
+    "Backend",
+    "EvaluationError",
+    "Evaluator",
+    "ExpFunction",
+    "ExplicitProblem",
+    "NumpyBackend",
+    "PolynomialView",
+    "ProofResult",
+    "SympyBackend",
+    "concrete",
+    "difference_is_zero",
+    "dimension_values",
+    "loss",
+    "output_names",
+    "output_shape",
+    "prove",
+    "prove_keys",
+    "resolve_cell",
+    "run_backward",
+    "run_forward",
+    "symbol_matrix",
+    "symbolic_problem",
+]
