@@ -230,13 +230,20 @@ class Cell:
             raise CellError(f"{where}: state {name!r} is updated twice")
         known = set(self.symbols)
         for sym in sorted(expr.atoms(MatrixSymbol), key=str):
+            if sym.name == name and kind == "update":
+                raise CellError(f"{where}: uses the new value of {name} to define itself; use "
+                                f"{prev_name(name)}")
             if sym.name not in known:
                 raise CellError(f"{where}: uses {sym.name!r}, which is not declared or not yet "
                                 f"defined (equations run in order; a cycle within a step "
                                 f"is not allowed)")
-            if sym.name == name and kind == "update":
-                raise CellError(f"{where}: uses the new value of {name} to define itself; use "
-                                f"{prev_name(name)}")
+        allowed = set(self.dimensions.values()) | {BATCH}
+        scalars = sorted(str(s) for s in expr.free_symbols
+                         if isinstance(s, sp.Symbol) and s not in allowed)
+        if scalars:
+            raise CellError(f"{where}: uses the scalar symbol(s) {', '.join(map(repr, scalars))}, "
+                            f"which the cell does not declare; a coefficient must be a number, "
+                            f"a learned one a parameter")
         for fn in expr.atoms(sp.Function):
             raise CellError(f"{where}: {fn.func} is not a matrix operation; use the functions "
                             f"of symbptt ({', '.join(ops.FUNCTIONS)})")

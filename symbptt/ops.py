@@ -25,7 +25,16 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import sympy as sp
-from sympy import HadamardProduct, MatAdd, MatMul, MatrixSymbol, OneMatrix, Transpose, ZeroMatrix
+from sympy import (
+    HadamardPower,
+    HadamardProduct,
+    MatAdd,
+    MatMul,
+    MatrixSymbol,
+    OneMatrix,
+    Transpose,
+    ZeroMatrix,
+)
 from sympy.matrices.expressions.matexpr import MatrixExpr
 
 Shape = tuple[sp.Expr, sp.Expr]
@@ -533,6 +542,15 @@ def vjp_hadamard(node: HadamardProduct, out, G):
     )
 
 
+def vjp_hadamard_power(node: HadamardPower, out, G):
+    """d(a∘k)/da applied to G: k · G ⊙ a∘(k−1) (SymPy writes a ⊙ a inside a sum as a∘2)."""
+    base, k = node.args
+    if not (k.is_Integer and k >= 1):
+        raise TypeError(f"elementwise power {node} needs a positive integer exponent")
+    rest = base if k == 2 else HadamardPower(base, k - 1)
+    return (scale(k, hadamard(G, rest)) if k > 1 else G, None)
+
+
 def vjp_transpose(node: Transpose, out, G):
     """The adjoint of Aᵀ is Gᵀ."""
     return (G.T,)
@@ -554,6 +572,7 @@ SYMPY_RULES: dict[type, Rule] = {
     MatMul: Rule(shape_matmul, vjp_matmul),
     MatAdd: Rule(shape_elementwise, vjp_matadd),
     HadamardProduct: Rule(shape_elementwise, vjp_hadamard),
+    HadamardPower: Rule(lambda n: n.args[0].shape, vjp_hadamard_power),
     Transpose: Rule(lambda n: (n.arg.shape[1], n.arg.shape[0]), vjp_transpose),
 }
 

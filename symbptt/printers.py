@@ -85,6 +85,11 @@ class _MatrixPrinting:
             text = f"{self.doprint(sp.Mul(*coeff))}{self.scalar_sep}{text}"
         return text
 
+    def _print_HadamardPower(self, expr) -> str:
+        base, k = expr.args
+        return self.power_format.format(base=self.parenthesize_operand(base) if isinstance(
+            base, _COMPOUND) else self.doprint(base), k=self.doprint(k))
+
     def _print_HadamardProduct(self, expr) -> str:
         return self.hadamard_sep.join(
             self.parenthesize_operand(a) if isinstance(a, _COMPOUND) else self.doprint(a)
@@ -95,6 +100,7 @@ class NumPyPrinter(_MatrixPrinting, PythonCodePrinter):
     """Prints matrix expressions as NumPy code: ``Wz @ h_prev_xt + bz``, ``z * (1 - z)``."""
 
     printmethod = "_numpycode"
+    power_format = "{base} ** {k}"
     hadamard_sep = " * "
     matmul_sep = " @ "
     scalar_sep = " * "
@@ -120,6 +126,7 @@ class TextbookLatexPrinter(_MatrixPrinting, LatexPrinter):
     """Prints matrix expressions in a textbook's notation: bold symbols, ⊙, ᵀ, time indices."""
 
     printmethod = "_latex"
+    power_format = r"{base}^{{\odot {k}}}"
     hadamard_sep = r" \odot "
     matmul_sep = " "
     scalar_sep = " "

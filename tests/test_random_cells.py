@@ -151,8 +151,6 @@ def test_random_cell_matches_finite_differences(case):
         f"{worst} relative error {errors[worst]:.2e} for the cell\n{equations(cell)}")
 
 
-@pytest.mark.xfail(reason="a ⊙ a inside a sum becomes SymPy's HadamardPower (MatAdd.doit "
-                          "canonicalizes it), which ops.py has no shape/VJP rule for", strict=True)
 def test_elementwise_square_of_a_gate_in_a_sum():
     cell = Cell("square", "h = g ⊙ g + h_prev")
     n_x, n_h = cell.dims("n_x", "n_h")
