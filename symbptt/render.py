@@ -15,8 +15,9 @@ import sympy as sp
 from sympy import MatrixSymbol
 
 from . import ops
-from .cell import prev_name, step_name
+from .cell import CellError, prev_name, step_name
 from .derive import Derivation, derive
+from .plan import Plan
 from .printers import NumPyPrinter, numpy_code
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
@@ -51,6 +52,10 @@ class TextPrinter(NumPyPrinter):
     hadamard_sep = " ⊙ "
     matmul_sep = "·"
     scalar_sep = "·"
+
+    def _print_Node(self, expr) -> str:
+        """Our nodes without a text form of their own print as in NumPy."""
+        return expr._numpycode(self)
 
     def _print_Pointwise(self, expr) -> str:
         name = {"sigmoid": "σ"}.get(expr.op_name, expr.op_name)
@@ -103,7 +108,8 @@ def _dim_sources(derivation: Derivation, per_step: bool = False) -> list[tuple[s
         for s in cell.by_role("input", "state"):
             if source is None and s.shape[0] == sym:
                 base = s.name[:-1] if s.role == "input" else s.name[: -len("_prev")]
-                source = f"{s.name}.shape[0]" if per_step else f"{base}_seq.shape[0]"
+                source = f"{s.name}.shape[0]" if per_step else (
+                    f"{base}_seq.shape[0]" if s.role == "input" else f"{base}_seq.shape[1]")
         if source is None:
             raise ValueError(f"cell {cell.name}: dimension {name} is not the size of any "
                              f"parameter, input or state axis on its own")
@@ -136,6 +142,9 @@ def kernel_context(derivation: Derivation, source: str = "") -> dict:
     """Everything ``templates/numpy_kernel.py.j2`` prints for one cell."""
     cell = derivation.cell
     states, inputs, readouts = cell.states, cell.inputs, cell.readouts
+    if len(inputs) != 1:
+        raise CellError(f"cell {cell.name}: a generated kernel takes one input sequence x; the "
+                        f"cell declares {len(inputs)} ({', '.join(inputs) or 'none'})")
     params = cell.parameters
     param_names = {p.name for p in params}
     prev_of = {prev_name(s): s for s in states}
@@ -220,6 +229,15 @@ def kernel_context(derivation: Derivation, source: str = "") -> dict:
         "comment": f"{a.symbol.name} = Σ_t {text(a.expr)}",
     } for a in derivation.parameters]
 
+    # Where each statement runs (before, inside or after the loops): see symbptt.plan.
+    plan = Plan(derivation)
+    fwd = plan.forward_code()
+    bwd = plan.backward_code()
+    backward_text = "\n".join([s for _, s in _dim_sources(derivation)] + bwd["setup"] + bwd["loop"] + bwd["after"] + [g["code"] for g in bwd["grads"]])
+    cached = set(fwd["cache"])
+    backward_params = [p.name for p in params if p.name not in cached
+                       and re.search(rf"\b{re.escape(p.name)}\b", backward_text)]
+
     # The notebook interface: one step with no readout gradient (dy = 0).
     notebook = None
     if cell.notebook_api:
@@ -248,7 +266,9 @@ def kernel_context(derivation: Derivation, source: str = "") -> dict:
                    for i in inputs],
         "readouts": [{"name": r, "rows": rows(ops.shape_of(derivation.equation(r).expr))}
                      for r in readouts],
-        "stored": [{"name": e.name, "rows": rows(ops.shape_of(e.expr))} for e in stored],
+        "stored": fwd["stored"],
+        "fwd": fwd,
+        "bwd": bwd,
         "forward": forward_lines,
         "loads": loads,
         "incoming": incoming,
@@ -258,7 +278,7 @@ def kernel_context(derivation: Derivation, source: str = "") -> dict:
         "backward": backward_lines,
         "flats": flats,
         "param_grads": param_lines,
-        "backward_params": [p.name for p in params if p.name in set(_symbols_in(backward_exprs))],
+        "backward_params": backward_params,
         "has_softmax": any(isinstance(e.expr, ops.Softmax) for e in derivation.forward),
         "notebook": notebook,
         "helpers": sorted({type(e.expr).__name__ for e in derivation.forward

@@ -113,3 +113,22 @@ def test_shared_subexpressions_are_computed_once():
     assert [a.symbol.name for a in shared] == ["dz", "shared_1", "dr", "dh_prev"]
     assert shared[1].expr == common
     assert all(common not in a.expr.atoms(type(common)) for a in shared[2:])
+
+
+def test_input_with_another_name_is_still_x_at_the_interface():
+    from symbptt import CellError
+
+    cell = Cell("u_cell")
+    n_u, n_h = cell.dims("n_u", "n_h")
+    u, h_prev = cell.input("u", n_u), cell.state("h", n_h)
+    cell.update("h", tanh(cell.weight("W", n_h, n_u) @ u + cell.weight("U", n_h, n_h) @ h_prev))
+    errors = fdcheck.check(kernel_module(cell), m=2, T=3)
+    assert "dx" in errors and max(errors.values()) <= 1e-6, errors
+
+    two = Cell("two_inputs")
+    n_u, n_h = two.dims("n_u", "n_h")
+    u, v, h_prev = two.input("u", n_u), two.input("v", n_u), two.state("h", n_h)
+    two.update("h", tanh(two.weight("W", n_h, n_u) @ u + two.weight("V", n_h, n_u) @ v
+                         + two.weight("U", n_h, n_h) @ h_prev))
+    with pytest.raises(CellError, match="one input sequence x; the cell declares 2"):
+        kernel_module(two)

@@ -40,8 +40,13 @@ sum over every step and the batch):
 
 Interface: forward(parameters, x, initial_states) -> (outputs, cache);
 backward(cache, upstream, truncate=None) -> gradients. Arrays are (rows, m, T) at the
-boundary; inside, sequences are kept as (rows, T, m) so that a step is one contiguous slab.
+boundary. Inside, the values of one step are contiguous slabs: the states and the stored
+values are kept as (T, rows, m), the inputs and the stacked adjoints as (rows, T, m), which is
+also one (rows, T·m) matrix for the products over every step and the batch.
 """
+
+import sys
+import threading
 
 import numpy as np
 
@@ -61,10 +66,13 @@ INPUTS = ("x",)
 READOUTS = ("y",)
 
 
-def sigmoid(u):
-    """Logistic function, computed without overflow for large |u|."""
-    e = np.exp(-np.abs(u))
-    return np.where(u >= 0, 1 / (1 + e), e / (1 + e))
+def sigmoid(u, out=None):
+    """Logistic function σ(u) = (1 + tanh(u / 2)) / 2: no overflow for any u; out may be u."""
+    out = np.multiply(u, 0.5, out=out)
+    np.tanh(out, out=out)
+    out *= 0.5
+    out += 0.5
+    return out
 
 
 def softmax(u):
@@ -73,13 +81,31 @@ def softmax(u):
     return e / e.sum(axis=0, keepdims=True)
 
 
-def relu(u):
-    return np.maximum(u, 0)
+def relu(u, out=None):
+    return np.maximum(u, 0, out=out)
+
+
+_workspaces = threading.local()
+
+
+def _workspace(name, shape, dtype):
+    """np.empty(shape, dtype), or a buffer of one of the last two calls that nothing refers to
+    any more (no output, cache or view of it is alive): fresh memory costs a page fault per
+    page. Two per name, so that a loop holding the last call's cache still reuses; per thread."""
+    kept = _workspaces.__dict__.setdefault(name, [])
+    probe = np.empty(0)
+    free = sys.getrefcount(probe) + 1  # what an array only this list and a local refer to counts
+    for buf in kept:
+        if buf.shape == shape and buf.dtype == dtype and sys.getrefcount(buf) == free:
+            return buf
+    buf = np.empty(shape, dtype)
+    kept[:] = [buf] + kept[:1]
+    return buf
 
 
 def _flat(a):
-    """A (rows, T, m) sequence as one (rows, T·m) matrix: products over it sum over time and batch."""
-    return a.reshape(a.shape[0], -1)
+    """A (T, rows, m) sequence as one (rows, T·m) matrix (a copy): products over it sum over time and batch."""
+    return np.ascontiguousarray(a.transpose(1, 0, 2)).reshape(a.shape[1], -1)
 
 
 def init_parameters(dims, rng=None, dtype=np.float64):
@@ -141,7 +167,7 @@ def forward(parameters, x, initial_states=None):
     Wy = parameters["Wy"]
     by = parameters["by"]
     dtype = np.result_type(x, *parameters.values())
-    x_seq = np.ascontiguousarray(np.asarray(x, dtype=dtype).transpose(0, 2, 1))
+    x_seq = np.ascontiguousarray(np.asarray(x, dtype=dtype).transpose(0, 2, 1))  # (rows, T, m)
     n_x = x_seq.shape[0]
     n_h = Wz.shape[0]
     n_y = Wy.shape[0]
@@ -163,71 +189,101 @@ def forward(parameters, x, initial_states=None):
     if by.shape != (n_y, 1):
         raise ValueError(f"parameter by has shape {by.shape}, expected {(n_y, 1)}")
 
-    # Sequence buffers: state s enters step t as s_seq[:, t] and leaves as s_seq[:, t + 1].
-    h_seq = np.empty((n_h, T + 1, m), dtype)
-    h_seq[:, 0] = initial_states.get("h", 0)
-    y_seq = np.empty((n_y, T, m), dtype)
-    h_prev_xt_seq = np.empty((n_h + n_x, T, m), dtype)
-    z_seq = np.empty((n_h, T, m), dtype)
-    r_seq = np.empty((n_h, T, m), dtype)
-    h_prev_r_xt_seq = np.empty((n_h + n_x, T, m), dtype)
-    h_tilde_seq = np.empty((n_h, T, m), dtype)
+    # Sequence buffers, time first: state s enters step t as s_seq[t] and leaves as s_seq[t + 1].
+    h_seq = _workspace("h_seq", (T + 1, n_h, m), dtype)
+    h_seq[0] = initial_states.get("h", 0)
+    h_prev_r_seq = _workspace("h_prev_r_seq", (T, n_h, m), dtype)
+    # The step's affine equations, stacked as the rows [a_z; a_r; a_h_tilde]
+    # of gates_seq; their products with the per-step input and their biases are
+    # computed for every step at once, before the loop.
+    # σ(u) = (1 + tanh(u/2)) / 2: the σ rows' weights and biases are halved here,
+    # so that one tanh activates the σ and tanh rows of a step together.
+    W_xt = np.concatenate((0.5 * Wz[:, n_h:], 0.5 * Wr[:, n_h:], Wh[:, n_h:]))  # weights of every product with xt
+    W_h_prev = np.concatenate((0.5 * Wz[:, :n_h], 0.5 * Wr[:, :n_h]))  # weights of every product with h_prev
+    gates_seq = _workspace("gates_seq", (T, 3*n_h, m), dtype)
+    # a_z, a_r, a_h_tilde: products with xt
+    np.matmul(W_xt, x_seq.transpose(1, 0, 2), out=gates_seq)
+    gates_seq += np.concatenate((0.5 * bz, 0.5 * br, bh))  # biases
+    prod_h_prev = np.empty((2*n_h, m), dtype)  # per-step products with h_prev
+    prod_h_prev_r = np.empty((n_h, m), dtype)  # per-step products with h_prev_r
 
     for t in range(T):
-        xt = x_seq[:, t]
-        h_prev = h_seq[:, t]
-        # h_prev_xt = [h_prev; xt]
-        h_prev_xt = h_prev_xt_seq[:, t] = np.concatenate((h_prev, xt))
-        # a_z = Wz·h_prev_xt + bz
-        a_z = Wz @ h_prev_xt + bz
-        # z = σ(a_z)
-        z = z_seq[:, t] = sigmoid(a_z)
-        # a_r = Wr·h_prev_xt + br
-        a_r = Wr @ h_prev_xt + br
-        # r = σ(a_r)
-        r = r_seq[:, t] = sigmoid(a_r)
+        h_prev = h_seq[t]
+        gates = gates_seq[t]
+        # a_z, a_r += [½Wz[:, :n_h]; ½Wr[:, :n_h]]·h_prev: one product
+        np.matmul(W_h_prev, h_prev, out=prod_h_prev)
+        gates[:2*n_h] += prod_h_prev
+        # z = σ(a_z), r = σ(a_r)
+        np.tanh(gates[:2*n_h], out=gates[:2*n_h])
+        gates[:2*n_h] *= 0.5  # σ rows: (1 + tanh(u/2)) / 2
+        gates[:2*n_h] += 0.5
+        z, r = gates[:n_h], gates[n_h:2*n_h]
         # h_prev_r = h_prev ⊙ r
-        h_prev_r = h_prev * r
-        # h_prev_r_xt = [h_prev_r; xt]
-        h_prev_r_xt = h_prev_r_xt_seq[:, t] = np.concatenate((h_prev_r, xt))
-        # a_h_tilde = Wh·h_prev_r_xt + bh
-        a_h_tilde = Wh @ h_prev_r_xt + bh
+        h_prev_r = h_prev_r_seq[t]
+        np.multiply(h_prev, r, out=h_prev_r)
+        # a_h_tilde += Wh[:, :n_h]·h_prev_r
+        np.matmul(Wh[:, :n_h], h_prev_r, out=prod_h_prev_r)
+        gates[2*n_h:] += prod_h_prev_r
         # h_tilde = tanh(a_h_tilde)
-        h_tilde = h_tilde_seq[:, t] = np.tanh(a_h_tilde)
+        np.tanh(gates[2*n_h:], out=gates[2*n_h:])
+        h_tilde = gates[2*n_h:]
         # h = (1 - z) ⊙ h_tilde + h_prev ⊙ z
-        h = h_seq[:, t + 1] = (1 - z) * h_tilde + h_prev * z
-        # a_y = Wy·h + by
-        a_y = Wy @ h + by
-        # y = softmax(a_y)
-        y_seq[:, t] = softmax(a_y)
+        h = h_seq[t + 1]
+        np.multiply(1 - z, h_tilde, out=h)
+        h += h_prev * z
+
+    z_seq = gates_seq[:, :n_h]
+    r_seq = gates_seq[:, n_h:2*n_h]
+    h_tilde_seq = gates_seq[:, 2*n_h:]
+    # Readouts of every step at once (T·m columns), after the loop.
+    h_flat = _flat(h_seq)  # (rows, (T + 1)·m)
+    # a_y = Wy·h + by
+    a_y_all = Wy @ h_flat[:, m:] + by
+    # y = softmax(a_y)
+    y_all = softmax(a_y_all)
+    y_seq = y_all.reshape(n_y, T, m).transpose(1, 0, 2)
 
     outputs = {
-        "h": h_seq[:, 1:].transpose(0, 2, 1),
-        "y": y_seq.transpose(0, 2, 1),
+        "h": h_seq[1:].transpose(1, 2, 0),
+        "y": y_seq.transpose(1, 2, 0),
     }
     cache = {
         "parameters": parameters,
         "x_seq": x_seq,
         "h_seq": h_seq,
         "y_seq": y_seq,
-        "h_prev_xt_seq": h_prev_xt_seq,
+        "h_flat": h_flat,
+        "gates_seq": gates_seq,
         "z_seq": z_seq,
         "r_seq": r_seq,
-        "h_prev_r_xt_seq": h_prev_r_xt_seq,
         "h_tilde_seq": h_tilde_seq,
+        "h_prev_r_seq": h_prev_r_seq,
+        "y_all": y_all,
     }
     return outputs, cache
 
 
-def _upstream(upstream, name, rows, m, T, dtype):
-    """The loss's gradient for one output as (rows, T, m); zeros when the loss ignores it."""
+def _upstream(upstream, name, rows, m, T, dtype, flat=False, plus=None):
+    """The loss's gradient for one output (plus ``plus``, a (T, rows, m) array, if given) as a
+    (T, rows, m) array, C order so that a step is one contiguous slab, or None if both are
+    missing; or, if flat, as a (rows, T·m) matrix, zeros when the loss ignores the output."""
     g = upstream.get(name)
+    if g is not None:
+        g = np.asarray(g, dtype=dtype)
+        if g.shape != (rows, m, T):
+            raise ValueError(f"upstream[{name!r}] has shape {g.shape}, expected {(rows, m, T)}")
+    if flat:
+        return np.zeros((rows, T * m), dtype) if g is None else g.transpose(0, 2, 1).reshape(rows, -1)
+    if g is None and plus is None:
+        return None
+    buf = _workspace("d" + name + "_up", (T, rows, m), dtype)
     if g is None:
-        return np.zeros((rows, T, m), dtype)
-    g = np.asarray(g, dtype=dtype)
-    if g.shape != (rows, m, T):
-        raise ValueError(f"upstream[{name!r}] has shape {g.shape}, expected {(rows, m, T)}")
-    return g.transpose(0, 2, 1)
+        np.copyto(buf, plus)
+    elif plus is None:
+        np.copyto(buf, g.transpose(2, 0, 1))
+    else:
+        np.add(g.transpose(2, 0, 1), plus, out=buf)
+    return buf
 
 
 def backward(cache, upstream, truncate=None):
@@ -249,81 +305,85 @@ def backward(cache, upstream, truncate=None):
     x_seq = cache["x_seq"]
     h_seq = cache["h_seq"]
     y_seq = cache["y_seq"]
-    h_prev_xt_seq = cache["h_prev_xt_seq"]
+    h_flat = cache["h_flat"]
+    gates_seq = cache["gates_seq"]
     z_seq = cache["z_seq"]
     r_seq = cache["r_seq"]
-    h_prev_r_xt_seq = cache["h_prev_r_xt_seq"]
     h_tilde_seq = cache["h_tilde_seq"]
+    h_prev_r_seq = cache["h_prev_r_seq"]
+    y_all = cache["y_all"]
     dtype = x_seq.dtype
     n_x = x_seq.shape[0]
     n_h = Wz.shape[0]
     n_y = Wy.shape[0]
     _, T, m = x_seq.shape
 
-    dh_up = _upstream(upstream, "h", n_h, m, T, dtype)
-    dy_up = _upstream(upstream, "y", n_y, m, T, dtype)
-    dx_seq = np.empty((n_x, T, m), dtype)
-    da_z_seq = np.empty((n_h, T, m), dtype)
-    da_r_seq = np.empty((n_h, T, m), dtype)
-    da_h_tilde_seq = np.empty((n_h, T, m), dtype)
-    da_y_seq = np.empty((n_y, T, m), dtype)
+    dy_all = _upstream(upstream, "y", n_y, m, T, dtype, flat=True)
+    # The readouts' backward for every step at once, before the loop.
+    # da_y = y ⊙ (dy - colsum(y ⊙ dy))
+    da_y_all = y_all * (dy_all - (y_all * dy_all).sum(axis=0, keepdims=True))
+    # dh += Wyᵀ·da_y  (from the readouts)
+    dh_up = _upstream(upstream, "h", n_h, m, T, dtype, plus=(Wy.T @ da_y_all).reshape(n_h, T, m).transpose(1, 0, 2))
+    W_h_prev = np.concatenate((Wz[:, :n_h], Wr[:, :n_h]))  # weights of every product with h_prev
+    W_xt = np.concatenate((Wz[:, n_h:], Wr[:, n_h:], Wh[:, n_h:]))  # weights of every product with xt
+    dgates = _workspace("dgates", (3*n_h, m), dtype)  # adjoints of one step's rows of gates_seq
+    dgates_seq = _workspace("dgates_seq", (3*n_h, T, m), dtype)  # ... of every step, rows first
     dh_carry = np.zeros((n_h, m), dtype)  # gradient flowing back from step t+1
 
     for t in reversed(range(T)):
-        h_prev = h_seq[:, t]
-        h_tilde = h_tilde_seq[:, t]
-        r = r_seq[:, t]
-        y = y_seq[:, t]
-        z = z_seq[:, t]
-        dh_next = dh_up[:, t] + dh_carry
-        dy = dy_up[:, t]
-        # da_y = y ⊙ (dy - colsum(y ⊙ dy))
-        da_y = da_y_seq[:, t] = y * (dy - (y * dy).sum(axis=0, keepdims=True))
-        # dh = dh_next + Wyᵀ·da_y
-        dh = dh_next + Wy.T @ da_y
+        h_prev = h_seq[t]
+        h_tilde = h_tilde_seq[t]
+        r = r_seq[t]
+        z = z_seq[t]
+        gates = gates_seq[t]
+        dh_next = dh_carry if dh_up is None else dh_up[t] + dh_carry
+        # dh = dh_next
+        dh = dh_next
         # dh_tilde = dh ⊙ (1 - z)
-        dh_tilde = dh * (1 - z)
+        dh_tilde = dgates[2*n_h:]
+        np.multiply(dh, 1 - z, out=dh_tilde)
         # da_h_tilde = dh_tilde ⊙ (1 - h_tilde ⊙ h_tilde)
-        da_h_tilde = da_h_tilde_seq[:, t] = dh_tilde * (1 - h_tilde * h_tilde)
-        # dh_prev_r_xt = Whᵀ·da_h_tilde
-        dh_prev_r_xt = Wh.T @ da_h_tilde
-        # dh_prev_r = dh_prev_r_xt[0:n_h]
-        dh_prev_r = dh_prev_r_xt[:n_h]
+        dgates[2*n_h:] *= 1 - gates[2*n_h:] * gates[2*n_h:]
+        # dh_prev_r_gates = Wh_h_prev_rᵀ·da_h_tilde
+        dh_prev_r_gates = Wh[:, :n_h].T @ dgates[2*n_h:]
+        # dh_prev_r = dh_prev_r_gates
+        dh_prev_r = dh_prev_r_gates
         # dr = dh_prev_r ⊙ h_prev
-        dr = dh_prev_r * h_prev
-        # da_r = dr ⊙ r ⊙ (1 - r)
-        da_r = da_r_seq[:, t] = dr * r * (1 - r)
+        dr = dgates[n_h:2*n_h]
+        np.multiply(dh_prev_r, h_prev, out=dr)
         # dz = dh ⊙ h_prev - dh ⊙ h_tilde
-        dz = dh * h_prev - dh * h_tilde
-        # da_z = dz ⊙ z ⊙ (1 - z)
-        da_z = da_z_seq[:, t] = dz * z * (1 - z)
-        # dh_prev_xt = Wrᵀ·da_r + Wzᵀ·da_z
-        dh_prev_xt = Wr.T @ da_r + Wz.T @ da_z
-        # dxt = dh_prev_r_xt[n_h:n_h + n_x] + dh_prev_xt[n_h:n_h + n_x]
-        dx_seq[:, t] = dh_prev_r_xt[n_h:] + dh_prev_xt[n_h:]
+        dz = dgates[:n_h]
+        np.multiply(dh, h_prev, out=dz)
+        dz -= dh * h_tilde
+        # da_z = dz ⊙ z ⊙ (1 - z), da_r = dr ⊙ r ⊙ (1 - r)
+        dgates[:2*n_h] *= gates[:2*n_h] * (1 - gates[:2*n_h])
+        # dh_prev_gates = Wr_h_prevᵀ·da_r + Wz_h_prevᵀ·da_z: one product
+        dh_prev_gates = W_h_prev.T @ dgates[:2*n_h]
+        dgates_seq[:, t] = dgates
         cut = truncate is not None and t > 0 and t % truncate == 0
-        # dh_prev = dh ⊙ z + dh_prev_r ⊙ r + dh_prev_xt[0:n_h]
-        dh_carry = dh * z + dh_prev_r * r + dh_prev_xt[:n_h] if not cut else np.zeros((n_h, m), dtype)
+        # dh_prev = dh ⊙ z + dh_prev_r ⊙ r + dh_prev_gates
+        dh_carry = dh * z + dh_prev_r * r + dh_prev_gates if not cut else np.zeros((n_h, m), dtype)
 
-    # Parameter gradients: one product over every step and the whole batch.
-    da_z_all = _flat(da_z_seq)
-    h_prev_xt_all = _flat(h_prev_xt_seq)
-    da_r_all = _flat(da_r_seq)
-    da_h_tilde_all = _flat(da_h_tilde_seq)
-    h_prev_r_xt_all = _flat(h_prev_r_xt_seq)
-    da_y_all = _flat(da_y_seq)
-    h_all = _flat(h_seq[:, 1:])
+    # Products over every step and the whole batch.
+    dgates_all = dgates_seq.reshape(3*n_h, T * m)
+    # dxt = Wz_xtᵀ·da_z + Wr_xtᵀ·da_r + Wh_xtᵀ·da_h_tilde, every step at once
+    dx_all = W_xt.T @ dgates_all
+    dW_xt = dgates_all @ x_seq.reshape(x_seq.shape[0], -1).T  # dWz_xt, dWr_xt, dWh_xt = Σ_t d(row)·xtᵀ
+    dW_h_prev = dgates_all[:2*n_h] @ h_flat[:, :-m].T  # dWz_h_prev, dWr_h_prev = Σ_t d(row)·h_prevᵀ
+    h_prev_r_all = _flat(h_prev_r_seq)
+    dW_h_prev_r = dgates_all[2*n_h:] @ h_prev_r_all.T  # dWh_h_prev_r = Σ_t d(row)·h_prev_rᵀ
+    dgates_bias = dgates_all.sum(axis=1, keepdims=True)  # every row's Σ over steps and batch
     gradients = {
-        "dWz": da_z_all @ h_prev_xt_all.T,  # dWz = Σ_t da_z·h_prev_xtᵀ
-        "dbz": da_z_all.sum(axis=1, keepdims=True),  # dbz = Σ_t rowsum(da_z)
-        "dWr": da_r_all @ h_prev_xt_all.T,  # dWr = Σ_t da_r·h_prev_xtᵀ
-        "dbr": da_r_all.sum(axis=1, keepdims=True),  # dbr = Σ_t rowsum(da_r)
-        "dWh": da_h_tilde_all @ h_prev_r_xt_all.T,  # dWh = Σ_t da_h_tilde·h_prev_r_xtᵀ
-        "dbh": da_h_tilde_all.sum(axis=1, keepdims=True),  # dbh = Σ_t rowsum(da_h_tilde)
-        "dWy": da_y_all @ h_all.T,  # dWy = Σ_t da_y·hᵀ
+        "dWz": np.concatenate((dW_h_prev[:n_h], dW_xt[:n_h]), axis=1),  # dWz = Σ_t da_z·h_prev_xtᵀ
+        "dbz": dgates_bias[:n_h],  # dbz = Σ_t rowsum(da_z)
+        "dWr": np.concatenate((dW_h_prev[n_h:], dW_xt[n_h:2*n_h]), axis=1),  # dWr = Σ_t da_r·h_prev_xtᵀ
+        "dbr": dgates_bias[n_h:2*n_h],  # dbr = Σ_t rowsum(da_r)
+        "dWh": np.concatenate((dW_h_prev_r, dW_xt[2*n_h:]), axis=1),  # dWh = Σ_t da_h_tilde·h_prev_r_xtᵀ
+        "dbh": dgates_bias[2*n_h:],  # dbh = Σ_t rowsum(da_h_tilde)
+        "dWy": da_y_all @ h_flat[:, m:].T,  # dWy = Σ_t da_y·hᵀ
         "dby": da_y_all.sum(axis=1, keepdims=True),  # dby = Σ_t rowsum(da_y)
     }
-    gradients["dx"] = dx_seq.transpose(0, 2, 1)
+    gradients["dx"] = dx_all.reshape(n_x, T, m).transpose(0, 2, 1)
     gradients["dh0"] = dh_carry
     return gradients
 

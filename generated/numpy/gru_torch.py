@@ -40,8 +40,13 @@ sum over every step and the batch):
 
 Interface: forward(parameters, x, initial_states) -> (outputs, cache);
 backward(cache, upstream, truncate=None) -> gradients. Arrays are (rows, m, T) at the
-boundary; inside, sequences are kept as (rows, T, m) so that a step is one contiguous slab.
+boundary. Inside, the values of one step are contiguous slabs: the states and the stored
+values are kept as (T, rows, m), the inputs and the stacked adjoints as (rows, T, m), which is
+also one (rows, T·m) matrix for the products over every step and the batch.
 """
+
+import sys
+import threading
 
 import numpy as np
 
@@ -65,10 +70,13 @@ INPUTS = ("x",)
 READOUTS = ()
 
 
-def sigmoid(u):
-    """Logistic function, computed without overflow for large |u|."""
-    e = np.exp(-np.abs(u))
-    return np.where(u >= 0, 1 / (1 + e), e / (1 + e))
+def sigmoid(u, out=None):
+    """Logistic function σ(u) = (1 + tanh(u / 2)) / 2: no overflow for any u; out may be u."""
+    out = np.multiply(u, 0.5, out=out)
+    np.tanh(out, out=out)
+    out *= 0.5
+    out += 0.5
+    return out
 
 
 def softmax(u):
@@ -77,13 +85,31 @@ def softmax(u):
     return e / e.sum(axis=0, keepdims=True)
 
 
-def relu(u):
-    return np.maximum(u, 0)
+def relu(u, out=None):
+    return np.maximum(u, 0, out=out)
+
+
+_workspaces = threading.local()
+
+
+def _workspace(name, shape, dtype):
+    """np.empty(shape, dtype), or a buffer of one of the last two calls that nothing refers to
+    any more (no output, cache or view of it is alive): fresh memory costs a page fault per
+    page. Two per name, so that a loop holding the last call's cache still reuses; per thread."""
+    kept = _workspaces.__dict__.setdefault(name, [])
+    probe = np.empty(0)
+    free = sys.getrefcount(probe) + 1  # what an array only this list and a local refer to counts
+    for buf in kept:
+        if buf.shape == shape and buf.dtype == dtype and sys.getrefcount(buf) == free:
+            return buf
+    buf = np.empty(shape, dtype)
+    kept[:] = [buf] + kept[:1]
+    return buf
 
 
 def _flat(a):
-    """A (rows, T, m) sequence as one (rows, T·m) matrix: products over it sum over time and batch."""
-    return a.reshape(a.shape[0], -1)
+    """A (T, rows, m) sequence as one (rows, T·m) matrix (a copy): products over it sum over time and batch."""
+    return np.ascontiguousarray(a.transpose(1, 0, 2)).reshape(a.shape[1], -1)
 
 
 def init_parameters(dims, rng=None, dtype=np.float64):
@@ -150,7 +176,7 @@ def forward(parameters, x, initial_states=None):
     b_hz = parameters["b_hz"]
     b_hn = parameters["b_hn"]
     dtype = np.result_type(x, *parameters.values())
-    x_seq = np.ascontiguousarray(np.asarray(x, dtype=dtype).transpose(0, 2, 1))
+    x_seq = np.ascontiguousarray(np.asarray(x, dtype=dtype).transpose(0, 2, 1))  # (rows, T, m)
     n_x = W_ir.shape[1]
     n_h = W_ir.shape[0]
     _, T, m = x_seq.shape
@@ -179,58 +205,87 @@ def forward(parameters, x, initial_states=None):
     if b_hn.shape != (n_h, 1):
         raise ValueError(f"parameter b_hn has shape {b_hn.shape}, expected {(n_h, 1)}")
 
-    # Sequence buffers: state s enters step t as s_seq[:, t] and leaves as s_seq[:, t + 1].
-    h_seq = np.empty((n_h, T + 1, m), dtype)
-    h_seq[:, 0] = initial_states.get("h", 0)
-    r_seq = np.empty((n_h, T, m), dtype)
-    z_seq = np.empty((n_h, T, m), dtype)
-    hn_seq = np.empty((n_h, T, m), dtype)
-    n_seq = np.empty((n_h, T, m), dtype)
+    # Sequence buffers, time first: state s enters step t as s_seq[t] and leaves as s_seq[t + 1].
+    h_seq = _workspace("h_seq", (T + 1, n_h, m), dtype)
+    h_seq[0] = initial_states.get("h", 0)
+    # The step's affine equations, stacked as the rows [hn; a_r; a_z; a_n]
+    # of gates_seq; their products with the per-step input and their biases are
+    # computed for every step at once, before the loop.
+    # σ(u) = (1 + tanh(u/2)) / 2: the σ rows' weights and biases are halved here,
+    # so that one tanh activates the σ and tanh rows of a step together.
+    W_xt = np.concatenate((0.5 * W_ir, 0.5 * W_iz, W_in))  # weights of every product with xt
+    W_h_prev = np.concatenate((W_hn, 0.5 * W_hr, 0.5 * W_hz))  # weights of every product with h_prev
+    gates_seq = _workspace("gates_seq", (T, 4*n_h, m), dtype)
+    # a_r, a_z, a_n: products with xt
+    np.matmul(W_xt, x_seq.transpose(1, 0, 2), out=gates_seq[:, n_h:])
+    gates_seq[:, :n_h] = b_hn  # biases
+    gates_seq[:, n_h:] += np.concatenate((0.5 * (b_hr + b_ir), 0.5 * (b_hz + b_iz), b_in))  # biases
+    prod_h_prev = np.empty((3*n_h, m), dtype)  # per-step products with h_prev
 
     for t in range(T):
-        xt = x_seq[:, t]
-        h_prev = h_seq[:, t]
-        # a_r = W_hr·h_prev + W_ir·xt + b_hr + b_ir
-        a_r = W_hr @ h_prev + W_ir @ xt + b_hr + b_ir
-        # r = σ(a_r)
-        r = r_seq[:, t] = sigmoid(a_r)
-        # a_z = W_hz·h_prev + W_iz·xt + b_hz + b_iz
-        a_z = W_hz @ h_prev + W_iz @ xt + b_hz + b_iz
-        # z = σ(a_z)
-        z = z_seq[:, t] = sigmoid(a_z)
-        # hn = W_hn·h_prev + b_hn
-        hn = hn_seq[:, t] = W_hn @ h_prev + b_hn
-        # a_n = W_in·xt + b_in + hn ⊙ r
-        a_n = W_in @ xt + b_in + hn * r
+        h_prev = h_seq[t]
+        gates = gates_seq[t]
+        # hn, a_r, a_z += [W_hn; ½W_hr; ½W_hz]·h_prev: one product
+        np.matmul(W_h_prev, h_prev, out=prod_h_prev)
+        gates[:3*n_h] += prod_h_prev
+        # r = σ(a_r), z = σ(a_z)
+        np.tanh(gates[n_h:3*n_h], out=gates[n_h:3*n_h])
+        gates[n_h:3*n_h] *= 0.5  # σ rows: (1 + tanh(u/2)) / 2
+        gates[n_h:3*n_h] += 0.5
+        r, z = gates[n_h:2*n_h], gates[2*n_h:3*n_h]
+        hn = gates[:n_h]
+        # a_n += hn ⊙ r
+        gates[3*n_h:] += hn * r
         # n = tanh(a_n)
-        n = n_seq[:, t] = np.tanh(a_n)
+        np.tanh(gates[3*n_h:], out=gates[3*n_h:])
+        n = gates[3*n_h:]
         # h = (1 - z) ⊙ n + h_prev ⊙ z
-        h_seq[:, t + 1] = (1 - z) * n + h_prev * z
+        h = h_seq[t + 1]
+        np.multiply(1 - z, n, out=h)
+        h += h_prev * z
+
+    hn_seq = gates_seq[:, :n_h]
+    r_seq = gates_seq[:, n_h:2*n_h]
+    z_seq = gates_seq[:, 2*n_h:3*n_h]
+    n_seq = gates_seq[:, 3*n_h:]
 
     outputs = {
-        "h": h_seq[:, 1:].transpose(0, 2, 1),
+        "h": h_seq[1:].transpose(1, 2, 0),
     }
     cache = {
         "parameters": parameters,
         "x_seq": x_seq,
         "h_seq": h_seq,
+        "gates_seq": gates_seq,
+        "hn_seq": hn_seq,
         "r_seq": r_seq,
         "z_seq": z_seq,
-        "hn_seq": hn_seq,
         "n_seq": n_seq,
     }
     return outputs, cache
 
 
-def _upstream(upstream, name, rows, m, T, dtype):
-    """The loss's gradient for one output as (rows, T, m); zeros when the loss ignores it."""
+def _upstream(upstream, name, rows, m, T, dtype, flat=False, plus=None):
+    """The loss's gradient for one output (plus ``plus``, a (T, rows, m) array, if given) as a
+    (T, rows, m) array, C order so that a step is one contiguous slab, or None if both are
+    missing; or, if flat, as a (rows, T·m) matrix, zeros when the loss ignores the output."""
     g = upstream.get(name)
+    if g is not None:
+        g = np.asarray(g, dtype=dtype)
+        if g.shape != (rows, m, T):
+            raise ValueError(f"upstream[{name!r}] has shape {g.shape}, expected {(rows, m, T)}")
+    if flat:
+        return np.zeros((rows, T * m), dtype) if g is None else g.transpose(0, 2, 1).reshape(rows, -1)
+    if g is None and plus is None:
+        return None
+    buf = _workspace("d" + name + "_up", (T, rows, m), dtype)
     if g is None:
-        return np.zeros((rows, T, m), dtype)
-    g = np.asarray(g, dtype=dtype)
-    if g.shape != (rows, m, T):
-        raise ValueError(f"upstream[{name!r}] has shape {g.shape}, expected {(rows, m, T)}")
-    return g.transpose(0, 2, 1)
+        np.copyto(buf, plus)
+    elif plus is None:
+        np.copyto(buf, g.transpose(2, 0, 1))
+    else:
+        np.add(g.transpose(2, 0, 1), plus, out=buf)
+    return buf
 
 
 def backward(cache, upstream, truncate=None):
@@ -253,9 +308,10 @@ def backward(cache, upstream, truncate=None):
     W_hn = parameters["W_hn"]
     x_seq = cache["x_seq"]
     h_seq = cache["h_seq"]
+    gates_seq = cache["gates_seq"]
+    hn_seq = cache["hn_seq"]
     r_seq = cache["r_seq"]
     z_seq = cache["z_seq"]
-    hn_seq = cache["hn_seq"]
     n_seq = cache["n_seq"]
     dtype = x_seq.dtype
     n_x = W_ir.shape[1]
@@ -263,61 +319,67 @@ def backward(cache, upstream, truncate=None):
     _, T, m = x_seq.shape
 
     dh_up = _upstream(upstream, "h", n_h, m, T, dtype)
-    dx_seq = np.empty((n_x, T, m), dtype)
-    da_r_seq = np.empty((n_h, T, m), dtype)
-    da_z_seq = np.empty((n_h, T, m), dtype)
-    da_n_seq = np.empty((n_h, T, m), dtype)
-    dhn_seq = np.empty((n_h, T, m), dtype)
+    W_h_prev = np.concatenate((W_hn, W_hr, W_hz))  # weights of every product with h_prev
+    W_xt = np.concatenate((W_ir, W_iz, W_in))  # weights of every product with xt
+    dgates = _workspace("dgates", (4*n_h, m), dtype)  # adjoints of one step's rows of gates_seq
+    dgates_seq = _workspace("dgates_seq", (4*n_h, T, m), dtype)  # ... of every step, rows first
     dh_carry = np.zeros((n_h, m), dtype)  # gradient flowing back from step t+1
 
     for t in reversed(range(T)):
-        h_prev = h_seq[:, t]
-        hn = hn_seq[:, t]
-        n = n_seq[:, t]
-        r = r_seq[:, t]
-        z = z_seq[:, t]
-        dh_next = dh_up[:, t] + dh_carry
+        h_prev = h_seq[t]
+        hn = hn_seq[t]
+        n = n_seq[t]
+        r = r_seq[t]
+        z = z_seq[t]
+        gates = gates_seq[t]
+        dh_next = dh_carry if dh_up is None else dh_up[t] + dh_carry
         # dn = dh_next ⊙ (1 - z)
-        dn = dh_next * (1 - z)
+        dn = dgates[3*n_h:]
+        np.multiply(dh_next, 1 - z, out=dn)
         # da_n = dn ⊙ (1 - n ⊙ n)
-        da_n = da_n_seq[:, t] = dn * (1 - n * n)
+        dgates[3*n_h:] *= 1 - gates[3*n_h:] * gates[3*n_h:]
+        da_n = dgates[3*n_h:]
         # dhn = da_n ⊙ r
-        dhn = dhn_seq[:, t] = da_n * r
+        dhn = dgates[:n_h]
+        np.multiply(da_n, r, out=dhn)
         # dz = dh_next ⊙ h_prev - dh_next ⊙ n
-        dz = dh_next * h_prev - dh_next * n
-        # da_z = dz ⊙ z ⊙ (1 - z)
-        da_z = da_z_seq[:, t] = dz * z * (1 - z)
+        dz = dgates[2*n_h:3*n_h]
+        np.multiply(dh_next, h_prev, out=dz)
+        dz -= dh_next * n
         # dr = da_n ⊙ hn
-        dr = da_n * hn
-        # da_r = dr ⊙ r ⊙ (1 - r)
-        da_r = da_r_seq[:, t] = dr * r * (1 - r)
-        # dxt = W_inᵀ·da_n + W_izᵀ·da_z + W_irᵀ·da_r
-        dx_seq[:, t] = W_in.T @ da_n + W_iz.T @ da_z + W_ir.T @ da_r
+        dr = dgates[n_h:2*n_h]
+        np.multiply(da_n, hn, out=dr)
+        # da_r = dr ⊙ r ⊙ (1 - r), da_z = dz ⊙ z ⊙ (1 - z)
+        dgates[n_h:3*n_h] *= gates[n_h:3*n_h] * (1 - gates[n_h:3*n_h])
+        # dh_prev_gates = W_hnᵀ·dhn + W_hzᵀ·da_z + W_hrᵀ·da_r: one product
+        dh_prev_gates = W_h_prev.T @ dgates[:3*n_h]
+        dgates_seq[:, t] = dgates
         cut = truncate is not None and t > 0 and t % truncate == 0
-        # dh_prev = dh_next ⊙ z + W_hnᵀ·dhn + W_hzᵀ·da_z + W_hrᵀ·da_r
-        dh_carry = dh_next * z + W_hn.T @ dhn + W_hz.T @ da_z + W_hr.T @ da_r if not cut else np.zeros((n_h, m), dtype)
+        # dh_prev = dh_next ⊙ z + dh_prev_gates
+        dh_carry = dh_next * z + dh_prev_gates if not cut else np.zeros((n_h, m), dtype)
 
-    # Parameter gradients: one product over every step and the whole batch.
-    da_r_all = _flat(da_r_seq)
-    xt_all = _flat(x_seq)
-    da_z_all = _flat(da_z_seq)
-    da_n_all = _flat(da_n_seq)
-    h_prev_all = _flat(h_seq[:, :-1])
-    dhn_all = _flat(dhn_seq)
+    # Products over every step and the whole batch.
+    dgates_all = dgates_seq.reshape(4*n_h, T * m)
+    # dxt = W_irᵀ·da_r + W_izᵀ·da_z + W_inᵀ·da_n, every step at once
+    dx_all = W_xt.T @ dgates_all[n_h:]
+    dW_xt = dgates_all[n_h:] @ x_seq.reshape(x_seq.shape[0], -1).T  # dW_ir, dW_iz, dW_in = Σ_t d(row)·xtᵀ
+    h_flat = _flat(h_seq)  # (rows, (T + 1)·m)
+    dW_h_prev = dgates_all[:3*n_h] @ h_flat[:, :-m].T  # dW_hn, dW_hr, dW_hz = Σ_t d(row)·h_prevᵀ
+    dgates_bias = dgates_all.sum(axis=1, keepdims=True)  # every row's Σ over steps and batch
     gradients = {
-        "dW_ir": da_r_all @ xt_all.T,  # dW_ir = Σ_t da_r·xtᵀ
-        "dW_iz": da_z_all @ xt_all.T,  # dW_iz = Σ_t da_z·xtᵀ
-        "dW_in": da_n_all @ xt_all.T,  # dW_in = Σ_t da_n·xtᵀ
-        "dW_hr": da_r_all @ h_prev_all.T,  # dW_hr = Σ_t da_r·h_prevᵀ
-        "dW_hz": da_z_all @ h_prev_all.T,  # dW_hz = Σ_t da_z·h_prevᵀ
-        "dW_hn": dhn_all @ h_prev_all.T,  # dW_hn = Σ_t dhn·h_prevᵀ
-        "db_ir": da_r_all.sum(axis=1, keepdims=True),  # db_ir = Σ_t rowsum(da_r)
-        "db_iz": da_z_all.sum(axis=1, keepdims=True),  # db_iz = Σ_t rowsum(da_z)
-        "db_in": da_n_all.sum(axis=1, keepdims=True),  # db_in = Σ_t rowsum(da_n)
-        "db_hr": da_r_all.sum(axis=1, keepdims=True),  # db_hr = Σ_t rowsum(da_r)
-        "db_hz": da_z_all.sum(axis=1, keepdims=True),  # db_hz = Σ_t rowsum(da_z)
-        "db_hn": dhn_all.sum(axis=1, keepdims=True),  # db_hn = Σ_t rowsum(dhn)
+        "dW_ir": dW_xt[:n_h],  # dW_ir = Σ_t da_r·xtᵀ
+        "dW_iz": dW_xt[n_h:2*n_h],  # dW_iz = Σ_t da_z·xtᵀ
+        "dW_in": dW_xt[2*n_h:],  # dW_in = Σ_t da_n·xtᵀ
+        "dW_hr": dW_h_prev[n_h:2*n_h],  # dW_hr = Σ_t da_r·h_prevᵀ
+        "dW_hz": dW_h_prev[2*n_h:],  # dW_hz = Σ_t da_z·h_prevᵀ
+        "dW_hn": dW_h_prev[:n_h],  # dW_hn = Σ_t dhn·h_prevᵀ
+        "db_ir": dgates_bias[n_h:2*n_h],  # db_ir = Σ_t rowsum(da_r)
+        "db_iz": dgates_bias[2*n_h:3*n_h],  # db_iz = Σ_t rowsum(da_z)
+        "db_in": dgates_bias[3*n_h:],  # db_in = Σ_t rowsum(da_n)
+        "db_hr": dgates_bias[n_h:2*n_h].copy(),  # db_hr = Σ_t rowsum(da_r)
+        "db_hz": dgates_bias[2*n_h:3*n_h].copy(),  # db_hz = Σ_t rowsum(da_z)
+        "db_hn": dgates_bias[:n_h],  # db_hn = Σ_t rowsum(dhn)
     }
-    gradients["dx"] = dx_seq.transpose(0, 2, 1)
+    gradients["dx"] = dx_all.reshape(n_x, T, m).transpose(0, 2, 1)
     gradients["dh0"] = dh_carry
     return gradients

@@ -47,8 +47,13 @@ sum over every step and the batch):
 
 Interface: forward(parameters, x, initial_states) -> (outputs, cache);
 backward(cache, upstream, truncate=None) -> gradients. Arrays are (rows, m, T) at the
-boundary; inside, sequences are kept as (rows, T, m) so that a step is one contiguous slab.
+boundary. Inside, the values of one step are contiguous slabs: the states and the stored
+values are kept as (T, rows, m), the inputs and the stacked adjoints as (rows, T, m), which is
+also one (rows, T·m) matrix for the products over every step and the batch.
 """
+
+import sys
+import threading
 
 import numpy as np
 
@@ -70,10 +75,13 @@ INPUTS = ("x",)
 READOUTS = ("y",)
 
 
-def sigmoid(u):
-    """Logistic function, computed without overflow for large |u|."""
-    e = np.exp(-np.abs(u))
-    return np.where(u >= 0, 1 / (1 + e), e / (1 + e))
+def sigmoid(u, out=None):
+    """Logistic function σ(u) = (1 + tanh(u / 2)) / 2: no overflow for any u; out may be u."""
+    out = np.multiply(u, 0.5, out=out)
+    np.tanh(out, out=out)
+    out *= 0.5
+    out += 0.5
+    return out
 
 
 def softmax(u):
@@ -82,13 +90,31 @@ def softmax(u):
     return e / e.sum(axis=0, keepdims=True)
 
 
-def relu(u):
-    return np.maximum(u, 0)
+def relu(u, out=None):
+    return np.maximum(u, 0, out=out)
+
+
+_workspaces = threading.local()
+
+
+def _workspace(name, shape, dtype):
+    """np.empty(shape, dtype), or a buffer of one of the last two calls that nothing refers to
+    any more (no output, cache or view of it is alive): fresh memory costs a page fault per
+    page. Two per name, so that a loop holding the last call's cache still reuses; per thread."""
+    kept = _workspaces.__dict__.setdefault(name, [])
+    probe = np.empty(0)
+    free = sys.getrefcount(probe) + 1  # what an array only this list and a local refer to counts
+    for buf in kept:
+        if buf.shape == shape and buf.dtype == dtype and sys.getrefcount(buf) == free:
+            return buf
+    buf = np.empty(shape, dtype)
+    kept[:] = [buf] + kept[:1]
+    return buf
 
 
 def _flat(a):
-    """A (rows, T, m) sequence as one (rows, T·m) matrix: products over it sum over time and batch."""
-    return a.reshape(a.shape[0], -1)
+    """A (T, rows, m) sequence as one (rows, T·m) matrix (a copy): products over it sum over time and batch."""
+    return np.ascontiguousarray(a.transpose(1, 0, 2)).reshape(a.shape[1], -1)
 
 
 def init_parameters(dims, rng=None, dtype=np.float64):
@@ -155,7 +181,7 @@ def forward(parameters, x, initial_states=None):
     Wy = parameters["Wy"]
     by = parameters["by"]
     dtype = np.result_type(x, *parameters.values())
-    x_seq = np.ascontiguousarray(np.asarray(x, dtype=dtype).transpose(0, 2, 1))
+    x_seq = np.ascontiguousarray(np.asarray(x, dtype=dtype).transpose(0, 2, 1))  # (rows, T, m)
     n_x = x_seq.shape[0]
     n_h = Wf.shape[0]
     n_y = Wy.shape[0]
@@ -181,56 +207,64 @@ def forward(parameters, x, initial_states=None):
     if by.shape != (n_y, 1):
         raise ValueError(f"parameter by has shape {by.shape}, expected {(n_y, 1)}")
 
-    # Sequence buffers: state s enters step t as s_seq[:, t] and leaves as s_seq[:, t + 1].
-    h_seq = np.empty((n_h, T + 1, m), dtype)
-    h_seq[:, 0] = initial_states.get("h", 0)
-    c_seq = np.empty((n_h, T + 1, m), dtype)
-    c_seq[:, 0] = initial_states.get("c", 0)
-    y_seq = np.empty((n_y, T, m), dtype)
-    h_prev_xt_seq = np.empty((n_h + n_x, T, m), dtype)
-    f_seq = np.empty((n_h, T, m), dtype)
-    i_seq = np.empty((n_h, T, m), dtype)
-    c_tilde_seq = np.empty((n_h, T, m), dtype)
-    o_seq = np.empty((n_h, T, m), dtype)
-    tanh_c_seq = np.empty((n_h, T, m), dtype)
+    # Sequence buffers, time first: state s enters step t as s_seq[t] and leaves as s_seq[t + 1].
+    h_seq = _workspace("h_seq", (T + 1, n_h, m), dtype)
+    h_seq[0] = initial_states.get("h", 0)
+    c_seq = _workspace("c_seq", (T + 1, n_h, m), dtype)
+    c_seq[0] = initial_states.get("c", 0)
+    tanh_c_seq = _workspace("tanh_c_seq", (T, n_h, m), dtype)
+    # The step's affine equations, stacked as the rows [a_f; a_i; a_o; a_c_tilde]
+    # of gates_seq; their products with the per-step input and their biases are
+    # computed for every step at once, before the loop.
+    # σ(u) = (1 + tanh(u/2)) / 2: the σ rows' weights and biases are halved here,
+    # so that one tanh activates the σ and tanh rows of a step together.
+    W_xt = np.concatenate((0.5 * Wf[:, n_h:], 0.5 * Wi[:, n_h:], 0.5 * Wo[:, n_h:], Wc[:, n_h:]))  # weights of every product with xt
+    W_h_prev = np.concatenate((0.5 * Wf[:, :n_h], 0.5 * Wi[:, :n_h], 0.5 * Wo[:, :n_h], Wc[:, :n_h]))  # weights of every product with h_prev
+    gates_seq = _workspace("gates_seq", (T, 4*n_h, m), dtype)
+    # a_f, a_i, a_o, a_c_tilde: products with xt
+    np.matmul(W_xt, x_seq.transpose(1, 0, 2), out=gates_seq)
+    gates_seq += np.concatenate((0.5 * bf, 0.5 * bi, 0.5 * bo, bc))  # biases
+    prod_h_prev = np.empty((4*n_h, m), dtype)  # per-step products with h_prev
 
     for t in range(T):
-        xt = x_seq[:, t]
-        h_prev = h_seq[:, t]
-        c_prev = c_seq[:, t]
-        # h_prev_xt = [h_prev; xt]
-        h_prev_xt = h_prev_xt_seq[:, t] = np.concatenate((h_prev, xt))
-        # a_f = Wf·h_prev_xt + bf
-        a_f = Wf @ h_prev_xt + bf
-        # f = σ(a_f)
-        f = f_seq[:, t] = sigmoid(a_f)
-        # a_i = Wi·h_prev_xt + bi
-        a_i = Wi @ h_prev_xt + bi
-        # i = σ(a_i)
-        i = i_seq[:, t] = sigmoid(a_i)
-        # a_c_tilde = Wc·h_prev_xt + bc
-        a_c_tilde = Wc @ h_prev_xt + bc
-        # c_tilde = tanh(a_c_tilde)
-        c_tilde = c_tilde_seq[:, t] = np.tanh(a_c_tilde)
+        h_prev = h_seq[t]
+        c_prev = c_seq[t]
+        gates = gates_seq[t]
+        # a_f, a_i, a_o, a_c_tilde += [½Wf[:, :n_h]; ½Wi[:, :n_h]; ½Wo[:, :n_h]; Wc[:, :n_h]]·h_prev: one product
+        np.matmul(W_h_prev, h_prev, out=prod_h_prev)
+        gates += prod_h_prev
+        # f = σ(a_f), i = σ(a_i), o = σ(a_o), c_tilde = tanh(a_c_tilde)
+        np.tanh(gates, out=gates)
+        gates[:3*n_h] *= 0.5  # σ rows: (1 + tanh(u/2)) / 2
+        gates[:3*n_h] += 0.5
+        f, i, o, c_tilde = gates[:n_h], gates[n_h:2*n_h], gates[2*n_h:3*n_h], gates[3*n_h:]
         # c = c_prev ⊙ f + c_tilde ⊙ i
-        c = c_seq[:, t + 1] = c_prev * f + c_tilde * i
-        # a_o = Wo·h_prev_xt + bo
-        a_o = Wo @ h_prev_xt + bo
-        # o = σ(a_o)
-        o = o_seq[:, t] = sigmoid(a_o)
+        c = c_seq[t + 1]
+        np.multiply(c_prev, f, out=c)
+        c += c_tilde * i
         # tanh_c = tanh(c)
-        tanh_c = tanh_c_seq[:, t] = np.tanh(c)
+        tanh_c = tanh_c_seq[t]
+        np.tanh(c, out=tanh_c)
         # h = o ⊙ tanh_c
-        h = h_seq[:, t + 1] = o * tanh_c
-        # a_y = Wy·h + by
-        a_y = Wy @ h + by
-        # y = softmax(a_y)
-        y_seq[:, t] = softmax(a_y)
+        h = h_seq[t + 1]
+        np.multiply(o, tanh_c, out=h)
+
+    f_seq = gates_seq[:, :n_h]
+    i_seq = gates_seq[:, n_h:2*n_h]
+    o_seq = gates_seq[:, 2*n_h:3*n_h]
+    c_tilde_seq = gates_seq[:, 3*n_h:]
+    # Readouts of every step at once (T·m columns), after the loop.
+    h_flat = _flat(h_seq)  # (rows, (T + 1)·m)
+    # a_y = Wy·h + by
+    a_y_all = Wy @ h_flat[:, m:] + by
+    # y = softmax(a_y)
+    y_all = softmax(a_y_all)
+    y_seq = y_all.reshape(n_y, T, m).transpose(1, 0, 2)
 
     outputs = {
-        "h": h_seq[:, 1:].transpose(0, 2, 1),
-        "c": c_seq[:, 1:].transpose(0, 2, 1),
-        "y": y_seq.transpose(0, 2, 1),
+        "h": h_seq[1:].transpose(1, 2, 0),
+        "c": c_seq[1:].transpose(1, 2, 0),
+        "y": y_seq.transpose(1, 2, 0),
     }
     cache = {
         "parameters": parameters,
@@ -238,25 +272,39 @@ def forward(parameters, x, initial_states=None):
         "h_seq": h_seq,
         "c_seq": c_seq,
         "y_seq": y_seq,
-        "h_prev_xt_seq": h_prev_xt_seq,
+        "h_flat": h_flat,
+        "gates_seq": gates_seq,
         "f_seq": f_seq,
         "i_seq": i_seq,
-        "c_tilde_seq": c_tilde_seq,
         "o_seq": o_seq,
+        "c_tilde_seq": c_tilde_seq,
         "tanh_c_seq": tanh_c_seq,
+        "y_all": y_all,
     }
     return outputs, cache
 
 
-def _upstream(upstream, name, rows, m, T, dtype):
-    """The loss's gradient for one output as (rows, T, m); zeros when the loss ignores it."""
+def _upstream(upstream, name, rows, m, T, dtype, flat=False, plus=None):
+    """The loss's gradient for one output (plus ``plus``, a (T, rows, m) array, if given) as a
+    (T, rows, m) array, C order so that a step is one contiguous slab, or None if both are
+    missing; or, if flat, as a (rows, T·m) matrix, zeros when the loss ignores the output."""
     g = upstream.get(name)
+    if g is not None:
+        g = np.asarray(g, dtype=dtype)
+        if g.shape != (rows, m, T):
+            raise ValueError(f"upstream[{name!r}] has shape {g.shape}, expected {(rows, m, T)}")
+    if flat:
+        return np.zeros((rows, T * m), dtype) if g is None else g.transpose(0, 2, 1).reshape(rows, -1)
+    if g is None and plus is None:
+        return None
+    buf = _workspace("d" + name + "_up", (T, rows, m), dtype)
     if g is None:
-        return np.zeros((rows, T, m), dtype)
-    g = np.asarray(g, dtype=dtype)
-    if g.shape != (rows, m, T):
-        raise ValueError(f"upstream[{name!r}] has shape {g.shape}, expected {(rows, m, T)}")
-    return g.transpose(0, 2, 1)
+        np.copyto(buf, plus)
+    elif plus is None:
+        np.copyto(buf, g.transpose(2, 0, 1))
+    else:
+        np.add(g.transpose(2, 0, 1), plus, out=buf)
+    return buf
 
 
 def backward(cache, upstream, truncate=None):
@@ -280,96 +328,95 @@ def backward(cache, upstream, truncate=None):
     h_seq = cache["h_seq"]
     c_seq = cache["c_seq"]
     y_seq = cache["y_seq"]
-    h_prev_xt_seq = cache["h_prev_xt_seq"]
+    h_flat = cache["h_flat"]
+    gates_seq = cache["gates_seq"]
     f_seq = cache["f_seq"]
     i_seq = cache["i_seq"]
-    c_tilde_seq = cache["c_tilde_seq"]
     o_seq = cache["o_seq"]
+    c_tilde_seq = cache["c_tilde_seq"]
     tanh_c_seq = cache["tanh_c_seq"]
+    y_all = cache["y_all"]
     dtype = x_seq.dtype
     n_x = x_seq.shape[0]
     n_h = Wf.shape[0]
     n_y = Wy.shape[0]
     _, T, m = x_seq.shape
 
-    dh_up = _upstream(upstream, "h", n_h, m, T, dtype)
+    dy_all = _upstream(upstream, "y", n_y, m, T, dtype, flat=True)
+    # The readouts' backward for every step at once, before the loop.
+    # da_y = y ⊙ (dy - colsum(y ⊙ dy))
+    da_y_all = y_all * (dy_all - (y_all * dy_all).sum(axis=0, keepdims=True))
+    # dh += Wyᵀ·da_y  (from the readouts)
+    dh_up = _upstream(upstream, "h", n_h, m, T, dtype, plus=(Wy.T @ da_y_all).reshape(n_h, T, m).transpose(1, 0, 2))
     dc_up = _upstream(upstream, "c", n_h, m, T, dtype)
-    dy_up = _upstream(upstream, "y", n_y, m, T, dtype)
-    dx_seq = np.empty((n_x, T, m), dtype)
-    da_f_seq = np.empty((n_h, T, m), dtype)
-    da_i_seq = np.empty((n_h, T, m), dtype)
-    da_c_tilde_seq = np.empty((n_h, T, m), dtype)
-    da_o_seq = np.empty((n_h, T, m), dtype)
-    da_y_seq = np.empty((n_y, T, m), dtype)
+    W_h_prev = np.concatenate((Wf[:, :n_h], Wi[:, :n_h], Wo[:, :n_h], Wc[:, :n_h]))  # weights of every product with h_prev
+    W_xt = np.concatenate((Wf[:, n_h:], Wi[:, n_h:], Wo[:, n_h:], Wc[:, n_h:]))  # weights of every product with xt
+    dgates = _workspace("dgates", (4*n_h, m), dtype)  # adjoints of one step's rows of gates_seq
+    dgates_seq = _workspace("dgates_seq", (4*n_h, T, m), dtype)  # ... of every step, rows first
     dh_carry = np.zeros((n_h, m), dtype)  # gradient flowing back from step t+1
     dc_carry = np.zeros((n_h, m), dtype)  # gradient flowing back from step t+1
 
     for t in reversed(range(T)):
-        c_prev = c_seq[:, t]
-        c_tilde = c_tilde_seq[:, t]
-        f = f_seq[:, t]
-        i = i_seq[:, t]
-        o = o_seq[:, t]
-        tanh_c = tanh_c_seq[:, t]
-        y = y_seq[:, t]
-        dc_next = dc_up[:, t] + dc_carry
-        dh_next = dh_up[:, t] + dh_carry
-        dy = dy_up[:, t]
-        # da_y = y ⊙ (dy - colsum(y ⊙ dy))
-        da_y = da_y_seq[:, t] = y * (dy - (y * dy).sum(axis=0, keepdims=True))
-        # dh = dh_next + Wyᵀ·da_y
-        dh = dh_next + Wy.T @ da_y
+        c_prev = c_seq[t]
+        c_tilde = c_tilde_seq[t]
+        f = f_seq[t]
+        i = i_seq[t]
+        o = o_seq[t]
+        tanh_c = tanh_c_seq[t]
+        gates = gates_seq[t]
+        dc_next = dc_carry if dc_up is None else dc_up[t] + dc_carry
+        dh_next = dh_carry if dh_up is None else dh_up[t] + dh_carry
+        # dh = dh_next
+        dh = dh_next
         # dtanh_c = dh ⊙ o
         dtanh_c = dh * o
         # do = dh ⊙ tanh_c
-        do = dh * tanh_c
-        # da_o = do ⊙ o ⊙ (1 - o)
-        da_o = da_o_seq[:, t] = do * o * (1 - o)
+        do = dgates[2*n_h:3*n_h]
+        np.multiply(dh, tanh_c, out=do)
         # dc = dc_next + dtanh_c ⊙ (1 - tanh_c ⊙ tanh_c)
         dc = dc_next + dtanh_c * (1 - tanh_c * tanh_c)
         # dc_tilde = dc ⊙ i
-        dc_tilde = dc * i
-        # da_c_tilde = dc_tilde ⊙ (1 - c_tilde ⊙ c_tilde)
-        da_c_tilde = da_c_tilde_seq[:, t] = dc_tilde * (1 - c_tilde * c_tilde)
+        dc_tilde = dgates[3*n_h:]
+        np.multiply(dc, i, out=dc_tilde)
         # di = dc ⊙ c_tilde
-        di = dc * c_tilde
-        # da_i = di ⊙ i ⊙ (1 - i)
-        da_i = da_i_seq[:, t] = di * i * (1 - i)
+        di = dgates[n_h:2*n_h]
+        np.multiply(dc, c_tilde, out=di)
         # df = dc ⊙ c_prev
-        df = dc * c_prev
-        # da_f = df ⊙ f ⊙ (1 - f)
-        da_f = da_f_seq[:, t] = df * f * (1 - f)
-        # dh_prev_xt = Woᵀ·da_o + Wcᵀ·da_c_tilde + Wiᵀ·da_i + Wfᵀ·da_f
-        dh_prev_xt = Wo.T @ da_o + Wc.T @ da_c_tilde + Wi.T @ da_i + Wf.T @ da_f
-        # dxt = dh_prev_xt[n_h:n_h + n_x]
-        dx_seq[:, t] = dh_prev_xt[n_h:]
+        df = dgates[:n_h]
+        np.multiply(dc, c_prev, out=df)
+        # da_f = df ⊙ f ⊙ (1 - f), da_i = di ⊙ i ⊙ (1 - i), da_o = do ⊙ o ⊙ (1 - o)
+        dgates[:3*n_h] *= gates[:3*n_h] * (1 - gates[:3*n_h])
+        # da_c_tilde = dc_tilde ⊙ (1 - c_tilde ⊙ c_tilde)
+        dgates[3*n_h:] *= 1 - gates[3*n_h:] * gates[3*n_h:]
+        # dh_prev_gates = Wo_h_prevᵀ·da_o + Wc_h_prevᵀ·da_c_tilde + Wi_h_prevᵀ·da_i + Wf_h_prevᵀ·da_f: one product
+        dh_prev_gates = W_h_prev.T @ dgates
+        dgates_seq[:, t] = dgates
         cut = truncate is not None and t > 0 and t % truncate == 0
-        # dh_prev = dh_prev_xt[0:n_h]
-        dh_carry = dh_prev_xt[:n_h] if not cut else np.zeros((n_h, m), dtype)
+        # dh_prev = dh_prev_gates
+        dh_carry = dh_prev_gates if not cut else np.zeros((n_h, m), dtype)
         # dc_prev = dc ⊙ f
         dc_carry = dc * f if not cut else np.zeros((n_h, m), dtype)
 
-    # Parameter gradients: one product over every step and the whole batch.
-    da_f_all = _flat(da_f_seq)
-    h_prev_xt_all = _flat(h_prev_xt_seq)
-    da_i_all = _flat(da_i_seq)
-    da_c_tilde_all = _flat(da_c_tilde_seq)
-    da_o_all = _flat(da_o_seq)
-    da_y_all = _flat(da_y_seq)
-    h_all = _flat(h_seq[:, 1:])
+    # Products over every step and the whole batch.
+    dgates_all = dgates_seq.reshape(4*n_h, T * m)
+    # dxt = Wf_xtᵀ·da_f + Wi_xtᵀ·da_i + Wo_xtᵀ·da_o + Wc_xtᵀ·da_c_tilde, every step at once
+    dx_all = W_xt.T @ dgates_all
+    dW_xt = dgates_all @ x_seq.reshape(x_seq.shape[0], -1).T  # dWf_xt, dWi_xt, dWo_xt, dWc_xt = Σ_t d(row)·xtᵀ
+    dW_h_prev = dgates_all @ h_flat[:, :-m].T  # dWf_h_prev, dWi_h_prev, dWo_h_prev, dWc_h_prev = Σ_t d(row)·h_prevᵀ
+    dgates_bias = dgates_all.sum(axis=1, keepdims=True)  # every row's Σ over steps and batch
     gradients = {
-        "dWf": da_f_all @ h_prev_xt_all.T,  # dWf = Σ_t da_f·h_prev_xtᵀ
-        "dbf": da_f_all.sum(axis=1, keepdims=True),  # dbf = Σ_t rowsum(da_f)
-        "dWi": da_i_all @ h_prev_xt_all.T,  # dWi = Σ_t da_i·h_prev_xtᵀ
-        "dbi": da_i_all.sum(axis=1, keepdims=True),  # dbi = Σ_t rowsum(da_i)
-        "dWc": da_c_tilde_all @ h_prev_xt_all.T,  # dWc = Σ_t da_c_tilde·h_prev_xtᵀ
-        "dbc": da_c_tilde_all.sum(axis=1, keepdims=True),  # dbc = Σ_t rowsum(da_c_tilde)
-        "dWo": da_o_all @ h_prev_xt_all.T,  # dWo = Σ_t da_o·h_prev_xtᵀ
-        "dbo": da_o_all.sum(axis=1, keepdims=True),  # dbo = Σ_t rowsum(da_o)
-        "dWy": da_y_all @ h_all.T,  # dWy = Σ_t da_y·hᵀ
+        "dWf": np.concatenate((dW_h_prev[:n_h], dW_xt[:n_h]), axis=1),  # dWf = Σ_t da_f·h_prev_xtᵀ
+        "dbf": dgates_bias[:n_h],  # dbf = Σ_t rowsum(da_f)
+        "dWi": np.concatenate((dW_h_prev[n_h:2*n_h], dW_xt[n_h:2*n_h]), axis=1),  # dWi = Σ_t da_i·h_prev_xtᵀ
+        "dbi": dgates_bias[n_h:2*n_h],  # dbi = Σ_t rowsum(da_i)
+        "dWc": np.concatenate((dW_h_prev[3*n_h:], dW_xt[3*n_h:]), axis=1),  # dWc = Σ_t da_c_tilde·h_prev_xtᵀ
+        "dbc": dgates_bias[3*n_h:],  # dbc = Σ_t rowsum(da_c_tilde)
+        "dWo": np.concatenate((dW_h_prev[2*n_h:3*n_h], dW_xt[2*n_h:3*n_h]), axis=1),  # dWo = Σ_t da_o·h_prev_xtᵀ
+        "dbo": dgates_bias[2*n_h:3*n_h],  # dbo = Σ_t rowsum(da_o)
+        "dWy": da_y_all @ h_flat[:, m:].T,  # dWy = Σ_t da_y·hᵀ
         "dby": da_y_all.sum(axis=1, keepdims=True),  # dby = Σ_t rowsum(da_y)
     }
-    gradients["dx"] = dx_seq.transpose(0, 2, 1)
+    gradients["dx"] = dx_all.reshape(n_x, T, m).transpose(0, 2, 1)
     gradients["dh0"] = dh_carry
     gradients["dc0"] = dc_carry
     return gradients

@@ -49,8 +49,13 @@ sum over every step and the batch):
 
 Interface: forward(parameters, x, initial_states) -> (outputs, cache);
 backward(cache, upstream, truncate=None) -> gradients. Arrays are (rows, m, T) at the
-boundary; inside, sequences are kept as (rows, T, m) so that a step is one contiguous slab.
+boundary. Inside, the values of one step are contiguous slabs: the states and the stored
+values are kept as (T, rows, m), the inputs and the stacked adjoints as (rows, T, m), which is
+also one (rows, T·m) matrix for the products over every step and the batch.
 """
+
+import sys
+import threading
 
 import numpy as np
 
@@ -78,10 +83,13 @@ INPUTS = ("x",)
 READOUTS = ()
 
 
-def sigmoid(u):
-    """Logistic function, computed without overflow for large |u|."""
-    e = np.exp(-np.abs(u))
-    return np.where(u >= 0, 1 / (1 + e), e / (1 + e))
+def sigmoid(u, out=None):
+    """Logistic function σ(u) = (1 + tanh(u / 2)) / 2: no overflow for any u; out may be u."""
+    out = np.multiply(u, 0.5, out=out)
+    np.tanh(out, out=out)
+    out *= 0.5
+    out += 0.5
+    return out
 
 
 def softmax(u):
@@ -90,13 +98,31 @@ def softmax(u):
     return e / e.sum(axis=0, keepdims=True)
 
 
-def relu(u):
-    return np.maximum(u, 0)
+def relu(u, out=None):
+    return np.maximum(u, 0, out=out)
+
+
+_workspaces = threading.local()
+
+
+def _workspace(name, shape, dtype):
+    """np.empty(shape, dtype), or a buffer of one of the last two calls that nothing refers to
+    any more (no output, cache or view of it is alive): fresh memory costs a page fault per
+    page. Two per name, so that a loop holding the last call's cache still reuses; per thread."""
+    kept = _workspaces.__dict__.setdefault(name, [])
+    probe = np.empty(0)
+    free = sys.getrefcount(probe) + 1  # what an array only this list and a local refer to counts
+    for buf in kept:
+        if buf.shape == shape and buf.dtype == dtype and sys.getrefcount(buf) == free:
+            return buf
+    buf = np.empty(shape, dtype)
+    kept[:] = [buf] + kept[:1]
+    return buf
 
 
 def _flat(a):
-    """A (rows, T, m) sequence as one (rows, T·m) matrix: products over it sum over time and batch."""
-    return a.reshape(a.shape[0], -1)
+    """A (T, rows, m) sequence as one (rows, T·m) matrix (a copy): products over it sum over time and batch."""
+    return np.ascontiguousarray(a.transpose(1, 0, 2)).reshape(a.shape[1], -1)
 
 
 def init_parameters(dims, rng=None, dtype=np.float64):
@@ -172,7 +198,7 @@ def forward(parameters, x, initial_states=None):
     b_hg = parameters["b_hg"]
     b_ho = parameters["b_ho"]
     dtype = np.result_type(x, *parameters.values())
-    x_seq = np.ascontiguousarray(np.asarray(x, dtype=dtype).transpose(0, 2, 1))
+    x_seq = np.ascontiguousarray(np.asarray(x, dtype=dtype).transpose(0, 2, 1))  # (rows, T, m)
     n_x = W_ii.shape[1]
     n_h = W_ii.shape[0]
     _, T, m = x_seq.shape
@@ -209,71 +235,93 @@ def forward(parameters, x, initial_states=None):
     if b_ho.shape != (n_h, 1):
         raise ValueError(f"parameter b_ho has shape {b_ho.shape}, expected {(n_h, 1)}")
 
-    # Sequence buffers: state s enters step t as s_seq[:, t] and leaves as s_seq[:, t + 1].
-    h_seq = np.empty((n_h, T + 1, m), dtype)
-    h_seq[:, 0] = initial_states.get("h", 0)
-    c_seq = np.empty((n_h, T + 1, m), dtype)
-    c_seq[:, 0] = initial_states.get("c", 0)
-    i_seq = np.empty((n_h, T, m), dtype)
-    f_seq = np.empty((n_h, T, m), dtype)
-    g_seq = np.empty((n_h, T, m), dtype)
-    o_seq = np.empty((n_h, T, m), dtype)
-    tanh_c_seq = np.empty((n_h, T, m), dtype)
+    # Sequence buffers, time first: state s enters step t as s_seq[t] and leaves as s_seq[t + 1].
+    h_seq = _workspace("h_seq", (T + 1, n_h, m), dtype)
+    h_seq[0] = initial_states.get("h", 0)
+    c_seq = _workspace("c_seq", (T + 1, n_h, m), dtype)
+    c_seq[0] = initial_states.get("c", 0)
+    tanh_c_seq = _workspace("tanh_c_seq", (T, n_h, m), dtype)
+    # The step's affine equations, stacked as the rows [a_i; a_f; a_o; a_g]
+    # of gates_seq; their products with the per-step input and their biases are
+    # computed for every step at once, before the loop.
+    # σ(u) = (1 + tanh(u/2)) / 2: the σ rows' weights and biases are halved here,
+    # so that one tanh activates the σ and tanh rows of a step together.
+    W_xt = np.concatenate((0.5 * W_ii, 0.5 * W_if, 0.5 * W_io, W_ig))  # weights of every product with xt
+    W_h_prev = np.concatenate((0.5 * W_hi, 0.5 * W_hf, 0.5 * W_ho, W_hg))  # weights of every product with h_prev
+    gates_seq = _workspace("gates_seq", (T, 4*n_h, m), dtype)
+    # a_i, a_f, a_o, a_g: products with xt
+    np.matmul(W_xt, x_seq.transpose(1, 0, 2), out=gates_seq)
+    gates_seq += np.concatenate((0.5 * (b_hi + b_ii), 0.5 * (b_hf + b_if), 0.5 * (b_ho + b_io), (b_hg + b_ig)))  # biases
+    prod_h_prev = np.empty((4*n_h, m), dtype)  # per-step products with h_prev
 
     for t in range(T):
-        xt = x_seq[:, t]
-        h_prev = h_seq[:, t]
-        c_prev = c_seq[:, t]
-        # a_i = W_hi·h_prev + W_ii·xt + b_hi + b_ii
-        a_i = W_hi @ h_prev + W_ii @ xt + b_hi + b_ii
-        # i = σ(a_i)
-        i = i_seq[:, t] = sigmoid(a_i)
-        # a_f = W_hf·h_prev + W_if·xt + b_hf + b_if
-        a_f = W_hf @ h_prev + W_if @ xt + b_hf + b_if
-        # f = σ(a_f)
-        f = f_seq[:, t] = sigmoid(a_f)
-        # a_g = W_hg·h_prev + W_ig·xt + b_hg + b_ig
-        a_g = W_hg @ h_prev + W_ig @ xt + b_hg + b_ig
-        # g = tanh(a_g)
-        g = g_seq[:, t] = np.tanh(a_g)
-        # a_o = W_ho·h_prev + W_io·xt + b_ho + b_io
-        a_o = W_ho @ h_prev + W_io @ xt + b_ho + b_io
-        # o = σ(a_o)
-        o = o_seq[:, t] = sigmoid(a_o)
+        h_prev = h_seq[t]
+        c_prev = c_seq[t]
+        gates = gates_seq[t]
+        # a_i, a_f, a_o, a_g += [½W_hi; ½W_hf; ½W_ho; W_hg]·h_prev: one product
+        np.matmul(W_h_prev, h_prev, out=prod_h_prev)
+        gates += prod_h_prev
+        # i = σ(a_i), f = σ(a_f), o = σ(a_o), g = tanh(a_g)
+        np.tanh(gates, out=gates)
+        gates[:3*n_h] *= 0.5  # σ rows: (1 + tanh(u/2)) / 2
+        gates[:3*n_h] += 0.5
+        i, f, o, g = gates[:n_h], gates[n_h:2*n_h], gates[2*n_h:3*n_h], gates[3*n_h:]
         # c = c_prev ⊙ f + g ⊙ i
-        c = c_seq[:, t + 1] = c_prev * f + g * i
+        c = c_seq[t + 1]
+        np.multiply(c_prev, f, out=c)
+        c += g * i
         # tanh_c = tanh(c)
-        tanh_c = tanh_c_seq[:, t] = np.tanh(c)
+        tanh_c = tanh_c_seq[t]
+        np.tanh(c, out=tanh_c)
         # h = o ⊙ tanh_c
-        h_seq[:, t + 1] = o * tanh_c
+        h = h_seq[t + 1]
+        np.multiply(o, tanh_c, out=h)
+
+    i_seq = gates_seq[:, :n_h]
+    f_seq = gates_seq[:, n_h:2*n_h]
+    o_seq = gates_seq[:, 2*n_h:3*n_h]
+    g_seq = gates_seq[:, 3*n_h:]
 
     outputs = {
-        "h": h_seq[:, 1:].transpose(0, 2, 1),
-        "c": c_seq[:, 1:].transpose(0, 2, 1),
+        "h": h_seq[1:].transpose(1, 2, 0),
+        "c": c_seq[1:].transpose(1, 2, 0),
     }
     cache = {
         "parameters": parameters,
         "x_seq": x_seq,
         "h_seq": h_seq,
         "c_seq": c_seq,
+        "gates_seq": gates_seq,
         "i_seq": i_seq,
         "f_seq": f_seq,
-        "g_seq": g_seq,
         "o_seq": o_seq,
+        "g_seq": g_seq,
         "tanh_c_seq": tanh_c_seq,
     }
     return outputs, cache
 
 
-def _upstream(upstream, name, rows, m, T, dtype):
-    """The loss's gradient for one output as (rows, T, m); zeros when the loss ignores it."""
+def _upstream(upstream, name, rows, m, T, dtype, flat=False, plus=None):
+    """The loss's gradient for one output (plus ``plus``, a (T, rows, m) array, if given) as a
+    (T, rows, m) array, C order so that a step is one contiguous slab, or None if both are
+    missing; or, if flat, as a (rows, T·m) matrix, zeros when the loss ignores the output."""
     g = upstream.get(name)
+    if g is not None:
+        g = np.asarray(g, dtype=dtype)
+        if g.shape != (rows, m, T):
+            raise ValueError(f"upstream[{name!r}] has shape {g.shape}, expected {(rows, m, T)}")
+    if flat:
+        return np.zeros((rows, T * m), dtype) if g is None else g.transpose(0, 2, 1).reshape(rows, -1)
+    if g is None and plus is None:
+        return None
+    buf = _workspace("d" + name + "_up", (T, rows, m), dtype)
     if g is None:
-        return np.zeros((rows, T, m), dtype)
-    g = np.asarray(g, dtype=dtype)
-    if g.shape != (rows, m, T):
-        raise ValueError(f"upstream[{name!r}] has shape {g.shape}, expected {(rows, m, T)}")
-    return g.transpose(0, 2, 1)
+        np.copyto(buf, plus)
+    elif plus is None:
+        np.copyto(buf, g.transpose(2, 0, 1))
+    else:
+        np.add(g.transpose(2, 0, 1), plus, out=buf)
+    return buf
 
 
 def backward(cache, upstream, truncate=None):
@@ -299,10 +347,11 @@ def backward(cache, upstream, truncate=None):
     x_seq = cache["x_seq"]
     h_seq = cache["h_seq"]
     c_seq = cache["c_seq"]
+    gates_seq = cache["gates_seq"]
     i_seq = cache["i_seq"]
     f_seq = cache["f_seq"]
-    g_seq = cache["g_seq"]
     o_seq = cache["o_seq"]
+    g_seq = cache["g_seq"]
     tanh_c_seq = cache["tanh_c_seq"]
     dtype = x_seq.dtype
     n_x = W_ii.shape[1]
@@ -311,77 +360,79 @@ def backward(cache, upstream, truncate=None):
 
     dh_up = _upstream(upstream, "h", n_h, m, T, dtype)
     dc_up = _upstream(upstream, "c", n_h, m, T, dtype)
-    dx_seq = np.empty((n_x, T, m), dtype)
-    da_i_seq = np.empty((n_h, T, m), dtype)
-    da_f_seq = np.empty((n_h, T, m), dtype)
-    da_g_seq = np.empty((n_h, T, m), dtype)
-    da_o_seq = np.empty((n_h, T, m), dtype)
+    W_h_prev = np.concatenate((W_hi, W_hf, W_ho, W_hg))  # weights of every product with h_prev
+    W_xt = np.concatenate((W_ii, W_if, W_io, W_ig))  # weights of every product with xt
+    dgates = _workspace("dgates", (4*n_h, m), dtype)  # adjoints of one step's rows of gates_seq
+    dgates_seq = _workspace("dgates_seq", (4*n_h, T, m), dtype)  # ... of every step, rows first
     dh_carry = np.zeros((n_h, m), dtype)  # gradient flowing back from step t+1
     dc_carry = np.zeros((n_h, m), dtype)  # gradient flowing back from step t+1
 
     for t in reversed(range(T)):
-        c_prev = c_seq[:, t]
-        f = f_seq[:, t]
-        g = g_seq[:, t]
-        i = i_seq[:, t]
-        o = o_seq[:, t]
-        tanh_c = tanh_c_seq[:, t]
-        dc_next = dc_up[:, t] + dc_carry
-        dh_next = dh_up[:, t] + dh_carry
+        c_prev = c_seq[t]
+        f = f_seq[t]
+        g = g_seq[t]
+        i = i_seq[t]
+        o = o_seq[t]
+        tanh_c = tanh_c_seq[t]
+        gates = gates_seq[t]
+        dc_next = dc_carry if dc_up is None else dc_up[t] + dc_carry
+        dh_next = dh_carry if dh_up is None else dh_up[t] + dh_carry
         # dtanh_c = dh_next ⊙ o
         dtanh_c = dh_next * o
         # dc = dc_next + dtanh_c ⊙ (1 - tanh_c ⊙ tanh_c)
         dc = dc_next + dtanh_c * (1 - tanh_c * tanh_c)
         # do = dh_next ⊙ tanh_c
-        do = dh_next * tanh_c
-        # da_o = do ⊙ o ⊙ (1 - o)
-        da_o = da_o_seq[:, t] = do * o * (1 - o)
+        do = dgates[2*n_h:3*n_h]
+        np.multiply(dh_next, tanh_c, out=do)
         # dg = dc ⊙ i
-        dg = dc * i
-        # da_g = dg ⊙ (1 - g ⊙ g)
-        da_g = da_g_seq[:, t] = dg * (1 - g * g)
+        dg = dgates[3*n_h:]
+        np.multiply(dc, i, out=dg)
         # df = dc ⊙ c_prev
-        df = dc * c_prev
-        # da_f = df ⊙ f ⊙ (1 - f)
-        da_f = da_f_seq[:, t] = df * f * (1 - f)
+        df = dgates[n_h:2*n_h]
+        np.multiply(dc, c_prev, out=df)
         # di = dc ⊙ g
-        di = dc * g
-        # da_i = di ⊙ i ⊙ (1 - i)
-        da_i = da_i_seq[:, t] = di * i * (1 - i)
-        # dxt = W_ioᵀ·da_o + W_igᵀ·da_g + W_ifᵀ·da_f + W_iiᵀ·da_i
-        dx_seq[:, t] = W_io.T @ da_o + W_ig.T @ da_g + W_if.T @ da_f + W_ii.T @ da_i
+        di = dgates[:n_h]
+        np.multiply(dc, g, out=di)
+        # da_i = di ⊙ i ⊙ (1 - i), da_f = df ⊙ f ⊙ (1 - f), da_o = do ⊙ o ⊙ (1 - o)
+        dgates[:3*n_h] *= gates[:3*n_h] * (1 - gates[:3*n_h])
+        # da_g = dg ⊙ (1 - g ⊙ g)
+        dgates[3*n_h:] *= 1 - gates[3*n_h:] * gates[3*n_h:]
+        # dh_prev_gates = W_hoᵀ·da_o + W_hgᵀ·da_g + W_hfᵀ·da_f + W_hiᵀ·da_i: one product
+        dh_prev_gates = W_h_prev.T @ dgates
+        dgates_seq[:, t] = dgates
         cut = truncate is not None and t > 0 and t % truncate == 0
-        # dh_prev = W_hoᵀ·da_o + W_hgᵀ·da_g + W_hfᵀ·da_f + W_hiᵀ·da_i
-        dh_carry = W_ho.T @ da_o + W_hg.T @ da_g + W_hf.T @ da_f + W_hi.T @ da_i if not cut else np.zeros((n_h, m), dtype)
+        # dh_prev = dh_prev_gates
+        dh_carry = dh_prev_gates if not cut else np.zeros((n_h, m), dtype)
         # dc_prev = dc ⊙ f
         dc_carry = dc * f if not cut else np.zeros((n_h, m), dtype)
 
-    # Parameter gradients: one product over every step and the whole batch.
-    da_i_all = _flat(da_i_seq)
-    xt_all = _flat(x_seq)
-    da_f_all = _flat(da_f_seq)
-    da_g_all = _flat(da_g_seq)
-    da_o_all = _flat(da_o_seq)
-    h_prev_all = _flat(h_seq[:, :-1])
+    # Products over every step and the whole batch.
+    dgates_all = dgates_seq.reshape(4*n_h, T * m)
+    # dxt = W_iiᵀ·da_i + W_ifᵀ·da_f + W_ioᵀ·da_o + W_igᵀ·da_g, every step at once
+    dx_all = W_xt.T @ dgates_all
+    dW_xt = dgates_all @ x_seq.reshape(x_seq.shape[0], -1).T  # dW_ii, dW_if, dW_io, dW_ig = Σ_t d(row)·xtᵀ
+    h_flat = _flat(h_seq)  # (rows, (T + 1)·m)
+    dW_h_prev = dgates_all @ h_flat[:, :-m].T  # dW_hi, dW_hf, dW_ho, dW_hg = Σ_t d(row)·h_prevᵀ
+    dgates_bias = dgates_all.sum(axis=1, keepdims=True)  # every row's Σ over steps and batch
     gradients = {
-        "dW_ii": da_i_all @ xt_all.T,  # dW_ii = Σ_t da_i·xtᵀ
-        "dW_if": da_f_all @ xt_all.T,  # dW_if = Σ_t da_f·xtᵀ
-        "dW_ig": da_g_all @ xt_all.T,  # dW_ig = Σ_t da_g·xtᵀ
-        "dW_io": da_o_all @ xt_all.T,  # dW_io = Σ_t da_o·xtᵀ
-        "dW_hi": da_i_all @ h_prev_all.T,  # dW_hi = Σ_t da_i·h_prevᵀ
-        "dW_hf": da_f_all @ h_prev_all.T,  # dW_hf = Σ_t da_f·h_prevᵀ
-        "dW_hg": da_g_all @ h_prev_all.T,  # dW_hg = Σ_t da_g·h_prevᵀ
-        "dW_ho": da_o_all @ h_prev_all.T,  # dW_ho = Σ_t da_o·h_prevᵀ
-        "db_ii": da_i_all.sum(axis=1, keepdims=True),  # db_ii = Σ_t rowsum(da_i)
-        "db_if": da_f_all.sum(axis=1, keepdims=True),  # db_if = Σ_t rowsum(da_f)
-        "db_ig": da_g_all.sum(axis=1, keepdims=True),  # db_ig = Σ_t rowsum(da_g)
-        "db_io": da_o_all.sum(axis=1, keepdims=True),  # db_io = Σ_t rowsum(da_o)
-        "db_hi": da_i_all.sum(axis=1, keepdims=True),  # db_hi = Σ_t rowsum(da_i)
-        "db_hf": da_f_all.sum(axis=1, keepdims=True),  # db_hf = Σ_t rowsum(da_f)
-        "db_hg": da_g_all.sum(axis=1, keepdims=True),  # db_hg = Σ_t rowsum(da_g)
-        "db_ho": da_o_all.sum(axis=1, keepdims=True),  # db_ho = Σ_t rowsum(da_o)
+        "dW_ii": dW_xt[:n_h],  # dW_ii = Σ_t da_i·xtᵀ
+        "dW_if": dW_xt[n_h:2*n_h],  # dW_if = Σ_t da_f·xtᵀ
+        "dW_ig": dW_xt[3*n_h:],  # dW_ig = Σ_t da_g·xtᵀ
+        "dW_io": dW_xt[2*n_h:3*n_h],  # dW_io = Σ_t da_o·xtᵀ
+        "dW_hi": dW_h_prev[:n_h],  # dW_hi = Σ_t da_i·h_prevᵀ
+        "dW_hf": dW_h_prev[n_h:2*n_h],  # dW_hf = Σ_t da_f·h_prevᵀ
+        "dW_hg": dW_h_prev[3*n_h:],  # dW_hg = Σ_t da_g·h_prevᵀ
+        "dW_ho": dW_h_prev[2*n_h:3*n_h],  # dW_ho = Σ_t da_o·h_prevᵀ
+        "db_ii": dgates_bias[:n_h],  # db_ii = Σ_t rowsum(da_i)
+        "db_if": dgates_bias[n_h:2*n_h],  # db_if = Σ_t rowsum(da_f)
+        "db_ig": dgates_bias[3*n_h:],  # db_ig = Σ_t rowsum(da_g)
+        "db_io": dgates_bias[2*n_h:3*n_h],  # db_io = Σ_t rowsum(da_o)
+        "db_hi": dgates_bias[:n_h].copy(),  # db_hi = Σ_t rowsum(da_i)
+        "db_hf": dgates_bias[n_h:2*n_h].copy(),  # db_hf = Σ_t rowsum(da_f)
+        "db_hg": dgates_bias[3*n_h:].copy(),  # db_hg = Σ_t rowsum(da_g)
+        "db_ho": dgates_bias[2*n_h:3*n_h].copy(),  # db_ho = Σ_t rowsum(da_o)
     }
-    gradients["dx"] = dx_seq.transpose(0, 2, 1)
+    gradients["dx"] = dx_all.reshape(n_x, T, m).transpose(0, 2, 1)
     gradients["dh0"] = dh_carry
     gradients["dc0"] = dc_carry
     return gradients

@@ -26,8 +26,13 @@ sum over every step and the batch):
 
 Interface: forward(parameters, x, initial_states) -> (outputs, cache);
 backward(cache, upstream, truncate=None) -> gradients. Arrays are (rows, m, T) at the
-boundary; inside, sequences are kept as (rows, T, m) so that a step is one contiguous slab.
+boundary. Inside, the values of one step are contiguous slabs: the states and the stored
+values are kept as (T, rows, m), the inputs and the stacked adjoints as (rows, T, m), which is
+also one (rows, T·m) matrix for the products over every step and the batch.
 """
+
+import sys
+import threading
 
 import numpy as np
 
@@ -44,10 +49,13 @@ INPUTS = ("x",)
 READOUTS = ("y",)
 
 
-def sigmoid(u):
-    """Logistic function, computed without overflow for large |u|."""
-    e = np.exp(-np.abs(u))
-    return np.where(u >= 0, 1 / (1 + e), e / (1 + e))
+def sigmoid(u, out=None):
+    """Logistic function σ(u) = (1 + tanh(u / 2)) / 2: no overflow for any u; out may be u."""
+    out = np.multiply(u, 0.5, out=out)
+    np.tanh(out, out=out)
+    out *= 0.5
+    out += 0.5
+    return out
 
 
 def softmax(u):
@@ -56,13 +64,31 @@ def softmax(u):
     return e / e.sum(axis=0, keepdims=True)
 
 
-def relu(u):
-    return np.maximum(u, 0)
+def relu(u, out=None):
+    return np.maximum(u, 0, out=out)
+
+
+_workspaces = threading.local()
+
+
+def _workspace(name, shape, dtype):
+    """np.empty(shape, dtype), or a buffer of one of the last two calls that nothing refers to
+    any more (no output, cache or view of it is alive): fresh memory costs a page fault per
+    page. Two per name, so that a loop holding the last call's cache still reuses; per thread."""
+    kept = _workspaces.__dict__.setdefault(name, [])
+    probe = np.empty(0)
+    free = sys.getrefcount(probe) + 1  # what an array only this list and a local refer to counts
+    for buf in kept:
+        if buf.shape == shape and buf.dtype == dtype and sys.getrefcount(buf) == free:
+            return buf
+    buf = np.empty(shape, dtype)
+    kept[:] = [buf] + kept[:1]
+    return buf
 
 
 def _flat(a):
-    """A (rows, T, m) sequence as one (rows, T·m) matrix: products over it sum over time and batch."""
-    return a.reshape(a.shape[0], -1)
+    """A (T, rows, m) sequence as one (rows, T·m) matrix (a copy): products over it sum over time and batch."""
+    return np.ascontiguousarray(a.transpose(1, 0, 2)).reshape(a.shape[1], -1)
 
 
 def init_parameters(dims, rng=None, dtype=np.float64):
@@ -118,7 +144,7 @@ def forward(parameters, x, initial_states=None):
     Wyh = parameters["Wyh"]
     by = parameters["by"]
     dtype = np.result_type(x, *parameters.values())
-    x_seq = np.ascontiguousarray(np.asarray(x, dtype=dtype).transpose(0, 2, 1))
+    x_seq = np.ascontiguousarray(np.asarray(x, dtype=dtype).transpose(0, 2, 1))  # (rows, T, m)
     n_x = Whx.shape[1]
     n_h = Whx.shape[0]
     n_y = Wyh.shape[0]
@@ -134,45 +160,74 @@ def forward(parameters, x, initial_states=None):
     if by.shape != (n_y, 1):
         raise ValueError(f"parameter by has shape {by.shape}, expected {(n_y, 1)}")
 
-    # Sequence buffers: state s enters step t as s_seq[:, t] and leaves as s_seq[:, t + 1].
-    h_seq = np.empty((n_h, T + 1, m), dtype)
-    h_seq[:, 0] = initial_states.get("h", 0)
-    y_seq = np.empty((n_y, T, m), dtype)
+    # Sequence buffers, time first: state s enters step t as s_seq[t] and leaves as s_seq[t + 1].
+    h_seq = _workspace("h_seq", (T + 1, n_h, m), dtype)
+    h_seq[0] = initial_states.get("h", 0)
+    # The step's affine equations, stacked as the rows [a_h]
+    # of gates_seq; their products with the per-step input and their biases are
+    # computed for every step at once, before the loop.
+    gates_seq = _workspace("gates_seq", (T, n_h, m), dtype)
+    # a_h: products with xt
+    np.matmul(Whx, x_seq.transpose(1, 0, 2), out=gates_seq)
+    gates_seq += bh  # biases
+    prod_h_prev = np.empty((n_h, m), dtype)  # per-step products with h_prev
 
     for t in range(T):
-        xt = x_seq[:, t]
-        h_prev = h_seq[:, t]
-        # a_h = Whh·h_prev + Whx·xt + bh
-        a_h = Whh @ h_prev + Whx @ xt + bh
+        h_prev = h_seq[t]
+        gates = gates_seq[t]
+        # a_h += Whh·h_prev
+        np.matmul(Whh, h_prev, out=prod_h_prev)
+        gates += prod_h_prev
+        a_h = gates
         # h = tanh(a_h)
-        h = h_seq[:, t + 1] = np.tanh(a_h)
-        # a_y = Wyh·h + by
-        a_y = Wyh @ h + by
-        # y = softmax(a_y)
-        y_seq[:, t] = softmax(a_y)
+        h = h_seq[t + 1]
+        np.tanh(a_h, out=h)
+
+    # Readouts of every step at once (T·m columns), after the loop.
+    h_flat = _flat(h_seq)  # (rows, (T + 1)·m)
+    # a_y = Wyh·h + by
+    a_y_all = Wyh @ h_flat[:, m:] + by
+    # y = softmax(a_y)
+    y_all = softmax(a_y_all)
+    y_seq = y_all.reshape(n_y, T, m).transpose(1, 0, 2)
 
     outputs = {
-        "h": h_seq[:, 1:].transpose(0, 2, 1),
-        "y": y_seq.transpose(0, 2, 1),
+        "h": h_seq[1:].transpose(1, 2, 0),
+        "y": y_seq.transpose(1, 2, 0),
     }
     cache = {
         "parameters": parameters,
         "x_seq": x_seq,
         "h_seq": h_seq,
         "y_seq": y_seq,
+        "h_flat": h_flat,
+        "gates_seq": gates_seq,
+        "y_all": y_all,
     }
     return outputs, cache
 
 
-def _upstream(upstream, name, rows, m, T, dtype):
-    """The loss's gradient for one output as (rows, T, m); zeros when the loss ignores it."""
+def _upstream(upstream, name, rows, m, T, dtype, flat=False, plus=None):
+    """The loss's gradient for one output (plus ``plus``, a (T, rows, m) array, if given) as a
+    (T, rows, m) array, C order so that a step is one contiguous slab, or None if both are
+    missing; or, if flat, as a (rows, T·m) matrix, zeros when the loss ignores the output."""
     g = upstream.get(name)
+    if g is not None:
+        g = np.asarray(g, dtype=dtype)
+        if g.shape != (rows, m, T):
+            raise ValueError(f"upstream[{name!r}] has shape {g.shape}, expected {(rows, m, T)}")
+    if flat:
+        return np.zeros((rows, T * m), dtype) if g is None else g.transpose(0, 2, 1).reshape(rows, -1)
+    if g is None and plus is None:
+        return None
+    buf = _workspace("d" + name + "_up", (T, rows, m), dtype)
     if g is None:
-        return np.zeros((rows, T, m), dtype)
-    g = np.asarray(g, dtype=dtype)
-    if g.shape != (rows, m, T):
-        raise ValueError(f"upstream[{name!r}] has shape {g.shape}, expected {(rows, m, T)}")
-    return g.transpose(0, 2, 1)
+        np.copyto(buf, plus)
+    elif plus is None:
+        np.copyto(buf, g.transpose(2, 0, 1))
+    else:
+        np.add(g.transpose(2, 0, 1), plus, out=buf)
+    return buf
 
 
 def backward(cache, upstream, truncate=None):
@@ -193,50 +248,55 @@ def backward(cache, upstream, truncate=None):
     x_seq = cache["x_seq"]
     h_seq = cache["h_seq"]
     y_seq = cache["y_seq"]
+    h_flat = cache["h_flat"]
+    gates_seq = cache["gates_seq"]
+    y_all = cache["y_all"]
     dtype = x_seq.dtype
     n_x = Whx.shape[1]
     n_h = Whx.shape[0]
     n_y = Wyh.shape[0]
     _, T, m = x_seq.shape
 
-    dh_up = _upstream(upstream, "h", n_h, m, T, dtype)
-    dy_up = _upstream(upstream, "y", n_y, m, T, dtype)
-    dx_seq = np.empty((n_x, T, m), dtype)
-    da_h_seq = np.empty((n_h, T, m), dtype)
-    da_y_seq = np.empty((n_y, T, m), dtype)
+    dy_all = _upstream(upstream, "y", n_y, m, T, dtype, flat=True)
+    # The readouts' backward for every step at once, before the loop.
+    # da_y = y ⊙ (dy - colsum(y ⊙ dy))
+    da_y_all = y_all * (dy_all - (y_all * dy_all).sum(axis=0, keepdims=True))
+    # dh += Wyhᵀ·da_y  (from the readouts)
+    dh_up = _upstream(upstream, "h", n_h, m, T, dtype, plus=(Wyh.T @ da_y_all).reshape(n_h, T, m).transpose(1, 0, 2))
+    dgates = _workspace("dgates", (n_h, m), dtype)  # adjoints of one step's rows of gates_seq
+    dgates_seq = _workspace("dgates_seq", (n_h, T, m), dtype)  # ... of every step, rows first
     dh_carry = np.zeros((n_h, m), dtype)  # gradient flowing back from step t+1
 
     for t in reversed(range(T)):
-        h = h_seq[:, t + 1]
-        y = y_seq[:, t]
-        dh_next = dh_up[:, t] + dh_carry
-        dy = dy_up[:, t]
-        # da_y = y ⊙ (dy - colsum(y ⊙ dy))
-        da_y = da_y_seq[:, t] = y * (dy - (y * dy).sum(axis=0, keepdims=True))
-        # dh = dh_next + Wyhᵀ·da_y
-        dh = dh_next + Wyh.T @ da_y
+        h = h_seq[t + 1]
+        dh_next = dh_carry if dh_up is None else dh_up[t] + dh_carry
+        # dh = dh_next
+        dh = dh_next
         # da_h = dh ⊙ (1 - h ⊙ h)
-        da_h = da_h_seq[:, t] = dh * (1 - h * h)
-        # dxt = Whxᵀ·da_h
-        dx_seq[:, t] = Whx.T @ da_h
+        da_h = dgates
+        np.multiply(dh, 1 - h * h, out=da_h)
+        # dh_prev_gates = Whhᵀ·da_h
+        dh_prev_gates = Whh.T @ dgates
+        dgates_seq[:, t] = dgates
         cut = truncate is not None and t > 0 and t % truncate == 0
-        # dh_prev = Whhᵀ·da_h
-        dh_carry = Whh.T @ da_h if not cut else np.zeros((n_h, m), dtype)
+        # dh_prev = dh_prev_gates
+        dh_carry = dh_prev_gates if not cut else np.zeros((n_h, m), dtype)
 
-    # Parameter gradients: one product over every step and the whole batch.
-    da_h_all = _flat(da_h_seq)
-    xt_all = _flat(x_seq)
-    h_prev_all = _flat(h_seq[:, :-1])
-    da_y_all = _flat(da_y_seq)
-    h_all = _flat(h_seq[:, 1:])
+    # Products over every step and the whole batch.
+    dgates_all = dgates_seq.reshape(n_h, T * m)
+    # dxt = Whxᵀ·da_h, every step at once
+    dx_all = Whx.T @ dgates_all
+    dW_xt = dgates_all @ x_seq.reshape(x_seq.shape[0], -1).T  # dWhx = Σ_t d(row)·xtᵀ
+    dW_h_prev = dgates_all @ h_flat[:, :-m].T  # dWhh = Σ_t d(row)·h_prevᵀ
+    dgates_bias = dgates_all.sum(axis=1, keepdims=True)  # every row's Σ over steps and batch
     gradients = {
-        "dWhx": da_h_all @ xt_all.T,  # dWhx = Σ_t da_h·xtᵀ
-        "dWhh": da_h_all @ h_prev_all.T,  # dWhh = Σ_t da_h·h_prevᵀ
-        "dbh": da_h_all.sum(axis=1, keepdims=True),  # dbh = Σ_t rowsum(da_h)
-        "dWyh": da_y_all @ h_all.T,  # dWyh = Σ_t da_y·hᵀ
+        "dWhx": dW_xt,  # dWhx = Σ_t da_h·xtᵀ
+        "dWhh": dW_h_prev,  # dWhh = Σ_t da_h·h_prevᵀ
+        "dbh": dgates_bias,  # dbh = Σ_t rowsum(da_h)
+        "dWyh": da_y_all @ h_flat[:, m:].T,  # dWyh = Σ_t da_y·hᵀ
         "dby": da_y_all.sum(axis=1, keepdims=True),  # dby = Σ_t rowsum(da_y)
     }
-    gradients["dx"] = dx_seq.transpose(0, 2, 1)
+    gradients["dx"] = dx_all.reshape(n_x, T, m).transpose(0, 2, 1)
     gradients["dh0"] = dh_carry
     return gradients
 
