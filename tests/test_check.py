@@ -17,6 +17,7 @@ import pytest
 
 from symbptt.check import Report, Verdict, call_with_timeout, check_module, main
 from symbptt.testing import assert_cell_matches
+from tests.fixtures.planted import PLANTS, write_planted
 
 HERE = Path(__file__).parent
 FIXTURES = HERE / "fixtures"
@@ -150,8 +151,15 @@ def test_main_exit_status_zero_when_all_ok(capsys):
 # ---------------------------------------------------------------------------------------
 
 
-def _line_of(fixture: str, marker: str) -> int:
-    lines = (FIXTURES / f"gru_planted_{fixture}.py").read_text(encoding="utf-8").splitlines()
+@pytest.fixture(scope="module")
+def planted(tmp_path_factory):
+    """Every planted GRU written as a file, as a person would hand it in: name -> path."""
+    directory = tmp_path_factory.mktemp("planted")
+    return {name: write_planted(name, directory) for name in PLANTS}
+
+
+def _line_of(path, marker: str) -> int:
+    lines = path.read_text(encoding="utf-8").splitlines()
     return next(k for k, line in enumerate(lines, 1) if marker in line)
 
 
@@ -175,30 +183,30 @@ PLANTED = [
 
 
 @pytest.mark.parametrize("fixture, function, item, status, phrase", PLANTED, ids=[p[0] for p in PLANTED])
-def test_planted_gru_mistake_is_named(fixture, function, item, status, phrase):
-    report = check_module(FIXTURES / f"gru_planted_{fixture}.py", "gru", timeout=TIMEOUT)
+def test_planted_gru_mistake_is_named(planted, fixture, function, item, status, phrase):
+    report = check_module(planted[fixture], "gru", timeout=TIMEOUT)
     assert not report.ok
     assert phrase in one(report, function, item, status).detail, report.table()
     # The one-step forward is untouched by every plant: its verdicts stay ok.
     one(report, "gru_one_step_forward", "h_next", "ok")
 
 
-def test_planted_exception_names_the_line():
-    report = check_module(FIXTURES / "gru_planted_raises.py", "gru", timeout=TIMEOUT)
-    line = _line_of("raises", "concat_T = np.hstack([h_prev, xt.T])")
+def test_planted_exception_names_the_line(planted):
+    report = check_module(planted["raises"], "gru", timeout=TIMEOUT)
+    line = _line_of(planted["raises"], "concat_T = np.hstack([h_prev, xt.T])")
     assert f"(line {line}: concat_T = np.hstack([h_prev, xt.T])" in one(
         report, "gru_one_step_backward", "(call)", "raised").detail
 
 
-def test_planted_key_is_read_under_its_meaning_by_callers():
-    report = check_module(FIXTURES / "gru_planted_key.py", "gru", timeout=TIMEOUT)
+def test_planted_key_is_read_under_its_meaning_by_callers(planted):
+    report = check_module(planted["key"], "gru", timeout=TIMEOUT)
     one(report, "gru_one_step_backward", "dbr", "missing key")
     one(report, "gru_backward", "dbr", "ok")  # gru_backward reads gradients["dbr"]: not hidden
 
 
-def test_hang_is_stopped_and_the_rest_still_checked():
+def test_hang_is_stopped_and_the_rest_still_checked(planted):
     start = time.monotonic()
-    report = check_module(FIXTURES / "gru_planted_hang.py", "gru", timeout=0.3)
+    report = check_module(planted["hang"], "gru", timeout=0.3)
     assert time.monotonic() - start < 10
     one(report, "gru_forward", "(call)", "hung")
     one(report, "gru_backward", "dWz", "ok")  # fed caches built from gru_one_step_forward
@@ -285,9 +293,9 @@ def test_assert_cell_matches_passes_on_the_reference():
     assert assert_cell_matches(REFERENCE / "rnn_notebook.py", "rnn").ok
 
 
-def test_assert_cell_matches_fails_with_the_table():
+def test_assert_cell_matches_fails_with_the_table(planted):
     with pytest.raises(AssertionError) as failure:
-        assert_cell_matches(FIXTURES / "gru_planted_sign.py", "gru", timeout=TIMEOUT)
+        assert_cell_matches(planted["sign"], "gru", timeout=TIMEOUT)
     message = str(failure.value)
     assert "function" in message and "verdict" in message and "sign flip" in message
     assert "problem(s) found" in message
