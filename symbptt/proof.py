@@ -73,6 +73,18 @@ class Backend:
     broadcast feature_sum batch_sum``, and ``total`` (sum of entries) where a loss is formed.
     """
 
+    def matmul(self, a, b):
+        return a @ b
+
+    def add(self, a, b):
+        return a + b
+
+    def hadamard(self, a, b):
+        return a * b
+
+    def transpose(self, a):
+        return a.T
+
     def scale(self, coeff, a):  # pragma: no cover - interface
         raise NotImplementedError
 
@@ -94,17 +106,8 @@ class ExpFunction(sp.Function):
 class SympyBackend(Backend):
     """Explicit ``sympy.Matrix`` values; σ written through tanh, eᵘ as :class:`ExpFunction`."""
 
-    def matmul(self, a, b):
-        return a * b
-
-    def add(self, a, b):
-        return a + b
-
     def hadamard(self, a, b):
         return a.multiply_elementwise(b)
-
-    def transpose(self, a):
-        return a.T
 
     def ones(self, rows: int, cols: int):
         return sp.ones(rows, cols)
@@ -159,18 +162,6 @@ class SympyBackend(Backend):
 
 class NumpyBackend(Backend):
     """Explicit float64 NumPy matrices, for the numeric comparison and counterexamples."""
-
-    def matmul(self, a, b):
-        return a @ b
-
-    def add(self, a, b):
-        return a + b
-
-    def hadamard(self, a, b):
-        return a * b
-
-    def transpose(self, a):
-        return a.T
 
     def ones(self, rows: int, cols: int):
         return np.ones((rows, cols))

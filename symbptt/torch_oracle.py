@@ -35,18 +35,6 @@ def available() -> bool:
 class TorchBackend(Backend):
     """Explicit matrices as float64 torch tensors (autograd records every operation)."""
 
-    def matmul(self, a, b):
-        return a @ b
-
-    def add(self, a, b):
-        return a + b
-
-    def hadamard(self, a, b):
-        return a * b
-
-    def transpose(self, a):
-        return a.T
-
     def ones(self, rows: int, cols: int):
         return torch.ones(rows, cols, dtype=torch.float64)
 
