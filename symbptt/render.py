@@ -280,6 +280,8 @@ def kernel_context(derivation: Derivation, source: str = "") -> dict:
         "param_grads": param_lines,
         "backward_params": backward_params,
         "has_softmax": any(isinstance(e.expr, ops.Softmax) for e in derivation.forward),
+        "softmax_readouts": [e.name for e in derivation.forward
+                             if e.kind == "readout" and isinstance(e.expr, ops.Softmax)],
         "notebook": notebook,
         "helpers": sorted({type(e.expr).__name__ for e in derivation.forward
                            if isinstance(e.expr, ops.Node)}),

@@ -117,6 +117,16 @@ def _flat(a):
     return np.ascontiguousarray(a.transpose(1, 0, 2)).reshape(a.shape[1], -1)
 
 
+def cross_entropy(y_hat, y):
+    """L = −Σ y ⊙ log ŷ over classes, batch and steps, for the softmax readout "y"; y is one-hot (n_y, m, T)."""
+    return float(-np.sum(y * np.log(y_hat)))
+
+
+def cross_entropy_upstream(y_hat, y):
+    """dL/dŷ of cross_entropy, to pass as upstream["y"]: −y / ŷ (through the softmax it becomes ŷ − y)."""
+    return -y / y_hat
+
+
 def init_parameters(dims, rng=None, dtype=np.float64):
     """Random parameters: weights N(0, 1/fan_in), biases N(0, 0.1²); ``dims`` maps DIMS to sizes."""
     missing = [d for d in DIMS if d not in dims]
