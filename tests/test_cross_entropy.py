@@ -23,7 +23,7 @@ def test_cross_entropy_gradient_is_y_hat_minus_y(kernels, name):
         return kernel.cross_entropy(kernel.forward(p, x)[0]["y"], labels)
 
     readout_weight = "Wyh" if name == "rnn" else "Wy"
-    for key in (readout_weight, list(kernel.PARAMETERS)[0]):
+    for key in (readout_weight, next(iter(kernel.PARAMETERS))):
         index = (0, 1)
         eps = 1e-6
         up = {k: v.copy() for k, v in params.items()}
