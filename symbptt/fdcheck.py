@@ -113,14 +113,26 @@ def relative_error(analytic: np.ndarray, numeric: np.ndarray) -> float:
     return float(np.max(np.abs(analytic - numeric))) / scale if numeric.size else 0.0
 
 
-def check(kernel: ModuleType, m: int = 2, T: int = 3, truncate: int | None = None, seed: int = 0,
-          sizes: dict | None = None) -> dict[str, float]:
-    """Relative error of every gradient the kernel's backward returns, against differences."""
+def compare(kernel: ModuleType, expected_gradients, m: int = 2, T: int = 3,
+            truncate: int | None = None, seed: int = 0,
+            sizes: dict | None = None) -> dict[str, float]:
+    """Relative error of the kernel's backward against ``expected_gradients(problem)``, per key.
+
+    The one place where a kernel meets an oracle: finite differences here, PyTorch autograd
+    in :mod:`symbptt.torch_oracle`.
+    """
     problem = random_problem(kernel, dims_for(kernel, sizes), m, T, seed)
     _, cache = kernel.forward(problem.parameters, problem.x, problem.initial_states)
     analytic = kernel.backward(cache, problem.upstream, truncate=truncate)
-    numeric = numerical_gradients(kernel, problem, truncate)
-    missing = sorted(set(numeric) - set(analytic))
+    expected = expected_gradients(problem)
+    missing = sorted(set(expected) - set(analytic))
     if missing:
         raise KeyError(f"backward() lacks gradient(s) {', '.join(missing)}")
-    return {k: relative_error(analytic[k], numeric[k]) for k in numeric}
+    return {k: relative_error(analytic[k], expected[k]) for k in expected}
+
+
+def check(kernel: ModuleType, m: int = 2, T: int = 3, truncate: int | None = None, seed: int = 0,
+          sizes: dict | None = None) -> dict[str, float]:
+    """Relative error of every gradient the kernel's backward returns, against differences."""
+    return compare(kernel, lambda problem: numerical_gradients(kernel, problem, truncate),
+                   m, T, truncate, seed, sizes)

@@ -156,16 +156,10 @@ def compare_with_kernel(kernel, cell: str | Path | Cell, m: int = 2, T: int = 4,
                         truncate: int | None = None, seed: int = 0,
                         sizes: dict | None = None) -> dict[str, float]:
     """Relative error of the kernel's backward against the oracle, per gradient key."""
-    from .fdcheck import dims_for, random_problem, relative_error
+    from .fdcheck import compare
 
-    problem = random_problem(kernel, dims_for(kernel, sizes), m, T, seed)
-    _, cache = kernel.forward(problem.parameters, problem.x, problem.initial_states)
-    analytic = kernel.backward(cache, problem.upstream, truncate=truncate)
-    expected = gradients(cell, problem, truncate)
-    missing = sorted(set(expected) - set(analytic))
-    if missing:
-        raise KeyError(f"backward() lacks gradient(s) {', '.join(missing)}")
-    return {k: relative_error(analytic[k], expected[k]) for k in expected}
+    return compare(kernel, lambda problem: gradients(cell, problem, truncate), m, T, truncate,
+                   seed, sizes)
 
 
 __all__ = ["TorchBackend", "available", "compare_with_kernel", "gradients"]
