@@ -146,88 +146,9 @@ def kernel_context(derivation: Derivation, source: str = "") -> dict:
         raise CellError(f"cell {cell.name}: a generated kernel takes one input sequence x; the "
                         f"cell declares {len(inputs)} ({', '.join(inputs) or 'none'})")
     params = cell.parameters
-    param_names = {p.name for p in params}
-    prev_of = {prev_name(s): s for s in states}
-    step_of = {step_name(i): i for i in inputs}
-
-    backward_exprs = [a.expr for a in derivation.backward]
-    param_exprs = [a.expr for a in derivation.parameters]
-    needed_in_backward = set(_symbols_in(backward_exprs + param_exprs)) - param_names
-    forward_names = {e.name for e in derivation.forward}
-    stored = [e for e in derivation.forward
-              if e.name in needed_in_backward and e.kind not in ("update", "readout")]
-    stored_names = {e.name for e in stored}
 
     def rows(shape) -> str:
         return dim_code(shape[0])
-
-    def seq_view(name: str, t: str = "t") -> str:
-        """Where a per-step value lives in the sequence buffers."""
-        if name in prev_of:
-            return f"{prev_of[name]}_seq[:, {t}]"
-        if name in states:
-            return f"{name}_seq[:, {t} + 1]"
-        if name in step_of:
-            return f"{step_of[name]}_seq[:, {t}]"
-        return f"{name}_seq[:, {t}]"
-
-    def all_view(name: str) -> str:
-        """The value at every step, as one (rows, T·m) matrix."""
-        if name in prev_of:
-            return f"_flat({prev_of[name]}_seq[:, :-1])"
-        if name in states:
-            return f"_flat({name}_seq[:, 1:])"
-        return f"_flat({seq_view(name, '').replace('[:, ]', '')})"
-
-    used_later = set(_symbols_in([e.expr for e in derivation.forward]))
-    forward_lines = []
-    for eq in derivation.forward:
-        local = f"{eq.name} = " if eq.name in used_later else ""
-        if eq.kind == "update":
-            target = f"{local}{eq.name}_seq[:, t + 1]"
-        elif eq.kind == "readout" or eq.name in stored_names:
-            target = f"{local}{eq.name}_seq[:, t]"
-        else:
-            target = eq.name
-        forward_lines.append({
-            "name": eq.name, "target": target, "code": numpy_code(eq.expr),
-            "comment": f"{eq.name} = {text(eq.expr)}",
-        })
-
-    # Adjoints the parameter gradients need at every step are kept in buffers.
-    adjoint_names = {a.symbol.name for a in derivation.backward} | {
-        s.name for s in derivation.incoming.values()}
-    kept_adjoints = [n for n in _symbols_in(param_exprs) if n in adjoint_names]
-    incoming = [{"name": sym.name, "of": name, "kind": ("state" if name in states else "readout"),
-                 "rows": rows(sym.shape), "kept": sym.name in kept_adjoints}
-                for name, sym in derivation.incoming.items()]
-    adjoint_shapes = {a.symbol.name: a.symbol.shape for a in derivation.backward}
-    adjoint_shapes.update({s.name: s.shape for s in derivation.incoming.values()})
-
-    carries = {a.target: a for a in derivation.carries}
-    input_adj = {a.target: a for a in derivation.input_adjoints}
-    backward_lines = []
-    for a in derivation.intermediate_adjoints:
-        kept = a.symbol.name in kept_adjoints
-        target = f"{a.symbol.name} = {a.symbol.name}_seq[:, t]" if kept else a.symbol.name
-        backward_lines.append({
-            "target": target, "code": numpy_code(a.expr),
-            "comment": f"{a.symbol.name} = {text(a.expr)}",
-        })
-    in_loop = set(_symbols_in(backward_exprs))
-    loads = [{"name": n, "view": seq_view(n)} for n in sorted(
-        in_loop & (forward_names | set(prev_of) | set(step_of) | set(states)))
-        if n not in {s.name for s in derivation.incoming.values()}]
-
-    flat_names = [n for n in _symbols_in(param_exprs) if n not in param_names]
-    flats = [{"name": f"{n}_all", "code": all_view(n)} for n in flat_names]
-    all_names = {n: f"{n}_all" for n in flat_names}
-    param_lines = [{
-        "key": a.symbol.name, "name": a.target,
-        "code": (numpy_code(a.expr, all_names) if a.terms
-                 else f"np.zeros({dim_code(a.symbol.shape[0])}, {dim_code(a.symbol.shape[1])})"),
-        "comment": f"{a.symbol.name} = Σ_t {text(a.expr)}",
-    } for a in derivation.parameters]
 
     # Where each statement runs (before, inside or after the loops): see symbptt.plan.
     plan = Plan(derivation)
@@ -256,35 +177,17 @@ def kernel_context(derivation: Derivation, source: str = "") -> dict:
         "dim_names": list(cell.dimensions),
         "params": [{"name": p.name, "role": p.role, "rows": dim_code(p.shape[0]),
                     "cols": dim_code(p.shape[1]), "meaning": p.meaning} for p in params],
-        "states": [{"name": s, "rows": rows(cell.symbols[prev_name(s)].shape),
-                    "carry": numpy_code(carries[prev_name(s)].expr),
-                    "carry_comment": f"d{prev_name(s)} = {text(carries[prev_name(s)].expr)}"}
-                   for s in states],
-        "inputs": [{"name": i, "rows": rows(cell.symbols[step_name(i)].shape),
-                    "grad": numpy_code(input_adj[step_name(i)].expr),
-                    "grad_comment": f"d{step_name(i)} = {text(input_adj[step_name(i)].expr)}"}
-                   for i in inputs],
+        "states": [{"name": s, "rows": rows(cell.symbols[prev_name(s)].shape)} for s in states],
+        "inputs": [{"name": i, "rows": rows(cell.symbols[step_name(i)].shape)} for i in inputs],
         "readouts": [{"name": r, "rows": rows(ops.shape_of(derivation.equation(r).expr))}
                      for r in readouts],
         "stored": fwd["stored"],
         "fwd": fwd,
         "bwd": bwd,
-        "forward": forward_lines,
-        "loads": loads,
-        "incoming": incoming,
-        "kept_adjoints": [{"name": n, "rows": dim_code(adjoint_shapes[n][0])}
-                          for n in kept_adjoints
-                          if n not in {s.name for s in derivation.incoming.values()}],
-        "backward": backward_lines,
-        "flats": flats,
-        "param_grads": param_lines,
         "backward_params": backward_params,
-        "has_softmax": any(isinstance(e.expr, ops.Softmax) for e in derivation.forward),
         "softmax_readouts": [e.name for e in derivation.forward
                              if e.kind == "readout" and isinstance(e.expr, ops.Softmax)],
         "notebook": notebook,
-        "helpers": sorted({type(e.expr).__name__ for e in derivation.forward
-                           if isinstance(e.expr, ops.Node)}),
     }
 
 
