@@ -17,7 +17,8 @@ from sympy import MatrixSymbol
 from . import ops
 from .cell import CellError, prev_name, step_name
 from .derive import Derivation, derive
-from .plan import Plan
+from .kernels import plan_kernel
+from .kernels.numpy_printer import dim, lines, value
 from .printers import NumPyPrinter, numpy_code
 from .text import TextPrinter, text  # noqa: F401 - re-exported for templates and tools
 
@@ -96,6 +97,27 @@ def _recurrent_parameters(derivation: Derivation) -> list[str]:
     return [p.name for p in derivation.cell.parameters if p.name in needed]
 
 
+def _section_lines(section) -> dict:
+    return {"setup": lines(section.setup), "loop": lines(section.loop), "after": lines(section.after)}
+
+
+def _plan_context(derivation: Derivation) -> tuple[dict, dict, list[str]]:
+    """The planned forward and backward as lines (see :mod:`symbptt.kernels`), and the
+    parameters the backward reads that the cache does not hold."""
+    plan = plan_kernel(derivation)
+    fwd = _section_lines(plan.forward)
+    fwd["cache"] = plan.forward.cache
+    fwd["stored"] = [{"name": n, "rows": dim(rows)} for n, rows in plan.forward.stored]
+    bwd = _section_lines(plan.backward)
+    bwd["grads"] = [{"key": k, "code": value(v), "comment": note} for k, v, note in plan.backward.grads]
+    backward_text = "\n".join([s for _, s in _dim_sources(derivation)] + bwd["setup"] + bwd["loop"]
+                              + bwd["after"] + [g["code"] for g in bwd["grads"]])
+    cached = set(fwd["cache"])
+    backward_params = [p.name for p in derivation.cell.parameters if p.name not in cached
+                       and re.search(rf"\b{re.escape(p.name)}\b", backward_text)]
+    return fwd, bwd, backward_params
+
+
 def kernel_context(derivation: Derivation, source: str = "") -> dict:
     """Everything ``templates/numpy_kernel.py.j2`` prints for one cell."""
     cell = derivation.cell
@@ -108,19 +130,9 @@ def kernel_context(derivation: Derivation, source: str = "") -> dict:
     def rows(shape) -> str:
         return dim_code(shape[0])
 
-    # Where each statement runs (before, inside or after the loops): see symbptt.plan.
-    plan = Plan(derivation)
-    fwd = plan.forward_code()
-    bwd = plan.backward_code()
-    backward_text = "\n".join([s for _, s in _dim_sources(derivation)] + bwd["setup"] + bwd["loop"] + bwd["after"] + [g["code"] for g in bwd["grads"]])
-    cached = set(fwd["cache"])
-    backward_params = [p.name for p in params if p.name not in cached
-                       and re.search(rf"\b{re.escape(p.name)}\b", backward_text)]
-
+    fwd, bwd, backward_params = _plan_context(derivation)
     # The notebook interface: one step with no readout gradient (dy = 0).
-    notebook = None
-    if cell.notebook_api:
-        notebook = notebook_context(cell, source)
+    notebook = notebook_context(cell, source) if cell.notebook_api else None
 
     return {
         "cell": cell.name,
@@ -146,7 +158,19 @@ def kernel_context(derivation: Derivation, source: str = "") -> dict:
         "softmax_readouts": [e.name for e in derivation.forward
                              if e.kind == "readout" and isinstance(e.expr, ops.Softmax)],
         "notebook": notebook,
+        "helpers": ops.kernel_helpers([e.expr for e in derivation.forward]
+                                      + [a.expr for a in derivation.backward + derivation.parameters]),
     }
+
+
+def _notebook_cache(derivation: Derivation, backward_exprs) -> list[str]:
+    """What one step's cache holds: the step's input and states, and every forward value
+    the step's backward reads."""
+    cell = derivation.cell
+    step_values = [step_name(i) for i in cell.inputs] + [prev_name(s) for s in cell.states]
+    skip = ({p.name for p in cell.parameters} | {s.name for s in derivation.incoming.values()}
+            | {a.symbol.name for a in derivation.backward})
+    return list(dict.fromkeys(step_values + [n for n in _symbols_in(backward_exprs) if n not in skip]))
 
 
 def notebook_context(cell, source: str) -> dict:
@@ -158,12 +182,7 @@ def notebook_context(cell, source: str) -> dict:
     backward_exprs = [a.expr for a in derivation.backward] + [
         a.expr for a in derivation.parameters if a.terms]
     backward_code = " ".join(numpy_code(e) for e in backward_exprs)
-    step_values = [step_name(i) for i in cell.inputs] + [prev_name(s) for s in states]
-    needed = list(dict.fromkeys(step_values + [
-        n for n in _symbols_in(backward_exprs)
-        if n not in {p.name for p in cell.parameters}
-        and n not in {s.name for s in derivation.incoming.values()}
-        and n not in {a.symbol.name for a in derivation.backward}]))
+    needed = _notebook_cache(derivation, backward_exprs)
     carries = {a.target: a for a in derivation.carries}
     input_adj = {a.target: a for a in derivation.input_adjoints}
     params = {a.target: a for a in derivation.parameters}

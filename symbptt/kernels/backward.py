@@ -1,0 +1,468 @@
+"""The backward pass of a sequence kernel as statements: readouts first, steps in reverse,
+then the products over every step and the batch.
+
+The readouts' backward runs once for all T·m columns before the loop; what it sends to the
+states joins their upstream. In the loop, the adjoints of one step's stacked rows are
+written into a reused buffer ``dgates``; σ' and tanh' multiply adjacent rows in one pass;
+the adjoint of each operand of the stacked products is one product per step. The buffer is
+kept for every step, so the input's adjoint and every weight gradient are one product after
+the loop, and the bias gradients one reduction.
+
+Every value is named before a statement reads it, whatever the order of the cell's
+declarations: a row's adjoint that a later equation reads gets its name when it is read.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import sympy as sp
+from sympy import MatMul, MatrixSymbol, Transpose
+
+from .. import ops
+from ..cell import prev_name, step_name
+from ..text import text
+from . import code as c
+from .forward import Forward, flat, rows_view, seq_view, write_into
+from .layout import Layout, Row, total_rows
+from .rewrite import names_in
+
+
+@dataclass
+class Backward:
+    """The backward pass's statements and the gradient of every parameter."""
+
+    setup: list = field(default_factory=list)
+    loop: list = field(default_factory=list)
+    after: list = field(default_factory=list)
+    #: [(key, value, comment)] in the order of the cell's parameters
+    grads: list = field(default_factory=list)
+
+
+def _zeros(*dims) -> c.Call:
+    return c.Call("zeros", (c.Shape(tuple(c.Dim(d) if not isinstance(d, c.Name) else d
+                                         for d in dims)),))
+
+
+class BackwardPlanner:
+    """Emits :class:`Backward` for one layout and the forward planned for it."""
+
+    def __init__(self, layout: Layout, forward: Forward):
+        self.L = layout
+        self.F = forward
+        self.names = {b: layout.block_view(b) for b in layout.split.blocks}
+        self.out = Backward()
+        d = layout.d
+        self.by_target = {a.target: a for a in d.backward}
+        self.adjoint_names = {a.symbol.name for a in d.backward} | {
+            s.name for s in d.incoming.values()}
+        self.row_adjoint = {a.symbol.name: layout.row[a.target]
+                            for a in d.backward if a.target in layout.row}
+        self.ro_adjoints = [a for a in d.backward if a.target in layout.readout_names]
+        self.readout_incoming = {sym.name for name, sym in d.incoming.items()
+                                 if name in layout.readout_names}
+        self.defined = dict(forward.flats)  # (rows, T·m) copies made so far
+        self.referenced: set[str] = set()
+
+    def math(self, expr, extra: dict | None = None) -> c.Math:
+        return c.Math.of(expr, {**self.names, **(extra or {})})
+
+    def plan(self) -> Backward:
+        self._readouts()
+        self._setup()
+        self._loop()
+        self._after()
+        self._grads()
+        return self.out
+
+    # -- before the loop ---------------------------------------------------------------------
+
+    def _readouts(self) -> None:
+        """The readouts' backward for every step at once; what it adds to the loop's adjoints."""
+        L, d = self.L, self.L.d
+        ro_into = {}  # loop value -> its adjoint's terms that come from the readouts
+        for a in d.backward:
+            ts = [t for t in a.terms if t.via in L.readout_names]
+            if a.target not in L.readout_names and ts:
+                ro_into[a.target] = ts
+        self.extra_terms, self.state_plus, self.ro_names = {}, {}, {}
+        if not (self.ro_adjoints or ro_into):
+            return
+        self.out.setup.append(c.Comment("The readouts' backward for every step at once, before the loop."))
+        refs = set().union(*[names_in(a.expr) for a in self.ro_adjoints],
+                           *[names_in(t.expr) for ts in ro_into.values() for t in ts])
+        self._readout_names(refs)
+        for a in self.ro_adjoints:
+            self.ro_names[a.symbol.name] = c.View(f"{a.symbol.name}_all")
+            self.out.setup.append(c.Comment(f"{a.symbol.name} = {text(a.expr)}"))
+            self.out.setup.append(c.assign(f"{a.symbol.name}_all", self.math(a.expr, self.ro_names)))
+        for target, ts in ro_into.items():
+            self._readout_terms(target, ops.add(*[t.expr for t in ts]))
+
+    def _readout_names(self, refs: set[str]) -> None:
+        """Every value the readouts' backward reads, over every step: (rows, T·m) matrices."""
+        L = self.L
+        incoming = {s.name for s in L.d.incoming.values()}
+        for n in sorted(refs):
+            if n in L.readout_names or n in incoming:
+                self.ro_names[n] = c.View(f"{n}_all")  # cached by the forward, or the upstream
+            elif n in L.eq or n in L.prev_of or n in L.step_of or n in L.states:
+                self.ro_names[n] = flat(L, n, self.defined, self.out.setup)
+
+    def _readout_terms(self, target: str, total) -> None:
+        sym = self.by_target[target].symbol
+        steps = c.Call("reshape_steps", (c.Paren(self.math(total, self.ro_names)), c.Dim(sym.shape[0])))
+        self.out.setup.append(c.Comment(f"{sym.name} += {text(total)}  (from the readouts)"))
+        if target in self.L.states:
+            self.state_plus[target] = steps
+            return
+        name = f"{sym.name}_ro"
+        self.out.setup.append(c.assign(f"{name}_seq", steps))
+        self.extra_terms[target] = MatrixSymbol(name, *sym.shape)
+        self.names[name] = c.View(f"{name}_seq", (c.Name("t"),))
+
+    def _setup(self) -> None:
+        L, setup = self.L, self.out.setup
+        for st in L.states:
+            kwargs = (("plus", self.state_plus[st]),) if st in self.state_plus else ()
+            setup.append(c.assign(f"d{st}_up", c.Call("upstream", (
+                st, c.Dim(L.cell.symbols[prev_name(st)].shape[0])), kwargs)))
+        if L.rows:
+            self._stacked_buffers()
+        self._kept_adjoints()
+        for s in L.states:
+            setup.append(c.assign(f"d{s}_carry", _zeros(L.cell.symbols[prev_name(s)].shape[0],
+                                                         c.Name("m")),
+                                  "gradient flowing back from step t+1"))
+
+    def _stacked_buffers(self) -> None:
+        L, setup = self.L, self.out.setup
+        for v, members in list(L.groups.items()) + list(L.static_groups.items()):
+            if len(members) > 1:
+                setup.append(c.assign(L.stacked[v], c.Call("concat", tuple(
+                    L.wcode(w) for _, w in members)), f"weights of every product with {v}"))
+        shape = c.Shape((c.Dim(L.total), c.Name("m")))
+        setup.append(c.assign(L.dbuf, c.Call("workspace", (L.dbuf, shape)),
+                              f"adjoints of one step's rows of {L.buf}_seq"))
+        setup.append(c.assign(f"{L.dbuf}_seq", c.Call("workspace", (f"{L.dbuf}_seq", c.Shape((
+            c.Dim(L.total), c.Name("T"), c.Name("m"))))), "... of every step, rows first"))
+
+    def _kept_adjoints(self) -> None:
+        """Adjoints kept for every step, for parameters whose gradient is not a stacked product."""
+        L, d = self.L, self.L.d
+        self.fallback = [a for a in d.parameters if a.target not in L.covered]
+        ro = {a.symbol.name for a in self.ro_adjoints}
+        read = set().union(set(), *[names_in(a.expr) for a in self.fallback])
+        self.kept = [n for n in sorted(read) if n in self.adjoint_names and n not in self.row_adjoint
+                     and n not in self.readout_incoming and n not in ro]
+        rows_of = {a.symbol.name: a.symbol.shape[0] for a in d.backward}
+        rows_of.update({s.name: s.shape[0] for s in d.incoming.values() if s.name not in rows_of})
+        for n in self.kept:
+            self.out.setup.append(c.assign(f"{n}_seq", c.Call("empty", (c.Shape((
+                c.Name("T"), c.Dim(rows_of[n]), c.Name("m"))),))))
+
+    # -- one step, in reverse ----------------------------------------------------------------
+
+    def _loop(self) -> None:
+        L = self.L
+        self.body: list = []
+        self.pending: list[Row] = []
+        self.unbound: dict[str, Row] = {}  # flushed rows' adjoints not yet given their name
+        self.uses_gates = False
+        self.carries, self.input_rest = {}, {}
+        self.batched = self._batched()
+        incoming = self._incoming()
+        for a in L.d.backward:
+            if a.target not in L.readout_names:
+                self._adjoint(a)
+        self._flush()
+        if L.rows:
+            self.body.append(c.Update(c.View(f"{L.dbuf}_seq", (":", c.Name("t"))), "=", L.dbuf))
+        if self.uses_gates:
+            incoming.insert(0, c.assign(L.buf, c.View(f"{L.buf}_seq", (c.Name("t"),))))
+        self._input_rest()
+        self._carries()
+        fwd = ({e.name for e in L.forward} | set(L.prev_of) | set(L.step_of) | set(L.states))
+        loads = [c.assign(n, seq_view(L, n)) for n in sorted(self.referenced & fwd)
+                 if n not in self.adjoint_names]
+        self.out.loop = loads + incoming + self.body
+
+    def _incoming(self) -> list:
+        """The states' adjoints entering the step: the loss's at t plus the carry from t + 1."""
+        L, out = self.L, []
+        for name, sym in L.d.incoming.items():
+            if name not in L.states:
+                continue
+            up, carry = f"d{name}_up", f"d{name}_carry"
+            value = c.IfElse(carry, c.IsNone(up), c.Sum((c.View(up, (c.Name("t"),)), carry)))
+            if sym.name in self.kept:
+                out.append(c.Assign((sym.name,), (c.Paren(value),),
+                                    chain=c.View(f"{sym.name}_seq", (c.Name("t"),))))
+            else:
+                out.append(c.assign(sym.name, value))
+        for r in L.rows:
+            if r.name not in self.by_target:
+                out.append(c.Update(self._dbuf_rows(r), "=", "0", f"nothing depends on {r.name}"))
+        return out
+
+    def _batched(self) -> dict[str, Row]:
+        """Rows whose activation's adjoint is written into ``dgates`` and multiplied by the
+        activation's derivative there, adjacent rows of one function in one pass."""
+        batched = {}
+        for r in self.L.rows:
+            out_adj = self.by_target.get(r.act.name) if r.act else None
+            row_adj = self.by_target.get(r.name)
+            if (out_adj is not None and row_adj is not None and len(row_adj.terms) == 1
+                    and row_adj.terms[0].via == r.act.name and row_adj.incoming is None):
+                batched[r.act.name] = r
+                batched[r.name] = r
+        return batched
+
+    def _dbuf_rows(self, r: Row) -> c.View:
+        return rows_view(self.L.dbuf, r.start, r.stop, self.L.total)
+
+    def _flush(self, need: set[str] | None = None) -> None:
+        """Apply the activations' derivatives to the pending rows (all of them, adjacent rows
+        of one function in one pass) if ``need`` reads one of them, or if need is None."""
+        L, by_target = self.L, self.by_target
+        if not any(need is None or by_target[r.name].symbol.name in need for r in self.pending):
+            return
+        todo = sorted(self.pending, key=L.rows.index)
+        k = 0
+        while k < len(todo):
+            j = k + 1
+            while (j < len(todo) and todo[j].act_kind == todo[k].act_kind
+                   and L.rows.index(todo[j]) == L.rows.index(todo[j - 1]) + 1):
+                j += 1
+            self._derivative(todo[k:j])
+            k = j
+        for r in todo:
+            self.unbound[by_target[r.name].symbol.name] = r
+        self.pending.clear()
+        self._bind(need or set())
+
+    def _derivative(self, run: list[Row]) -> None:
+        L = self.L
+        lo, hi = run[0].start, run[-1].stop
+        out = MatrixSymbol("__run__", hi - lo, ops.BATCH)
+        deriv = type(run[0].act.expr)(out).derivative(out)
+        self.body.append(c.Comment(", ".join(f"{self.by_target[r.name].symbol.name} = "
+                                             f"{text(self.by_target[r.name].expr)}" for r in run)))
+        self.body.append(c.Update(rows_view(L.dbuf, lo, hi, L.total), "*",
+                                  self.math(deriv, {"__run__": rows_view(L.buf, lo, hi, L.total)})))
+        self.uses_gates = True
+
+    def _bind(self, need: set[str]) -> None:
+        """Name the flushed rows' adjoints that ``need`` reads (flushing pending ones first)."""
+        if any(self.by_target[r.name].symbol.name in need for r in self.pending):
+            self._flush(need)
+        for name in sorted(need & set(self.unbound), key=lambda n: self.L.rows.index(self.unbound[n])):
+            self.body.append(c.assign(name, self._dbuf_rows(self.unbound.pop(name))))
+
+    def _adjoint(self, a) -> None:
+        """The statements of one adjoint of the step."""
+        L = self.L
+        if a.target in self.batched:
+            r = self.batched[a.target]
+            if a.target == r.name:
+                self.pending.append(r)  # the row's adjoint: σ' or tanh' applied in a run later
+                return
+            self._bind(names_in(a.expr))
+            self.body.append(c.Comment(f"{a.symbol.name} = {text(a.expr)}"))
+            self.body.append(c.assign(a.symbol.name, self._dbuf_rows(r)))
+            self.body.extend(write_into(a.symbol.name, a.expr, self.names))
+            self.referenced |= names_in(a.expr)
+            return
+        grouped = [t for t in a.terms if self._grouped(t, a.target, L.grouped)]
+        static = [t for t in a.terms if self._grouped(t, a.target, L.grouped_static)]
+        rest = [t for t in a.terms if t not in grouped and t not in static
+                and t.via not in L.readout_names]
+        self._bind(set().union(set(), *[names_in(t.expr) for t in rest]))
+        parts = ([a.incoming] if a.incoming is not None else []) + [t.expr for t in rest]
+        if a.target in self.extra_terms:
+            parts.append(self.extra_terms[a.target])
+        if grouped:
+            parts.append(self._grouped_product(a, grouped))
+        if a.target in L.step_of:
+            if parts:
+                self.input_rest[a.target] = ops.add(*parts)
+                self.referenced |= names_in(self.input_rest[a.target])
+            return
+        expr = ops.add(*parts) if parts else sp.ZeroMatrix(*a.symbol.shape)
+        self.referenced |= names_in(expr)
+        if a.target in L.prev_of:
+            self.carries[a.target] = (a, expr)
+            return
+        self._write_adjoint(a, expr)
+
+    def _write_adjoint(self, a, expr) -> None:
+        name = a.symbol.name
+        self.body.append(c.Comment(f"{name} = {text(expr)}"))
+        if name in self.row_adjoint:
+            self.body.append(c.assign(name, self._dbuf_rows(self.row_adjoint[name])))
+            self.body.extend(write_into(name, expr, self.names))
+        elif name in self.kept:
+            self.body.append(c.assign(name, c.View(f"{name}_seq", (c.Name("t"),))))
+            self.body.extend(write_into(name, expr, self.names))
+        else:
+            self.body.append(c.assign(name, self.math(expr)))
+
+    def _grouped_product(self, a, grouped) -> MatrixSymbol:
+        """Σ Wᵀ·da over the rows that multiply ``a.target``: one product per run of rows."""
+        L = self.L
+        self._flush()
+        v = a.target
+        members = L.groups[v]
+        gname = f"{a.symbol.name}_{L.buf}"
+        gtotal = total_rows(r for r, _ in members)
+        pieces = []
+        for run in L.runs(members):
+            w = L.stacked[v] if ops.same_dim(run.rows, gtotal) else rows_view(
+                L.stacked[v], run.group_start, run.group_start + run.rows, gtotal)
+            src = rows_view(L.dbuf, run.start, run.start + run.rows, L.total)
+            pieces.append(c.Product(w, src, transpose_a=True))
+        self.body.append(c.Comment(f"{gname} = " + " + ".join(text(t.expr) for t in grouped)
+                                   + (": one product" if len(grouped) > 1 else "")))
+        self.body.append(c.assign(gname, c.Sum(tuple(pieces))))
+        return MatrixSymbol(gname, *a.symbol.shape)
+
+    def _grouped(self, term, target: str, table) -> bool:
+        """A term ``Wᵀ·da`` of ``target``'s adjoint that a stacked product computes."""
+        if term.via not in self.L.row or not isinstance(term.expr, MatMul):
+            return False
+        _, factors = ops._matmul_split(term.expr)
+        if not factors or not isinstance(factors[0], Transpose):
+            return False
+        w = factors[0].arg
+        return isinstance(w, MatrixSymbol) and table.get((term.via, w.name)) == target
+
+    def _input_rest(self) -> None:
+        L = self.L
+        for i in L.inputs:
+            xt = step_name(i)
+            if xt not in self.input_rest:
+                continue
+            expr = self.input_rest[xt]
+            self._bind(names_in(expr))
+            self.body.append(c.Comment(f"d{xt} (the part not through the stacked products)"))
+            self.body.append(c.Update(c.View(f"d{i}_rest_seq", (c.Name("t"),)), "=", self.math(expr)))
+            self.out.setup.append(c.assign(f"d{i}_rest_seq", c.Call("empty", (c.Shape((
+                c.Name("T"), c.Dim(L.cell.symbols[xt].shape[0]), c.Name("m"))),))))
+
+    def _carries(self) -> None:
+        L = self.L
+        self.body.append(c.assign("cut", c.TruncationCut()))
+        for s in L.states:
+            a, expr = self.carries[prev_name(s)]
+            self._bind(names_in(expr))
+            self.body.append(c.Comment(f"{a.symbol.name} = {text(expr)}"))
+            self.body.append(c.assign(f"d{s}_carry", c.IfElse(
+                self.math(expr), c.Not(c.Name("cut")), _zeros(a.symbol.shape[0], c.Name("m")))))
+
+    # -- after the loop ----------------------------------------------------------------------
+
+    def _flat(self, n: str):
+        """``n`` over every step and the batch as a (rows, T·m) matrix, copied once."""
+        L, after = self.L, self.out.after
+        if n in self.flats:
+            return self.flats[n]
+        self.flats[n] = c.View(f"{n}_all")
+        if n in L.readout_names or n in self.readout_incoming:
+            pass  # every step at once: cached by the forward, or the upstream gradient
+        elif n in self.row_adjoint:
+            r = self.row_adjoint[n]
+            after.append(c.assign(f"{n}_all", rows_view(f"{L.dbuf}_all", r.start, r.stop, L.total)))
+        elif (n in self.kept or n in self.F.stored_rows or n in {s for s, _ in self.F.stored}
+              or n in L.eq or n in L.prev_of or n in L.step_of or n in L.states):
+            self.flats[n] = flat(L, n, self.defined, after)
+        return self.flats[n]
+
+    def _after(self) -> None:
+        L, after = self.L, self.out.after
+        self.flats: dict = {}
+        after.append(c.Comment("Products over every step and the whole batch."))
+        if L.rows:
+            after.append(c.assign(f"{L.dbuf}_all", c.Call("as_matrix", (f"{L.dbuf}_seq", c.Dim(L.total)))))
+        for i in L.inputs:
+            self._input_gradient(i)
+        self.block = {}
+        for v, members in list(L.static_groups.items()) + list(L.groups.items()):
+            self._weight_gradients(v, members)
+        if any(b in L.covered for r in L.rows for b in r.biases):
+            after.append(c.assign(f"d{L.buf}_bias", c.Call("rowsum", (f"{L.dbuf}_all",)),
+                                  "every row's Σ over steps and batch"))
+
+    def _input_gradient(self, i: str) -> None:
+        L, after = self.L, self.out.after
+        xt = step_name(i)
+        pieces = []
+        members = L.static_groups.get(xt)
+        if members:
+            gtotal = total_rows(r for r, _ in members)
+            for run in L.runs(members):
+                w = L.stacked[xt] if ops.same_dim(run.rows, gtotal) else rows_view(
+                    L.stacked[xt], run.group_start, run.group_start + run.rows, gtotal)
+                src = rows_view(f"{L.dbuf}_all", run.start, run.start + run.rows, L.total)
+                pieces.append(c.Product(w, src, transpose_a=True))
+            after.append(c.Comment(f"d{xt} = " + " + ".join(f"{w}ᵀ·d{r.name}" for r, w in members)
+                                   + ", every step at once"))
+        if xt in self.input_rest:
+            pieces.append(c.Call("flat", (f"d{i}_rest_seq",)))
+        rows = L.cell.symbols[xt].shape[0]
+        after.append(c.assign(f"d{i}_all", c.Sum(tuple(pieces)) if pieces else _zeros(
+            rows, c.Name("T * m"))))
+
+    def _weight_gradients(self, v: str, members) -> None:
+        """One product per operand (and contiguous run of rows) gives its weights' gradients."""
+        L = self.L
+        runs = L.runs(members)
+        stacked = L.stacked[v]
+        own_name = len(runs) == 1 and isinstance(stacked, str) and stacked not in L.params
+        for k, run in enumerate(runs):
+            name = f"d{stacked}" if own_name else f"dW_{v}" + (f"_{k + 1}" if len(runs) > 1 else "")
+            src = rows_view(f"{L.dbuf}_all", run.start, run.start + run.rows, L.total)
+            self.out.after.append(c.assign(name, c.Product(src, self._flat(v), transpose_b=True),
+                                           ", ".join(f"d{w}" for _, w in run.members)
+                                           + f" = Σ_t d(row)·{v}ᵀ"))
+            off = run.start
+            for r, w in run.members:
+                self.block[w] = c.View(name) if len(run.members) == 1 else rows_view(
+                    name, off - run.start, off - run.start + r.rows, run.rows)
+                off = off + r.rows
+
+    def _grads(self) -> None:
+        L = self.L
+        ro = {x.symbol.name for x in self.ro_adjoints}
+        self.all_names = {}
+        for a in self.fallback:
+            for n in sorted(names_in(a.expr)):
+                if n not in L.params:
+                    self.all_names[n] = self._flat(n) if n not in ro else c.View(f"{n}_all")
+        self.used_slices: set = set()
+        self.ga = {a.target: a for a in L.d.parameters}
+        original = {a.target: a for a in L.original.parameters}
+        for p in L.original.cell.parameters:
+            if p.name in L.split.split_weights:
+                value = c.Call("concat", tuple(self._grad(b) for b in L.split.split_weights[p.name]),
+                               (("axis", "1"),))
+            else:
+                value = self._grad(p.name)
+            self.out.grads.append((f"d{p.name}", value,
+                                   f"d{p.name} = Σ_t {text(original[p.name].expr)}"))
+
+    def _grad(self, p: str):
+        L = self.L
+        if p in self.block:
+            return self.block[p]
+        if p in L.covered and p in L.biases:
+            parts = []
+            for r in L.rows:
+                if p in r.biases:
+                    sl = rows_view(f"d{L.buf}_bias", r.start, r.stop, L.total)
+                    parts.append(c.Call("copy", (sl,)) if sl in self.used_slices else sl)
+                    self.used_slices.add(sl)
+            return c.Sum(tuple(parts))
+        a = self.ga[p]
+        if not a.terms:
+            return _zeros(*a.symbol.shape)
+        return self.math(a.expr, self.all_names)
