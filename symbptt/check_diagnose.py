@@ -300,6 +300,22 @@ def _names(node: ast.AST, ctx: type) -> set[str]:
     return {n.id for n in ast.walk(node) if isinstance(n, ast.Name) and isinstance(n.ctx, ctx)}
 
 
+def _loop_names(function: ast.FunctionDef, loop: ast.For) -> tuple[set[str], set[str], set[str]]:
+    """Names assigned before the loop, assigned inside it, and passed to a call inside it."""
+    before: set[str] = set()
+    for statement in function.body:
+        if statement is loop:
+            break
+        before |= _names(statement, ast.Store)
+    stored = _names(ast.Module(body=loop.body, type_ignores=[]), ast.Store)
+    calls = [c for c in ast.walk(loop) if isinstance(c, ast.Call) and isinstance(c.func, ast.Name)
+             and c.func.id not in ("range", "reversed", "len")]
+    passed: set[str] = set()
+    for call in calls:
+        passed |= _names(ast.Module(body=[ast.Expr(a) for a in call.args], type_ignores=[]), ast.Load)
+    return before, stored, passed
+
+
 def carry_in_loop(function: ast.FunctionDef) -> str | None:
     """Say how a backward's time loop loses the carried gradient, from its source.
 
@@ -310,17 +326,7 @@ def carry_in_loop(function: ast.FunctionDef) -> str | None:
     loops = [n for n in ast.walk(function) if isinstance(n, ast.For)]
     if not loops:
         return None
-    loop = loops[0]
-    before = set()
-    for statement in function.body:
-        if statement is loop:
-            break
-        before |= _names(statement, ast.Store)
-    stored = _names(ast.Module(body=loop.body, type_ignores=[]), ast.Store)
-    calls = [c for c in ast.walk(loop) if isinstance(c, ast.Call) and isinstance(c.func, ast.Name)
-             and c.func.id not in ("range", "reversed", "len")]
-    passed = set().union(*(_names(ast.Module(body=[ast.Expr(a) for a in c.args], type_ignores=[]), ast.Load)
-                           for c in calls)) if calls else set()
+    before, stored, passed = _loop_names(function, loops[0])
     carries = sorted(n for n in before if "prev" in n or "carry" in n or n.endswith("_next"))
     frozen = [n for n in carries if n in passed and n not in stored]
     if frozen:

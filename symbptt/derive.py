@@ -88,7 +88,7 @@ class Derivation:
         return next(e for e in self.forward if e.name == name)
 
     def _repr_latex_(self) -> str:
-        from .printers import derivation_latex
+        from .notation import derivation_latex
 
         return derivation_latex(self)
 

@@ -8,6 +8,8 @@ their definition (``[h_{t−1}; x_t]``), so the reader never meets a made-up nam
 
 from __future__ import annotations
 
+from .printers import TextbookLatexPrinter
+
 _SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#",
             "_": r"\_", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\^{}"}
 
@@ -79,8 +81,6 @@ class Notation:
             letter, sub = _base(name)
             return _subscript(rf"\hat{{{letter}}}", sub, time)
         if eq is not None and eq.auto and not name.startswith("a_"):
-            from .printers import TextbookLatexPrinter
-
             text = TextbookLatexPrinter(self.symbol).doprint(eq.expr)
             return text if text.startswith(r"\left[") else rf"\left({text}\right)"
         if name.startswith("a_"):
@@ -127,3 +127,38 @@ def latex_symbol_names(source) -> dict[str, str]:
 
 
 __all__ = ["Notation", "escape_tex", "latex_symbol_names"]
+
+
+# The printers that know a cell's notation
+
+
+def latex_printer(derivation_or_cell, shift: int = 0) -> TextbookLatexPrinter:
+    """A LaTeX printer that knows the notation of one cell's symbols.
+
+    ``shift=1`` prints the same expressions one step later (``h_prev`` as **h**_t), for the
+    recursion through time in reports.
+    """
+    return TextbookLatexPrinter(Notation(derivation_or_cell, shift).symbol)
+
+
+def _rows(printer: TextbookLatexPrinter, lhs: str, expr, prefix: str = "") -> str:
+    return rf"{lhs} &= {prefix}{printer.doprint(expr)}"
+
+
+def cell_equations_latex(cell) -> str:
+    """The cell's step equations as one LaTeX ``aligned`` block (for Jupyter)."""
+    printer = latex_printer(cell)
+    rows = [_rows(printer, printer.symbol_latex(e.name), e.expr) for e in cell.equations]
+    return r"$$\begin{aligned}" + r" \\ ".join(rows) + r"\end{aligned}$$"
+
+
+def derivation_latex(derivation) -> str:
+    """The derived backward statements as one LaTeX ``aligned`` block (for Jupyter).
+
+    Parameter gradients are sums over time of each step's contribution, and say so.
+    """
+    printer = latex_printer(derivation)
+    rows = [_rows(printer, printer.doprint(a.symbol), a.expr) for a in derivation.backward]
+    rows += [_rows(printer, printer.doprint(a.symbol), a.expr, r"\sum_{t} ")
+             for a in derivation.parameters if a.terms]
+    return r"$$\begin{aligned}" + r" \\ ".join(rows) + r"\end{aligned}$$"

@@ -14,8 +14,6 @@ from sympy import HadamardProduct, MatAdd, MatMul, OneMatrix
 from sympy.printing.latex import LatexPrinter
 from sympy.printing.pycode import PythonCodePrinter
 
-from . import notation
-
 
 def _negative(term) -> tuple[bool, object]:
     """(True, x) for a term −x, else (False, term)."""
@@ -163,15 +161,6 @@ def numpy_code(expr, names: dict[str, str] | None = None) -> str:
     return NumPyPrinter(names).doprint(expr)
 
 
-def latex_printer(derivation_or_cell, shift: int = 0) -> TextbookLatexPrinter:
-    """A LaTeX printer that knows the notation of one cell's symbols.
-
-    ``shift=1`` prints the same expressions one step later (``h_prev`` as **h**_t), for the
-    recursion through time in reports.
-    """
-    return TextbookLatexPrinter(notation.Notation(derivation_or_cell, shift).symbol)
-
-
 def latex_terms(printer: TextbookLatexPrinter, expr) -> list[str]:
     """The terms of a sum as printed, each after the first with its sign: ``["a", "+ b", "- c"]``.
 
@@ -189,26 +178,3 @@ def latex_terms(printer: TextbookLatexPrinter, expr) -> list[str]:
         else:
             pieces.append(f"{'-' if negative else '+'} {text}")
     return pieces
-
-
-def _rows(printer: TextbookLatexPrinter, lhs: str, expr, prefix: str = "") -> str:
-    return rf"{lhs} &= {prefix}{printer.doprint(expr)}"
-
-
-def cell_equations_latex(cell) -> str:
-    """The cell's step equations as one LaTeX ``aligned`` block (for Jupyter)."""
-    printer = latex_printer(cell)
-    rows = [_rows(printer, printer.symbol_latex(e.name), e.expr) for e in cell.equations]
-    return r"$$\begin{aligned}" + r" \\ ".join(rows) + r"\end{aligned}$$"
-
-
-def derivation_latex(derivation) -> str:
-    """The derived backward statements as one LaTeX ``aligned`` block (for Jupyter).
-
-    Parameter gradients are sums over time of each step's contribution, and say so.
-    """
-    printer = latex_printer(derivation)
-    rows = [_rows(printer, printer.doprint(a.symbol), a.expr) for a in derivation.backward]
-    rows += [_rows(printer, printer.doprint(a.symbol), a.expr, r"\sum_{t} ")
-             for a in derivation.parameters if a.terms]
-    return r"$$\begin{aligned}" + r" \\ ".join(rows) + r"\end{aligned}$$"
