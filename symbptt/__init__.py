@@ -8,55 +8,36 @@ from __future__ import annotations
 
 from sympy.matrices.expressions.matexpr import MatrixExpr
 
+from . import ops
 from .cell import Cell, CellError
 from .derive import Derivation, derive
-from .ops import Exp, Log, Relu, Sigmoid, Softmax, Stack, Tanh, hadamard, one_minus
+from .ops import Stack, hadamard, one_minus
 
 __all__ = [
     "Cell",
     "CellError",
     "Derivation",
     "derive",
-    "exp",
-    "log",
     "odot",
     "one_minus",
-    "relu",
-    "sigmoid",
-    "softmax",
     "stack",
-    "tanh",
 ]
+__all__ += list(ops.FUNCTIONS)
 
 
-def sigmoid(u: MatrixExpr) -> MatrixExpr:
-    """Elementwise logistic sigmoid σ(u)."""
-    return Sigmoid(u)
+def _dsl_function(name: str, op: type):
+    """The function a cell calls for one declared operation: ``sigmoid(u)`` is ``Sigmoid(u)``."""
+
+    def apply(u: MatrixExpr) -> MatrixExpr:
+        return op(u)
+
+    apply.__name__ = apply.__qualname__ = name
+    apply.__doc__ = (op.__doc__ or name).strip().splitlines()[0]
+    return apply
 
 
-def tanh(u: MatrixExpr) -> MatrixExpr:
-    """Elementwise hyperbolic tangent."""
-    return Tanh(u)
-
-
-def relu(u: MatrixExpr) -> MatrixExpr:
-    """Elementwise max(u, 0)."""
-    return Relu(u)
-
-
-def exp(u: MatrixExpr) -> MatrixExpr:
-    """Elementwise exponential."""
-    return Exp(u)
-
-
-def log(u: MatrixExpr) -> MatrixExpr:
-    """Elementwise natural logarithm."""
-    return Log(u)
-
-
-def softmax(u: MatrixExpr) -> MatrixExpr:
-    """Softmax over the feature axis (each column sums to one)."""
-    return Softmax(u)
+#: One function per operation declared in symbptt/ops.py (sigmoid, tanh, softplus, …).
+globals().update({name: _dsl_function(name, op) for name, op in ops.FUNCTIONS.items()})
 
 
 def stack(*parts: MatrixExpr) -> MatrixExpr:

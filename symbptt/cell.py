@@ -18,6 +18,7 @@ written: a shape mismatch, an undeclared dimension or symbol, or a name used twi
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 
 import sympy as sp
@@ -25,20 +26,23 @@ from sympy import MatrixSymbol
 from sympy.matrices.expressions.matexpr import MatrixExpr
 
 from . import ops
+from .arith import NumberArithmetic
 from .ops import BATCH, Broadcast, ShapeError, fmt_shape, same_dim
+
+#: Roles of the symbols that are learned parameters.
+PARAMETER_ROLES = ("weight", "bias", "vector")
 
 
 class CellError(ValueError):
     """A cell definition that cannot be derived; the message names the equation or symbol."""
 
 
-class Var(MatrixSymbol):
-    """A named per-step matrix (input, state, intermediate); ``1 - v`` means ones minus v."""
+class Var(NumberArithmetic, MatrixSymbol):
+    """A named per-step matrix (input, state, intermediate); ``1 - v`` means ones minus v.
 
-    def __rsub__(self, other):
-        if other == 1:
-            return ops.one_minus(self)
-        return super().__rsub__(other)
+    A number next to it means that number times the all-ones matrix (``2 - v``, ``v + 1``);
+    see :mod:`symbptt.arith`.
+    """
 
 
 @dataclass(frozen=True)
@@ -46,7 +50,8 @@ class Symbol:
     """One named symbol of a cell: its role, shape and meaning (for reports)."""
 
     name: str
-    role: str  # "dim", "input", "state", "weight", "bias", "intermediate", "readout"
+    #: "dim", "input", "state", "weight", "bias", "vector", "intermediate", "next", "readout"
+    role: str
     shape: tuple
     meaning: str = ""
     latex: str = ""
@@ -126,6 +131,19 @@ class Cell:
         self.symbols[name] = Symbol(name, "bias", sym.shape, meaning, latex)
         return Broadcast(sym)
 
+    def vector(self, name: str, rows, meaning: str = "", latex: str = "") -> MatrixExpr:
+        """A per-unit vector parameter of shape (rows, 1): one factor per unit, shared by steps.
+
+        Used elementwise (a peephole ``odot(pf, c_prev)``, IndRNN's ``odot(u, h_prev)``), it
+        is broadcast over the batch as a bias is; it has its own role ("vector") so kernels
+        initialise it as a per-unit factor, not as an additive offset, and reports name it so.
+        """
+        self._check_dims(name, (rows, 1))
+        self._claim(name, "parameter")
+        sym = MatrixSymbol(name, sp.sympify(rows), sp.Integer(1))
+        self.symbols[name] = Symbol(name, "vector", sym.shape, meaning, latex)
+        return Broadcast(sym)
+
     # -- equations -----------------------------------------------------------------------
 
     def let(self, name: str, expr, meaning: str = "", latex: str = "") -> Var:
@@ -159,7 +177,8 @@ class Cell:
 
     @property
     def parameters(self) -> list[Symbol]:
-        return self.by_role("weight", "bias")
+        """Weights, biases and per-unit vectors, in declaration order (the gradients' keys)."""
+        return self.by_role(*PARAMETER_ROLES)
 
     @property
     def states(self) -> list[str]:
@@ -217,17 +236,23 @@ class Cell:
         return var
 
     def _add(self, name, expr, kind, meaning, latex, expected=None):
+        """Check one equation (name, symbols, shape) and append it; returns its shape."""
         where = f"equation {name} ({kind})"
-        if isinstance(expr, sp.Function) and any(isinstance(a, MatrixExpr) for a in expr.args):
-            raise CellError(f"{where}: {expr.func} is not an elementwise function symbptt knows; "
-                            f"use one of {', '.join(ops.FUNCTIONS)} from symbptt")
-        if not isinstance(expr, MatrixExpr):
-            raise CellError(f"{where}: needs a matrix expression, got {type(expr).__name__} "
-                            f"{expr!r}")
+        _check_expression(where, expr, set(self.dimensions.values()) | {BATCH})
+        self._check_name(where, name, kind)
+        self._check_symbols(where, name, expr, kind)
+        shape = self._shape(where, expr, expected)
+        self.equations.append(Equation(name, expr, kind, meaning, latex))
+        return shape
+
+    def _check_name(self, where: str, name: str, kind: str) -> None:
         if kind != "update":
             self._claim(name, "equation")
         elif name in {e.name for e in self.equations}:
             raise CellError(f"{where}: state {name!r} is updated twice")
+
+    def _check_symbols(self, where: str, name: str, expr: MatrixExpr, kind: str) -> None:
+        """Every matrix symbol is declared or defined earlier; an update does not read itself."""
         known = set(self.symbols)
         for sym in sorted(expr.atoms(MatrixSymbol), key=str):
             if sym.name == name and kind == "update":
@@ -237,20 +262,13 @@ class Cell:
                 raise CellError(f"{where}: uses {sym.name!r}, which is not declared or not yet "
                                 f"defined (equations run in order; a cycle within a step "
                                 f"is not allowed)")
-        allowed = set(self.dimensions.values()) | {BATCH}
-        scalars = sorted(str(s) for s in expr.free_symbols
-                         if isinstance(s, sp.Symbol) and s not in allowed)
-        if scalars:
-            raise CellError(f"{where}: uses the scalar symbol(s) {', '.join(map(repr, scalars))}, "
-                            f"which the cell does not declare; a coefficient must be a number, "
-                            f"a learned one a parameter")
-        for fn in expr.atoms(sp.Function):
-            raise CellError(f"{where}: {fn.func} is not a matrix operation; use the functions "
-                            f"of symbptt ({', '.join(ops.FUNCTIONS)})")
+
+    def _shape(self, where: str, expr: MatrixExpr, expected) -> tuple:
+        """The equation's shape, or a CellError naming it (and the likely fix)."""
         try:
             shape = ops.shape_of(expr)
         except ShapeError as err:
-            raise CellError(f"{where}: {err}") from None
+            raise CellError(f"{where}: {err}{_shape_hint(expr)}") from None
         except TypeError as err:
             raise CellError(f"{where}: {err}") from None
         self._check_dims(where, shape)
@@ -258,10 +276,62 @@ class Cell:
                                          and same_dim(shape[1], expected[1])):
             raise CellError(f"{where}: has shape {fmt_shape(shape)} but the state is "
                             f"{fmt_shape(expected)}")
-        self.equations.append(Equation(name, expr, kind, meaning, latex))
         return shape
 
     def _repr_latex_(self) -> str:
-        from .printers import cell_equations_latex
+        from .notation import cell_equations_latex
 
         return cell_equations_latex(self)
+
+
+def _check_expression(where: str, expr, allowed: set) -> None:
+    """A matrix expression built from symbptt's vocabulary, with no undeclared scalar."""
+    if isinstance(expr, sp.Function) and any(isinstance(a, MatrixExpr) for a in expr.args):
+        raise CellError(f"{where}: {expr.func} is not an elementwise function symbptt knows; "
+                        f"use one of {', '.join(ops.FUNCTIONS)} from symbptt")
+    if not isinstance(expr, MatrixExpr):
+        raise CellError(f"{where}: needs a matrix expression, got {type(expr).__name__} "
+                        f"{expr!r}")
+    scalars = sorted(str(s) for s in expr.free_symbols
+                     if isinstance(s, sp.Symbol) and s not in allowed)
+    if scalars:
+        raise CellError(f"{where}: uses the scalar symbol(s) {', '.join(map(repr, scalars))}, "
+                        f"which the cell does not declare; a coefficient must be a number, "
+                        f"a learned one a parameter")
+    for fn in expr.atoms(sp.Function):
+        raise CellError(f"{where}: {fn.func} is not a matrix operation; use the functions "
+                        f"of symbptt ({', '.join(ops.FUNCTIONS)})")
+
+
+def _shape_hint(expr) -> str:
+    """The likely fix of a shape error: ``odot`` for a ``*`` between per-step values, or one
+    dimension for two sizes that must be equal."""
+    for node in sp.preorder_traversal(expr):
+        hint = _product_hint(node) or _sizes_hint(node)
+        if hint:
+            return hint
+    return ""
+
+
+def _product_hint(node) -> str:
+    """``z * h_prev`` is SymPy's matrix product: two operands of one shape (n, m) meant ⊙."""
+    if not isinstance(node, sp.MatMul):
+        return ""
+    _, factors = ops._matmul_split(node)
+    for a, b in itertools.pairwise(factors):
+        if a.shape == b.shape and not same_dim(a.shape[1], b.shape[0]):
+            return (f"; if you meant the elementwise product, write odot({a}, {b}) "
+                    f"(in SymPy `*` is the matrix product, like `@`)")
+    return ""
+
+
+def _sizes_hint(node) -> str:
+    """A sum or ⊙ of two declared sizes (tanh(x) + W·h_prev): they may have to be one."""
+    if not isinstance(node, (sp.MatAdd, sp.HadamardProduct)):
+        return ""
+    rows = sorted({a.shape[0] for a in node.args if getattr(a, "is_Matrix", False)}, key=str)
+    if len(rows) != 2 or not all(r.is_Symbol for r in rows):
+        return ""
+    return (f"; if {rows[0]} and {rows[1]} must be the same size (an input added to a hidden "
+            f"pre-activation), declare one dimension and use it for both (the kernel's DIMS "
+            f"then ask for it once)")

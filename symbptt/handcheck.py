@@ -9,7 +9,8 @@ matrix expression over symbols named as in the derivation (``dh``, ``h_prev``, `
 The LaTeX is read by a small recursive-descent parser (never evaluated as code) that knows
 this subset: ``+ - ( ) [a; b]``, ``\odot \circ *`` (elementwise), ``\cdot \times`` and
 juxtaposition (matrix product, binding tighter than ⊙), ``^\top ^T`` (transpose), ``^2``
-(elementwise square), ``\sigma \tanh \exp \log \operatorname{softmax}`` applied to a
+(elementwise square), every function of :data:`symbptt.ops.FUNCTIONS` by the names its
+declaration gives (``\sigma \tanh \exp \log \operatorname{softmax}``, …) applied to a
 parenthesised argument, numbers (``1 − z`` is ones minus z), ``\mathbf{1}``, the ``\delta``
 prefix of adjoints, ``\tilde{h} \hat{y} \bar{x}`` decorations, ``\mathbf{…} \boldsymbol{…}``
 wrappers and subscripts with a time index (``h_{t-1}`` → ``h_prev``, ``x_t`` → ``xt``,
@@ -167,8 +168,28 @@ class Resolver:
 # The parser: one method per grammar rule
 # --------------------------------------------------------------------------------------
 
-_FUNCTIONS = {r"\sigma": ops.Sigmoid, r"\tanh": ops.Tanh, r"\exp": ops.Exp, r"\log": ops.Log,
-              "softmax": ops.Softmax, "relu": ops.Relu}
+_NAMED_FORM = re.compile(r"\\(?:operatorname|mathrm)\{(\w+)\}")
+
+
+def _function_names() -> tuple[dict[str, type], dict[str, type]]:
+    r"""The names each declared operation gives the parser (``parser_names`` in ops.py).
+
+    Returns (commands, named): ``\sigma`` → Sigmoid, and ``softplus`` → Softplus for a name
+    written ``\operatorname{softplus}`` (``\mathrm{softplus}`` is read the same way).
+    """
+    commands: dict[str, type] = {}
+    named: dict[str, type] = {}
+    for op in ops.FUNCTIONS.values():
+        for name in op.parser_names:
+            match = _NAMED_FORM.fullmatch(name)
+            if match:
+                named[match.group(1)] = op
+            else:
+                commands[name] = op
+    return commands, named
+
+
+_FUNCTIONS, _NAMED_FUNCTIONS = _function_names()
 _ELEMENTWISE = {r"\odot", r"\circ", "*"}
 _MATMUL = {r"\cdot", r"\times"}
 _WRAPPERS = {r"\mathbf", r"\boldsymbol", r"\mathrm", r"\operatorname", r"\mathit", r"\vec"}
@@ -328,15 +349,19 @@ class Parser:
         return parts[0] if len(parts) == 1 else ops.Stack(*[_matrix(p) for p in parts])
 
     def is_named_function(self) -> bool:
-        return (self.peek() in (r"\operatorname", r"\mathrm") and self.peek(1) == "{"
-                and "".join(self.tokens[self.pos + 2: self.pos + 9]).startswith(("softmax", "relu")))
+        r"""``\operatorname{name}`` or ``\mathrm{name}`` of a declared operation."""
+        if self.peek() not in (r"\operatorname", r"\mathrm") or self.peek(1) != "{":
+            return False
+        end = self.tokens.index("}", self.pos) if "}" in self.tokens[self.pos:] else self.pos
+        return "".join(self.tokens[self.pos + 2: end]) in _NAMED_FUNCTIONS
 
     def function(self):
         """``\\sigma(u)``, ``\\tanh\\left(u\\right)``, ``\\operatorname{softmax}(u)``, ``\\tanh^2(u)``."""
         token = self.take()
         if token in (r"\operatorname", r"\mathrm"):
-            token = self.group().replace(" ", "")
-        func = _FUNCTIONS[token]
+            func = _NAMED_FUNCTIONS[self.group().replace(" ", "")]
+        else:
+            func = _FUNCTIONS[token]
         square = False
         if self.peek() == "^":
             self.take()

@@ -13,7 +13,16 @@ For each operation this module holds, in one place:
   tanh' = 1 − tanh²) and the adjoint ``G`` of the node, it returns one adjoint per operand
   (``None`` for an operand that receives nothing, such as a constant);
 * ``numpy`` and ``latex``: how the node prints (our own nodes only; SymPy's classes are
-  printed by :mod:`symbptt.printers`).
+  printed by :mod:`symbptt.printers`);
+* ``evaluate``: how the explicit-matrix evaluators of :mod:`symbptt.proof` (SymPy, NumPy)
+  and :mod:`symbptt.torch_oracle` (PyTorch) compute it.
+
+A function a cell may call (σ, tanh, softplus, …) is one class decorated with
+:func:`function`; its declaration also carries the NumPy code of any helper the kernel
+needs, the LaTeX of the function and of its derivative, its plain-text name, its names in
+the hand-derivation parser and its definition as a SymPy scalar expression (against which
+the symbolic proof checks the declared derivative). Every consumer reads these
+declarations; none keeps its own table.
 
 Adding an operation means adding one class here (or one entry in ``SYMPY_RULES``).
 """
@@ -21,9 +30,11 @@ Adding an operation means adding one class here (or one entry in ``SYMPY_RULES``
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
+import numpy as np
 import sympy as sp
 from sympy import (
     HadamardPower,
@@ -45,6 +56,21 @@ BATCH = sp.Symbol("m", integer=True, positive=True)
 
 class ShapeError(ValueError):
     """Operands of an operation whose shapes do not fit together."""
+
+
+class EvaluationError(TypeError):
+    """An expression node an evaluator has no rule for; the message names it."""
+
+
+#: Functions a cell may call, by name (the DSL's vocabulary), in declaration order; filled
+#: by :func:`function`. ``symbptt`` exports one function per entry.
+FUNCTIONS: dict[str, type] = {}
+
+
+def function(cls: type) -> type:
+    """Declare ``cls`` a function of the DSL, under its ``op_name``."""
+    FUNCTIONS[cls.op_name] = cls
+    return cls
 
 
 def same_dim(a: sp.Expr, b: sp.Expr) -> bool:
@@ -123,16 +149,16 @@ class Node(MatrixExpr):
         raise NotImplementedError(f"operation {self.op_name} has no VJP rule")
 
 
-class Pointwise(Node):
-    """An elementwise function f applied to every entry of one matrix."""
+class Elementwise(Node):
+    """A scalar function applied to every entry of one matrix (the shape is kept).
 
-    is_nonlinear = True
-    #: How the function is called in the generated NumPy code (a helper of the kernel).
-    numpy_name = ""
-    #: LaTeX of the function's name, applied as ``name(arg)``.
-    latex_name = ""
-    #: LaTeX of the derivative in terms of the output ``y`` (shown in reports).
-    latex_derivative = ""
+    Evaluators: ``numpy_eval(a)`` on a float64 array, ``torch_eval(a)`` on a tensor, and
+    ``sympy_scalar(u)``, the function as a SymPy expression of one scalar.
+    """
+
+    numpy_eval: Callable | None = None
+    torch_eval: Callable | None = None
+    sympy_scalar: Callable | None = None
 
     def __new__(cls, arg):
         return super().__new__(cls, sp.sympify(arg))
@@ -145,9 +171,39 @@ class Pointwise(Node):
     def shape(self) -> Shape:
         return self.arg.shape
 
+    def evaluate(self, ev) -> Any:
+        """The value on explicit matrices: the backend applies this operation to the operand."""
+        return ev.backend.apply(type(self), ev(self.arg))
+
+
+class Pointwise(Elementwise):
+    """An elementwise function f applied to every entry of one matrix, with a derivative.
+
+    A subclass declares, besides :meth:`derivative` and the evaluators of
+    :class:`Elementwise`, how every consumer shows or computes it (the attributes below).
+    """
+
+    is_nonlinear = True
+    #: How the function is called in the generated NumPy code (a helper of the kernel).
+    numpy_name = ""
+    #: Whether the kernel's callable accepts ``out=`` (so it can work in place).
+    numpy_out = False
+    #: Source of the module-level helper ``def`` the kernel needs ("" for NumPy's own).
+    numpy_helper = ""
+    #: LaTeX of the function's name, applied as ``name(arg)``.
+    latex_name = ""
+    #: LaTeX of the derivative in terms of the output ``y`` (shown in reports).
+    latex_derivative = ""
+    #: The name in docstrings and comments (``σ`` for the sigmoid); empty: ``op_name``.
+    text_name = ""
+    #: The names the hand-derivation parser reads (a command, or ``\operatorname{…}``).
+    parser_names: tuple[str, ...] = ()
+    #: What it is, in words (a person's notebook that lacks it gets told so).
+    summary = ""
+
     def derivative(self, out: MatrixExpr) -> MatrixExpr:
         """f'(u) as an expression of the forward value ``out`` = f(u) (and u where needed)."""
-        raise NotImplementedError
+        raise NotImplementedError(f"operation {self.op_name} declares no derivative")
 
     def vjp(self, out, G):
         return (hadamard(G, self.derivative(out)),)
@@ -164,78 +220,132 @@ def one_minus(z: MatrixExpr) -> MatrixExpr:
     return MatAdd(OneMatrix(*z.shape), scale(-1, z))
 
 
+def _torch():
+    """PyTorch, imported when an oracle first needs it (it is optional)."""
+    import torch
+
+    return torch
+
+
+@function
 class Sigmoid(Pointwise):
     """Logistic sigmoid σ(u) = 1 / (1 + e^{−u}); σ'(u) = σ(u)(1 − σ(u))."""
 
     op_name = "sigmoid"
     numpy_name = "sigmoid"
+    numpy_out = True
+    numpy_helper = '''def sigmoid(u, out=None):
+    """Logistic function σ(u) = (1 + tanh(u / 2)) / 2: no overflow for any u; out may be u."""
+    out = np.multiply(u, 0.5, out=out)
+    np.tanh(out, out=out)
+    out *= 0.5
+    out += 0.5
+    return out'''
     latex_name = r"\sigma"
     latex_derivative = r"\sigma(u)\,(1 - \sigma(u))"
+    text_name = "σ"
+    parser_names = (r"\sigma", r"\operatorname{sigmoid}")
+    summary = "logistic sigmoid 1/(1 + e^(−u))"
+
+    numpy_eval = staticmethod(lambda a: 1 / (1 + np.exp(-a)))
+    torch_eval = staticmethod(lambda a: _torch().sigmoid(a))
+    sympy_scalar = staticmethod(lambda u: 1 / (1 + sp.exp(-u)))
 
     def derivative(self, out):
         return hadamard(out, one_minus(out))
 
 
+@function
 class Tanh(Pointwise):
     """Hyperbolic tangent; tanh'(u) = 1 − tanh²(u)."""
 
     op_name = "tanh"
     numpy_name = "np.tanh"
+    numpy_out = True
     latex_name = r"\tanh"
     latex_derivative = r"1 - \tanh^2(u)"
+    parser_names = (r"\tanh",)
+    summary = "np.tanh"
+
+    numpy_eval = staticmethod(np.tanh)
+    torch_eval = staticmethod(lambda a: _torch().tanh(a))
+    sympy_scalar = staticmethod(sp.tanh)
 
     def derivative(self, out):
         return one_minus(hadamard(out, out))
 
 
+@function
 class Relu(Pointwise):
     """Rectifier max(u, 0); its derivative is the step 1[u > 0] = 1[relu(u) > 0]."""
 
     op_name = "relu"
     numpy_name = "relu"
+    numpy_out = True
+    numpy_helper = '''def relu(u, out=None):
+    return np.maximum(u, 0, out=out)'''
     latex_name = r"\operatorname{relu}"
     latex_derivative = r"\mathbb{1}[u > 0]"
+    parser_names = (r"\operatorname{relu}",)
+    summary = "relu max(u, 0)"
+
+    numpy_eval = staticmethod(lambda a: np.maximum(a, 0))
+    torch_eval = staticmethod(lambda a: _torch().relu(a))
+    sympy_scalar = staticmethod(lambda u: sp.Max(u, 0))
 
     def derivative(self, out):
         return Step(out)
 
 
+@function
 class Exp(Pointwise):
     """Exponential; exp' = exp, so the derivative is the forward value itself."""
 
     op_name = "exp"
     numpy_name = "np.exp"
+    numpy_out = True
     latex_name = r"\exp"
     latex_derivative = r"\exp(u)"
+    parser_names = (r"\exp",)
+    summary = "exponential np.exp"
+
+    numpy_eval = staticmethod(np.exp)
+    torch_eval = staticmethod(lambda a: _torch().exp(a))
+    sympy_scalar = staticmethod(sp.exp)
 
     def derivative(self, out):
         return out
 
 
+@function
 class Log(Pointwise):
     """Natural logarithm; log'(u) = 1/u, written with the operand u."""
 
     op_name = "log"
     numpy_name = "np.log"
+    numpy_out = True
     latex_name = r"\log"
     latex_derivative = r"1 / u"
+    parser_names = (r"\log",)
+    summary = "natural logarithm np.log"
+
+    numpy_eval = staticmethod(np.log)
+    torch_eval = staticmethod(lambda a: _torch().log(a))
+    sympy_scalar = staticmethod(sp.log)
 
     def derivative(self, out):
         return Reciprocal(self.arg)
 
 
-class Step(Node):
+class Step(Elementwise):
     """Heaviside step 1[u > 0], the derivative of relu (no derivative of its own)."""
 
     op_name = "step"
     is_nonlinear = False
 
-    def __new__(cls, arg):
-        return super().__new__(cls, sp.sympify(arg))
-
-    @property
-    def shape(self):
-        return self.args[0].shape
+    numpy_eval = staticmethod(lambda a: (a > 0).astype(float))
+    torch_eval = staticmethod(lambda a: (a > 0).to(a.dtype))
+    sympy_scalar = staticmethod(lambda u: sp.Heaviside(u, 0))
 
     def vjp(self, out, G):
         return (None,)
@@ -247,18 +357,15 @@ class Step(Node):
         return rf"\mathbb{{1}}\left[{printer.doprint(self.args[0])} > 0\right]"
 
 
-class Reciprocal(Node):
+class Reciprocal(Elementwise):
     """Elementwise 1/u (appears in the derivative of log)."""
 
     op_name = "reciprocal"
     is_nonlinear = True
 
-    def __new__(cls, arg):
-        return super().__new__(cls, sp.sympify(arg))
-
-    @property
-    def shape(self):
-        return self.args[0].shape
+    numpy_eval = staticmethod(lambda a: 1 / a)
+    torch_eval = staticmethod(lambda a: 1 / a)
+    sympy_scalar = staticmethod(lambda u: 1 / u)
 
     def vjp(self, out, G):
         return (scale(-1, hadamard(G, out, out)),)
@@ -270,14 +377,46 @@ class Reciprocal(Node):
         return rf"1 \oslash {printer.parenthesize_operand(self.args[0])}"
 
 
+@function
 class Softmax(Node):
     """Softmax over the feature axis (rows): each column sums to one.
 
     Its Jacobian-vector product needs only the output y: δu = y ⊙ (G − 1 1ᵀ (y ⊙ G)).
+    Not elementwise, so its SymPy evaluator (``sympy_matrix``) takes the whole matrix.
     """
 
     op_name = "softmax"
     is_nonlinear = True
+    numpy_name = "softmax"
+    numpy_out = False
+    numpy_helper = '''def softmax(u):
+    """Softmax over the feature axis (axis 0): each column sums to one."""
+    e = np.exp(u - u.max(axis=0, keepdims=True))
+    return e / e.sum(axis=0, keepdims=True)'''
+    latex_name = r"\operatorname{softmax}"
+    text_name = "softmax"
+    parser_names = (r"\operatorname{softmax}",)
+    summary = "softmax over axis 0 (each column sums to one)"
+
+    @staticmethod
+    def numpy_eval(a):
+        e = np.exp(a - a.max(axis=0, keepdims=True))
+        return e / e.sum(axis=0, keepdims=True)
+
+    @staticmethod
+    def torch_eval(a):
+        return _torch().softmax(a, dim=0)
+
+    @staticmethod
+    def sympy_matrix(backend, a):
+        """Each column's exponentials over their sum, with the backend's own eᵘ atoms."""
+        e = backend.apply(Exp, a)
+        sums = [sum(e[:, j]) for j in range(e.cols)]
+        return sp.Matrix(e.rows, e.cols, lambda i, j: e[i, j] / sums[j])
+
+    def evaluate(self, ev) -> Any:
+        """The value on explicit matrices: the backend applies this operation to the operand."""
+        return ev.backend.apply(Softmax, ev(self.arg))
 
     def __new__(cls, arg):
         return super().__new__(cls, sp.sympify(arg))
@@ -316,6 +455,9 @@ class FeatureSum(Node):
     def vjp(self, out, G):
         return (FeatureSum(G),)
 
+    def evaluate(self, ev) -> Any:
+        return ev.backend.feature_sum(ev(self.args[0]))
+
     def _numpycode(self, printer):
         return f"{printer.parenthesize_operand(self.args[0])}.sum(axis=0, keepdims=True)"
 
@@ -338,6 +480,9 @@ class BatchSum(Node):
 
     def vjp(self, out, G):
         return (Broadcast(G, self.args[0].shape[1]),)
+
+    def evaluate(self, ev) -> Any:
+        return ev.backend.batch_sum(ev(self.args[0]))
 
     def _numpycode(self, printer):
         return f"{printer.parenthesize_operand(self.args[0])}.sum(axis=1, keepdims=True)"
@@ -372,6 +517,9 @@ class Broadcast(Node):
 
     def vjp(self, out, G):
         return (BatchSum(G), None)
+
+    def evaluate(self, ev) -> Any:
+        return ev.backend.broadcast(ev(self.column), ev.size(self.args[1]))
 
     def _numpycode(self, printer):
         return printer.doprint(self.column)
@@ -416,6 +564,9 @@ class Stack(Node):
         total = self.shape[0]
         return tuple(RowSlice(G, a, b, total) for a, b in self.offsets())
 
+    def evaluate(self, ev) -> Any:
+        return ev.backend.stack([ev(p) for p in self.args])
+
     def _numpycode(self, printer):
         return "np.concatenate((" + ", ".join(printer.doprint(p) for p in self.args) + "))"
 
@@ -456,6 +607,10 @@ class RowSlice(Node):
         if not same_dim(stop, total):
             parts.append(ZeroMatrix(total - stop, G.shape[1]))
         return (parts[0] if len(parts) == 1 else Stack(*parts), None, None, None)
+
+    def evaluate(self, ev) -> Any:
+        start, stop = (ev.size(b) for b in self.bounds)
+        return ev.backend.row_slice(ev(self.arg), start, stop)
 
     def _numpycode(self, printer):
         start, stop = self.bounds
@@ -560,31 +715,56 @@ def _is_constant(expr) -> bool:
     return isinstance(expr, (OneMatrix, ZeroMatrix))
 
 
+def _fold(combine: Callable, values: list) -> Any:
+    out = values[0]
+    for v in values[1:]:
+        out = combine(out, v)
+    return out
+
+
+def evaluate_matmul(node: MatMul, ev) -> Any:
+    """The product of the operands' values, times the scalar coefficient."""
+    coeff, factors = _matmul_split(node)
+    value = _fold(ev.backend.matmul, [ev(f) for f in factors])
+    return value if coeff == 1 else ev.backend.scale(coeff, value)
+
+
+def evaluate_hadamard_power(node: HadamardPower, ev) -> Any:
+    """a∘k as k − 1 elementwise products (k a positive integer)."""
+    base, k = node.args
+    if not (k.is_Integer and k >= 1):
+        raise TypeError(f"elementwise power {node} needs a positive integer exponent")
+    return _fold(ev.backend.hadamard, [ev(base)] * int(k))
+
+
 @dataclass(frozen=True)
 class Rule:
-    """Shape and VJP rule of one of SymPy's matrix-expression classes."""
+    """Shape, VJP and evaluation rule of one of SymPy's matrix-expression classes.
+
+    ``evaluate(node, ev)``: the node's value on explicit matrices, where ``ev(operand)``
+    evaluates an operand, ``ev.backend`` holds the matrix operations and ``ev.size(dim)``
+    turns a symbolic size into an int.
+    """
 
     shape: Callable
     vjp: Callable
+    evaluate: Callable
 
 
 SYMPY_RULES: dict[type, Rule] = {
-    MatMul: Rule(shape_matmul, vjp_matmul),
-    MatAdd: Rule(shape_elementwise, vjp_matadd),
-    HadamardProduct: Rule(shape_elementwise, vjp_hadamard),
-    HadamardPower: Rule(lambda n: n.args[0].shape, vjp_hadamard_power),
-    Transpose: Rule(lambda n: (n.arg.shape[1], n.arg.shape[0]), vjp_transpose),
+    MatMul: Rule(shape_matmul, vjp_matmul, evaluate_matmul),
+    MatAdd: Rule(shape_elementwise, vjp_matadd,
+                 lambda n, ev: _fold(ev.backend.add, [ev(a) for a in n.args])),
+    HadamardProduct: Rule(shape_elementwise, vjp_hadamard,
+                          lambda n, ev: _fold(ev.backend.hadamard, [ev(a) for a in n.args])),
+    HadamardPower: Rule(lambda n: n.args[0].shape, vjp_hadamard_power, evaluate_hadamard_power),
+    Transpose: Rule(lambda n: (n.arg.shape[1], n.arg.shape[0]), vjp_transpose,
+                    lambda n, ev: ev.backend.transpose(ev(n.arg))),
 }
 
-#: Functions a cell file may call, by name (the DSL's vocabulary).
-FUNCTIONS: dict[str, type] = {
-    "sigmoid": Sigmoid,
-    "tanh": Tanh,
-    "relu": Relu,
-    "exp": Exp,
-    "log": Log,
-    "softmax": Softmax,
-}
+#: Helpers every kernel carries, whether its cell calls them or not (tests, notebooks and
+#: the report's check of its summary call them by name), in this order.
+ALWAYS_HELPERS: tuple[type, ...] = (Sigmoid, Softmax, Relu)
 
 
 def is_leaf(expr) -> bool:
@@ -628,3 +808,50 @@ def vjp(expr, out, G) -> Sequence:
         raise AssertionError(f"VJP rule of {type(expr).__name__} returned {len(grads)} adjoints "
                              f"for {len(expr.args)} operands")
     return grads
+
+
+def operation_name(expr) -> str:
+    """How messages name the operation of a node: ``softplus``, ``HadamardPower``."""
+    return getattr(expr, "op_name", type(expr).__name__)
+
+
+def evaluate(expr, ev) -> Any:
+    """The value of one operation node on explicit matrices (see :class:`Rule` for ``ev``).
+
+    Raises :class:`EvaluationError` naming the operation when it declares no rule.
+    """
+    if isinstance(expr, Node):
+        method = getattr(expr, "evaluate", None)
+        if method is not None:
+            return method(ev)
+    else:
+        rule = SYMPY_RULES.get(type(expr))
+        if rule is not None:
+            return rule.evaluate(expr, ev)
+    raise EvaluationError(f"operation {operation_name(expr)} cannot be evaluated "
+                          f"(no evaluation rule): {expr}")
+
+
+def operations(expr) -> list[type]:
+    """The classes of our nodes in ``expr``, each once, in first-seen (preorder) order."""
+    found: dict[type, None] = {}
+    stack = [expr]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, Node):
+            found.setdefault(type(node), None)
+        stack.extend(reversed([a for a in node.args if isinstance(a, sp.Basic)]))
+    return list(found)
+
+
+def kernel_helpers(exprs: Iterable) -> list[str]:
+    """Source of every helper ``def`` a kernel computing ``exprs`` needs, in a fixed order.
+
+    The helpers of :data:`ALWAYS_HELPERS` first, then those of the other operations used,
+    in declaration order (never hash order), each once.
+    """
+    used: set[type] = set()
+    for expr in exprs:
+        used.update(operations(expr))
+    declared = [op for op in FUNCTIONS.values() if op in used and op not in ALWAYS_HELPERS]
+    return [op.numpy_helper for op in (*ALWAYS_HELPERS, *declared) if op.numpy_helper]

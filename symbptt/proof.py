@@ -14,11 +14,15 @@ difference must simplify to zero, not merely be small at a few points.
 
 How the difference is simplified, and why it is both exact and fast:
 
-* σ(u) is written as (1 + tanh(u/2)) / 2, an identity, so SymPy derives σ' itself from
-  tanh' = 1 − tanh² (nothing of the VJP rule σ' = σ(1 − σ) under test is assumed);
-* eᵘ is a SymPy function whose derivative is itself (SymPy's own ``exp`` would merge
-  eᵃ·eᵇ into eᵃ⁺ᵇ and hide the common atoms);
-* every function application (tanh(…), eᵘ, log(…)) is taken whole, as an atom. Both sides
+* every declared pointwise operation f (σ, tanh, eᵘ, softplus, …; see :mod:`symbptt.ops`)
+  becomes an opaque SymPy function (:func:`scalar_function`) whose derivative is the one
+  its declaration gives, written with its own value as the VJP rule writes it (σ' = σ(1 − σ),
+  softplus' = 1 − e^(−softplus)). That declared derivative is itself checked, once per
+  operation, against ``sympy.diff`` of the operation's SymPy definition
+  (:func:`check_derivative`); so the proof handles any operation whose derivative its
+  declaration gives, and assumes nothing of a VJP rule under test;
+* SymPy's own ``exp`` would merge eᵃ·eᵇ into eᵃ⁺ᵇ; the opaque eᵘ keeps every factor;
+* every function application is taken whole, as an atom. Both sides
   are built from the very same forward values, so the atoms agree syntactically, and each
   side is a rational function of the atoms and the scalar symbols. They are expanded into
   SymPy's sparse polynomials (:class:`PolynomialView`), divisors first as generators of
@@ -37,24 +41,25 @@ NumPy-like floats in :mod:`symbptt.handcheck`), so every oracle walks the same n
 
 from __future__ import annotations
 
+import functools
 import math
 import random
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from functools import reduce
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import sympy as sp
-from sympy import HadamardProduct, MatAdd, MatMul, MatrixSymbol, OneMatrix, Transpose, ZeroMatrix
+from mpmath.libmp import prec_to_dps
+from sympy import MatrixSymbol, OneMatrix, ZeroMatrix
 
 from . import ops
 from .cell import Cell, Equation, prev_name, step_name
 from .derive import Derivation, adjoint_name, derive
 from .loader import load
-from .ops import BATCH
+from .ops import BATCH, EvaluationError
 
 #: Default sizes of the proof: every dimension 2, one batch column.
 DEFAULT_SIZES: dict[str, int] = {"n_x": 2, "n_h": 2, "n_y": 2, "m": 1}
@@ -66,12 +71,24 @@ DEFAULT_SIZES: dict[str, int] = {"n_x": 2, "n_h": 2, "n_y": 2, "m": 1}
 
 
 class Backend:
-    """Explicit-matrix operations; subclasses give one implementation per node type.
+    """Explicit-matrix operations of one array library.
 
-    The interface: ``matmul add hadamard transpose ones zeros scale``, the pointwise
-    ``sigmoid tanh relu exp log step reciprocal softmax``, the structural ``stack row_slice
-    broadcast feature_sum batch_sum``, and ``total`` (sum of entries) where a loss is formed.
+    The interface: ``matmul add hadamard transpose ones zeros scale``, ``apply(op, a)`` for a
+    declared function (σ, softmax, …: the declaration's evaluator named by ``evaluator``),
+    the structural ``stack row_slice broadcast feature_sum batch_sum``, and ``total`` (sum
+    of entries) where a loss is formed.
     """
+
+    #: The attribute of an operation's declaration this backend calls (``numpy_eval``, …).
+    evaluator = ""
+
+    def apply(self, op: type, a):
+        """``op`` applied to ``a`` with the evaluator its declaration gives for this backend."""
+        fn = getattr(op, self.evaluator, None)
+        if fn is None:
+            raise EvaluationError(f"operation {op.op_name} declares no {self.evaluator} "
+                                  f"evaluator in symbptt/ops.py")
+        return fn(a)
 
     def matmul(self, a, b):
         return a @ b
@@ -89,22 +106,99 @@ class Backend:
         raise NotImplementedError
 
 
-class ExpFunction(sp.Function):
-    """eᵘ as an opaque function whose derivative is itself.
+class OperationFunction(sp.Function):
+    """A declared pointwise operation f as an opaque SymPy function of one scalar.
 
-    SymPy's ``exp`` merges eᵃ·eᵇ into eᵃ⁺ᵇ, which would make the two sides of the proof
-    use different atoms; this one keeps every eᵘ a separate factor.
+    Its derivative is the one the declaration gives (:func:`scalar_derivative`), written
+    with f's own value where the VJP rule reuses it; ``definition()`` is the operation's
+    SymPy definition, used for numbers and for :func:`check_derivative`.
     """
 
-    def fdiff(self, argindex: int = 1):
-        return self
+    operation: type = ops.Pointwise
 
-    def _latex(self, printer) -> str:
-        return rf"e^{{{printer.doprint(self.args[0])}}}"
+    def fdiff(self, argindex: int = 1):
+        return scalar_derivative(self.operation, self.args[0])
+
+    def definition(self) -> sp.Expr:
+        return self.operation.sympy_scalar(self.args[0])
+
+    def _eval_evalf(self, prec):
+        return self.definition().evalf(prec_to_dps(prec))
+
+
+@functools.cache
+def scalar_function(op: type) -> type[OperationFunction]:
+    """The opaque SymPy function of one pointwise operation (one class per operation)."""
+    if getattr(op, "sympy_scalar", None) is None:
+        raise EvaluationError(f"operation {op.op_name} declares no SymPy definition "
+                              f"(sympy_scalar) in symbptt/ops.py")
+    return type(op.op_name, (OperationFunction,), {"operation": op})
+
+
+@functools.cache
+def _derivative_template(op: type) -> tuple[sp.Dummy, sp.Expr]:
+    """f'(u) for a dummy u, from the declared ``derivative`` evaluated on 1×1 matrices."""
+    u, n = sp.Dummy("u"), sp.Dummy("n")
+    operand, value = MatrixSymbol("__u__", n, BATCH), MatrixSymbol("__y__", n, BATCH)
+    env = {"__u__": sp.Matrix([[u]]), "__y__": sp.Matrix([[scalar_function(op)(u)]])}
+    evaluate = Evaluator(SympyBackend(), {n: 1, BATCH: 1}, env)
+    return u, evaluate(op(operand).derivative(value))[0, 0]
+
+
+def scalar_derivative(op: type, arg: sp.Expr) -> sp.Expr:
+    """The declared derivative of ``op`` at ``arg``, in the proof's atoms."""
+    u, template = _derivative_template(op)
+    return template.xreplace({u: arg})
+
+
+#: Where :func:`check_derivative` compares values when SymPy cannot simplify the difference
+#: to zero (piecewise functions): on both sides of 0, away from kinks at 0.
+SAMPLE_POINTS = (-2.7, -1.3, -0.6, -0.2, 0.3, 0.8, 1.6, 3.1)
+
+
+def _definitions(expr: sp.Expr) -> sp.Expr:
+    """Every opaque operation in ``expr`` replaced by its SymPy definition."""
+    return expr.replace(lambda e: isinstance(e, OperationFunction), lambda e: e.definition())
+
+
+@functools.cache
+def check_derivative(op: type) -> str:
+    """"" when ``op``'s declared derivative is d/du of its definition, else what is wrong.
+
+    Exact when SymPy simplifies the difference to zero; otherwise (piecewise functions such
+    as relu and elu) the two agree to 25 digits at every point of :data:`SAMPLE_POINTS`.
+    """
+    u = sp.Symbol("u", real=True)
+    try:
+        declared = _definitions(scalar_derivative(op, u))
+        true = sp.diff(op.sympy_scalar(u), u)
+    except Exception as err:  # noqa: BLE001 - a declaration that cannot be used is a verdict
+        return f"operation {getattr(op, 'op_name', op)}: derivative unusable ({err})"
+    if sp.simplify(declared - true) == 0:
+        return ""
+    for point in SAMPLE_POINTS:
+        at = {u: sp.Float(point, 30)}
+        a, b = complex(declared.evalf(30, subs=at)), complex(true.evalf(30, subs=at))
+        if abs(a - b) > 1e-25 * (1 + abs(b)):
+            return (f"operation {op.op_name}: the declared derivative {declared} is not "
+                    f"d/du of its definition, {true} (they differ at u = {point})")
+    return ""
 
 
 class SympyBackend(Backend):
-    """Explicit ``sympy.Matrix`` values; σ written through tanh, eᵘ as :class:`ExpFunction`."""
+    """Explicit ``sympy.Matrix`` values; each pointwise operation as its opaque function."""
+
+    def apply(self, op: type, a):
+        """Pointwise operations as atoms, other elementwise ones by their scalar definition,
+        softmax by its own matrix rule."""
+        if issubclass(op, ops.Pointwise):
+            return a.applyfunc(scalar_function(op))
+        if getattr(op, "sympy_scalar", None) is not None:
+            return a.applyfunc(op.sympy_scalar)
+        if getattr(op, "sympy_matrix", None) is not None:
+            return op.sympy_matrix(self, a)
+        raise EvaluationError(f"operation {op.op_name} declares no SymPy evaluator in "
+                              f"symbptt/ops.py")
 
     def hadamard(self, a, b):
         return a.multiply_elementwise(b)
@@ -117,32 +211,6 @@ class SympyBackend(Backend):
 
     def scale(self, coeff, a):
         return coeff * a
-
-    def sigmoid(self, a):
-        return a.applyfunc(lambda u: (1 + sp.tanh(u / 2)) / 2)
-
-    def tanh(self, a):
-        return a.applyfunc(sp.tanh)
-
-    def relu(self, a):
-        return a.applyfunc(lambda u: sp.Max(u, 0))
-
-    def exp(self, a):
-        return a.applyfunc(ExpFunction)
-
-    def log(self, a):
-        return a.applyfunc(sp.log)
-
-    def step(self, a):
-        return a.applyfunc(_heaviside)
-
-    def reciprocal(self, a):
-        return a.applyfunc(lambda u: 1 / u)
-
-    def softmax(self, a):
-        e = a.applyfunc(ExpFunction)
-        sums = [sum(e[:, j]) for j in range(e.cols)]
-        return sp.Matrix(e.rows, e.cols, lambda i, j: e[i, j] / sums[j])
 
     def stack(self, parts):
         return sp.Matrix.vstack(*parts)
@@ -163,6 +231,8 @@ class SympyBackend(Backend):
 class NumpyBackend(Backend):
     """Explicit float64 NumPy matrices, for the numeric comparison and counterexamples."""
 
+    evaluator = "numpy_eval"
+
     def ones(self, rows: int, cols: int):
         return np.ones((rows, cols))
 
@@ -171,31 +241,6 @@ class NumpyBackend(Backend):
 
     def scale(self, coeff, a):
         return float(coeff) * a
-
-    def sigmoid(self, a):
-        return 1 / (1 + np.exp(-a))
-
-    def tanh(self, a):
-        return np.tanh(a)
-
-    def relu(self, a):
-        return np.maximum(a, 0)
-
-    def exp(self, a):
-        return np.exp(a)
-
-    def log(self, a):
-        return np.log(a)
-
-    def step(self, a):
-        return (a > 0).astype(float)
-
-    def reciprocal(self, a):
-        return 1 / a
-
-    def softmax(self, a):
-        e = np.exp(a - a.max(axis=0, keepdims=True))
-        return e / e.sum(axis=0, keepdims=True)
 
     def stack(self, parts):
         return np.concatenate(list(parts))
@@ -216,24 +261,9 @@ class NumpyBackend(Backend):
         return float(a.sum())
 
 
-def _heaviside(v):
-    """1[v > 0]; for v = max(u, 0) (the step of a relu's output) this is 1[u > 0].
-
-    Written as SymPy writes the derivative of max(u, 0), ``Heaviside(u)``, so that both
-    sides use the same atom (the value at u = 0, where relu has no derivative, is moot).
-    """
-    if isinstance(v, sp.Max) and len(v.args) == 2 and 0 in v.args:
-        v = next(a for a in v.args if a != 0)
-    return sp.Heaviside(v)
-
-
 # --------------------------------------------------------------------------------------
-# The evaluator: one small function per node type
+# The evaluator: each operation's own rule, as :mod:`symbptt.ops` declares it
 # --------------------------------------------------------------------------------------
-
-
-class EvaluationError(TypeError):
-    """An expression node the evaluator has no rule for; the message names it."""
 
 
 def concrete(size, dims: Mapping[sp.Symbol, int]) -> int:
@@ -257,74 +287,18 @@ class Evaluator:
             if expr.name not in self.env:
                 raise EvaluationError(f"no value for {expr.name}")
             return self.env[expr.name]
-        for kind, method in _DISPATCH:
-            if isinstance(expr, kind):
-                return method(self, expr)
-        raise EvaluationError(f"operation {type(expr).__name__} cannot be evaluated "
-                              f"(no evaluation rule): {expr}")
+        if isinstance(expr, OneMatrix):
+            return self.backend.ones(*self._shape(expr))
+        if isinstance(expr, ZeroMatrix):
+            return self.backend.zeros(*self._shape(expr))
+        return ops.evaluate(expr, self)
+
+    def size(self, dim) -> int:
+        """A symbolic size as an int for this evaluator's dimension values."""
+        return concrete(dim, self.dims)
 
     def _shape(self, expr) -> tuple[int, int]:
-        return concrete(expr.shape[0], self.dims), concrete(expr.shape[1], self.dims)
-
-    def _ones(self, expr):
-        return self.backend.ones(*self._shape(expr))
-
-    def _zeros(self, expr):
-        return self.backend.zeros(*self._shape(expr))
-
-    def _matmul(self, expr):
-        coeff = sp.Mul(*[a for a in expr.args if not a.is_Matrix])
-        value = reduce(self.backend.matmul, [self(a) for a in expr.args if a.is_Matrix])
-        return value if coeff == 1 else self.backend.scale(coeff, value)
-
-    def _matadd(self, expr):
-        return reduce(self.backend.add, [self(a) for a in expr.args])
-
-    def _hadamard(self, expr):
-        return reduce(self.backend.hadamard, [self(a) for a in expr.args])
-
-    def _transpose(self, expr):
-        return self.backend.transpose(self(expr.arg))
-
-    def _pointwise(self, expr):
-        return getattr(self.backend, _POINTWISE[type(expr)])(self(expr.args[0]))
-
-    def _stack(self, expr):
-        return self.backend.stack([self(p) for p in expr.args])
-
-    def _row_slice(self, expr):
-        start, stop = (concrete(b, self.dims) for b in expr.bounds)
-        return self.backend.row_slice(self(expr.arg), start, stop)
-
-    def _broadcast(self, expr):
-        return self.backend.broadcast(self(expr.column), concrete(expr.args[1], self.dims))
-
-    def _feature_sum(self, expr):
-        return self.backend.feature_sum(self(expr.args[0]))
-
-    def _batch_sum(self, expr):
-        return self.backend.batch_sum(self(expr.args[0]))
-
-
-_POINTWISE: dict[type, str] = {
-    ops.Sigmoid: "sigmoid", ops.Tanh: "tanh", ops.Relu: "relu", ops.Exp: "exp", ops.Log: "log",
-    ops.Softmax: "softmax", ops.Step: "step", ops.Reciprocal: "reciprocal",
-}
-
-_DISPATCH: tuple[tuple[type, Callable], ...] = (
-    (OneMatrix, Evaluator._ones),
-    (ZeroMatrix, Evaluator._zeros),
-    (MatMul, Evaluator._matmul),
-    (MatAdd, Evaluator._matadd),
-    (HadamardProduct, Evaluator._hadamard),
-    (Transpose, Evaluator._transpose),
-    (tuple(_POINTWISE), Evaluator._pointwise),
-    (ops.Stack, Evaluator._stack),
-    (ops.RowSlice, Evaluator._row_slice),
-    (ops.Broadcast, Evaluator._broadcast),
-    (ops.FeatureSum, Evaluator._feature_sum),
-    (ops.BatchSum, Evaluator._batch_sum),
-)
+        return self.size(expr.shape[0]), self.size(expr.shape[1])
 
 
 # --------------------------------------------------------------------------------------
@@ -493,7 +467,7 @@ class _SympyScalars(SympyBackend):
         return sum(a)
 
 
-_ATOMS = (sp.tanh, ExpFunction, sp.log, sp.Heaviside, sp.Max)
+_ATOMS = (sp.Function, sp.Max)
 
 
 def _is_atom(expr) -> bool:
@@ -626,12 +600,6 @@ class PolynomialView:
         return _numeric_value(sp.sympify(expr), self.values, self.numeric_memo)
 
 
-_FLOAT_FUNCTIONS: dict[type, Callable[[float], float]] = {
-    sp.tanh: math.tanh, ExpFunction: math.exp, sp.log: math.log,
-    sp.Heaviside: lambda v: float(v > 0),
-}
-
-
 def _numeric_value(expr, values: dict, memo: dict) -> float:
     """``expr`` as a float, each shared subexpression evaluated once."""
     hit = memo.get(expr)
@@ -649,8 +617,11 @@ def _numeric_value(expr, values: dict, memo: dict) -> float:
         value = _numeric_value(expr.base, values, memo) ** _numeric_value(expr.exp, values, memo)
     elif isinstance(expr, sp.Max):
         value = max(_numeric_value(a, values, memo) for a in expr.args)
-    elif type(expr) in _FLOAT_FUNCTIONS:
-        value = _FLOAT_FUNCTIONS[type(expr)](_numeric_value(expr.args[0], values, memo))
+    elif isinstance(expr, OperationFunction):
+        value = float(expr.operation.numpy_eval(np.float64(_numeric_value(expr.args[0], values, memo))))
+    elif isinstance(expr, sp.Function):
+        args = [sp.Float(_numeric_value(a, values, memo)) for a in expr.args]
+        value = float(expr.func(*args).evalf())
     else:
         value = float(expr.evalf(subs=values))
     memo[expr] = value
@@ -690,10 +661,13 @@ def prove_keys(cell: Cell, sizes: Mapping[str, int] | None = None, T: int = 3,
     dims = dimension_values(cell, sizes)
     backend = _SympyScalars()
     problem = symbolic_problem(derivation, dims, T)
+    variables = _variables(cell, problem)
+    wrong_rules = _derivative_problems(derivation)
+    if wrong_rules:
+        return [ProofResult(key, False, 0, 0.0, wrong_rules) for key in variables]
     steps = run_forward(cell, derivation.forward, problem, backend, dims)
     L = loss(steps, problem, backend)
     derived = run_backward(derivation, steps, problem, backend, dims)
-    variables = _variables(cell, problem)
     true = {key: [sp.diff(L, s) for s in _flatten(symbols)] for key, symbols in variables.items()}
     left = {key: _flatten(derived[key]) for key in variables}
     compare = PolynomialView([e for k in variables for e in left[k] + true[k]])
@@ -706,6 +680,15 @@ def prove_keys(cell: Cell, sizes: Mapping[str, int] | None = None, T: int = 3,
                                                else "") if wrong else ""
         results.append(ProofResult(key, not wrong, len(verdicts), time.monotonic() - began, note))
     return results
+
+
+def _derivative_problems(derivation: Derivation) -> str:
+    """Why the declared derivative of a pointwise operation the cell uses is wrong ("" if none)."""
+    used: dict[type, None] = {}
+    for eq in derivation.forward:
+        used.update(dict.fromkeys(op for op in ops.operations(eq.expr)
+                                  if issubclass(op, ops.Pointwise)))
+    return "; ".join(p for p in (check_derivative(op) for op in used) if p)
 
 
 def _variables(cell: Cell, problem: ExplicitProblem) -> dict[str, Any]:
@@ -732,12 +715,13 @@ __all__ = [
     "Backend",
     "EvaluationError",
     "Evaluator",
-    "ExpFunction",
     "ExplicitProblem",
     "NumpyBackend",
+    "OperationFunction",
     "PolynomialView",
     "ProofResult",
     "SympyBackend",
+    "check_derivative",
     "concrete",
     "difference_is_zero",
     "dimension_values",
@@ -749,6 +733,8 @@ __all__ = [
     "resolve_cell",
     "run_backward",
     "run_forward",
+    "scalar_derivative",
+    "scalar_function",
     "symbol_matrix",
     "symbolic_problem",
 ]

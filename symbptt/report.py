@@ -31,8 +31,8 @@ from sympy import HadamardProduct, MatAdd, MatrixSymbol
 from . import ops
 from .cell import Cell, Equation, prev_name, step_name
 from .derive import Adjoint, Derivation, derive
-from .notation import Notation, escape_tex
-from .printers import TextbookLatexPrinter, latex_printer, latex_terms
+from .notation import Notation, escape_tex, latex_printer
+from .printers import TextbookLatexPrinter, latex_terms
 from .render import TEMPLATES, environment, text
 
 #: Languages a report can be written in (prose per language, mathematics shared).
@@ -260,11 +260,7 @@ def _op_label(d: Derivation, name: str) -> str:
         expr = d.equation(name).expr
     except StopIteration:
         return ""
-    if isinstance(expr, ops.Pointwise):
-        return expr.latex_name
-    if isinstance(expr, ops.Softmax):
-        return r"\operatorname{softmax}"
-    return ""
+    return expr.latex_name if type(expr) in ops.FUNCTIONS.values() else ""
 
 
 def _layers(deps: dict[str, list[str]], sources: list[str]) -> dict[str, int]:

@@ -18,7 +18,7 @@ class TextPrinter(NumPyPrinter):
         return expr._numpycode(self)
 
     def _print_Pointwise(self, expr) -> str:
-        name = {"sigmoid": "σ"}.get(expr.op_name, expr.op_name)
+        name = expr.text_name or expr.op_name
         return f"{name}({self.doprint(expr.arg)})"
 
     def _print_Softmax(self, expr) -> str:

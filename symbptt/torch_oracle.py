@@ -33,7 +33,12 @@ def available() -> bool:
 
 
 class TorchBackend(Backend):
-    """Explicit matrices as float64 torch tensors (autograd records every operation)."""
+    """Explicit matrices as float64 torch tensors (autograd records every operation).
+
+    Each declared function (σ, softmax, …) runs as its declaration's ``torch_eval`` says.
+    """
+
+    evaluator = "torch_eval"
 
     def ones(self, rows: int, cols: int):
         return torch.ones(rows, cols, dtype=torch.float64)
@@ -43,30 +48,6 @@ class TorchBackend(Backend):
 
     def scale(self, coeff, a):
         return float(coeff) * a
-
-    def sigmoid(self, a):
-        return torch.sigmoid(a)
-
-    def tanh(self, a):
-        return torch.tanh(a)
-
-    def relu(self, a):
-        return torch.relu(a)
-
-    def exp(self, a):
-        return torch.exp(a)
-
-    def log(self, a):
-        return torch.log(a)
-
-    def step(self, a):
-        return (a > 0).to(torch.float64)
-
-    def reciprocal(self, a):
-        return 1 / a
-
-    def softmax(self, a):
-        return torch.softmax(a, dim=0)
 
     def stack(self, parts):
         return torch.cat(list(parts), dim=0)
