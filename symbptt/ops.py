@@ -48,6 +48,8 @@ from sympy import (
 )
 from sympy.matrices.expressions.matexpr import MatrixExpr
 
+from .arith import NumberArithmetic
+
 Shape = tuple[sp.Expr, sp.Expr]
 
 #: The batch dimension: every per-step value has ``m`` columns.
@@ -135,7 +137,7 @@ def hadamard(*factors: MatrixExpr) -> MatrixExpr:
 # --------------------------------------------------------------------------------------
 
 
-class Node(MatrixExpr):
+class Node(NumberArithmetic, MatrixExpr):
     """Base of symbptt's own matrix nodes: a name for messages and a shape rule."""
 
     #: Short name used in error messages, generated names and reports.
