@@ -202,6 +202,8 @@ class Pointwise(Elementwise):
     parser_names: tuple[str, ...] = ()
     #: What it is, in words (a person's notebook that lacks it gets told so).
     summary = ""
+    #: Where it is defined: "real" (every u) or "positive" (u > 0); tests draw operands there.
+    domain = "real"
 
     def derivative(self, out: MatrixExpr) -> MatrixExpr:
         """f'(u) as an expression of the forward value ``out`` = f(u) (and u where needed)."""
@@ -330,6 +332,7 @@ class Log(Pointwise):
     latex_derivative = r"1 / u"
     parser_names = (r"\log",)
     summary = "natural logarithm np.log"
+    domain = "positive"
 
     numpy_eval = staticmethod(np.log)
     torch_eval = staticmethod(lambda a: _torch().log(a))
