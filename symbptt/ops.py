@@ -342,6 +342,35 @@ class Log(Pointwise):
         return Reciprocal(self.arg)
 
 
+@function
+class Softplus(Pointwise):
+    """Softplus log(1 + eᵘ), a smooth relu; softplus'(u) = σ(u) = 1 − e^{−softplus(u)}."""
+
+    op_name = "softplus"
+    numpy_name = "softplus"
+    numpy_out = True
+    numpy_helper = '''def softplus(u, out=None):
+    """log(1 + e^u) = max(u, 0) + log(1 + e^(-|u|)): no overflow for any u; out may be u."""
+    rest = np.abs(u)
+    np.negative(rest, out=rest)
+    np.exp(rest, out=rest)
+    np.log1p(rest, out=rest)
+    out = np.maximum(u, 0, out=out)
+    out += rest
+    return out'''
+    latex_name = r"\operatorname{softplus}"
+    latex_derivative = r"1 - e^{-\operatorname{softplus}(u)}"
+    parser_names = (r"\operatorname{softplus}",)
+    summary = "softplus log(1 + e^u)"
+
+    numpy_eval = staticmethod(lambda a: np.logaddexp(0, a))
+    torch_eval = staticmethod(lambda a: _torch().logaddexp(a, _torch().zeros_like(a)))
+    sympy_scalar = staticmethod(lambda u: sp.log(1 + sp.exp(u)))
+
+    def derivative(self, out):
+        return one_minus(Exp(scale(-1, out)))
+
+
 class Step(Elementwise):
     """Heaviside step 1[u > 0], the derivative of relu (no derivative of its own)."""
 
