@@ -371,6 +371,34 @@ class Softplus(Pointwise):
         return one_minus(Exp(scale(-1, out)))
 
 
+@function
+class Elu(Pointwise):
+    """Exponential linear unit (alpha = 1): u where u > 0, else eᵘ − 1; elu' = 1 or elu + 1."""
+
+    op_name = "elu"
+    numpy_name = "elu"
+    numpy_out = True
+    numpy_helper = '''def elu(u, out=None):
+    """u where u > 0, else e^u - 1 (alpha = 1); out may be u."""
+    rest = np.minimum(u, 0)
+    np.expm1(rest, out=rest)
+    out = np.maximum(u, 0, out=out)
+    out += rest
+    return out'''
+    latex_name = r"\operatorname{elu}"
+    latex_derivative = r"\mathbb{1}[u > 0] + \mathbb{1}[u \le 0]\,(\operatorname{elu}(u) + 1)"
+    parser_names = (r"\operatorname{elu}",)
+    summary = "elu: u where u > 0, else e^u − 1"
+
+    numpy_eval = staticmethod(lambda a: np.where(a > 0, a, np.expm1(np.minimum(a, 0))))
+    torch_eval = staticmethod(lambda a: _torch().nn.functional.elu(a))
+    sympy_scalar = staticmethod(lambda u: sp.Piecewise((u, u > 0), (sp.exp(u) - 1, True)))
+
+    def derivative(self, out):
+        """1 where y > 0, else y + 1: written 1 + y − 1[y > 0] ⊙ y (y = elu(u) > 0 iff u > 0)."""
+        return add(OneMatrix(*out.shape), out, scale(-1, hadamard(Step(out), out)))
+
+
 class Step(Elementwise):
     """Heaviside step 1[u > 0], the derivative of relu (no derivative of its own)."""
 
