@@ -1,6 +1,7 @@
 """One row per operation: a tiny cell that uses it, its gradients against finite differences.
 
-Adding an operation to symbptt/ops.py means adding a row here. Each row receives a fresh
+Every declared operation is also walked through every consumer, without a list, by
+tests/test_operation_consumers.py; the rows here combine operations. Each row receives a fresh
 cell with dimensions n_x, n_h, an input x and a state h, declares the parameters it needs
 and returns the expression of the next state.
 """
