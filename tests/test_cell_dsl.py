@@ -199,6 +199,8 @@ def test_vector_kernel_has_its_key_shape_and_gradient():
     kernel = kernel_module(indrnn_like())
     params = kernel.init_parameters({"n_x": 3, "n_h": 4}, np.random.default_rng(0))
     assert params["u"].shape == (4, 1) and params["b"].shape == (4, 1)
+    big = kernel.init_parameters({"n_x": 3, "n_h": 2000}, np.random.default_rng(0))["u"]
+    assert np.abs(big).max() <= 1 and big.std() > 0.5  # U(−1, 1): per-unit, |u| ≤ 1
     problem = fdcheck.random_problem(kernel, {"n_x": 3, "n_h": 4}, m=5, T=3)
     _, cache = kernel.forward(problem.parameters, problem.x, problem.initial_states)
     grads = kernel.backward(cache, problem.upstream)
