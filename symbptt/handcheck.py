@@ -11,7 +11,8 @@ this subset: ``+ - ( ) [a; b]``, ``\odot \circ *`` (elementwise), ``\cdot \times
 juxtaposition (matrix product, binding tighter than ⊙), ``^\top ^T`` (transpose), ``^2``
 (elementwise square), every function of :data:`symbptt.ops.FUNCTIONS` by the names its
 declaration gives (``\sigma \tanh \exp \log \operatorname{softmax}``, …) applied to a
-parenthesised argument, numbers (``1 − z`` is ones minus z), ``\mathbf{1}``, the ``\delta``
+parenthesised argument, ``\oslash`` (elementwise division), ``\mathbb{1}[u > 0]`` (the step),
+``\mathbf{1}\mathbf{1}^\top(…)`` (column sums), numbers (``1 − z`` is ones minus z), ``\mathbf{1}``, the ``\delta``
 prefix of adjoints, ``\tilde{h} \hat{y} \bar{x}`` decorations, ``\mathbf{…} \boldsymbol{…}``
 wrappers and subscripts with a time index (``h_{t-1}`` → ``h_prev``, ``x_t`` → ``xt``,
 ``\tilde{h}_t`` → ``h_tilde``, ``W_z`` → ``Wz``, ``a_{z,t}`` → ``a_z``, ``\delta h_{t-1}``
@@ -259,11 +260,13 @@ class Parser:
         return value
 
     def term(self):
-        """term := product ((⊙ | ∘ | *) product)*  (elementwise, binds looser than a product)"""
+        """term := product ((⊙ | ∘ | * | ⊘) product)*  (elementwise, binds looser than a product)"""
         value = self.product()
-        while self.peek() in _ELEMENTWISE:
-            self.take()
-            value = _elementwise(value, self.product())
+        while self.peek() in (*_ELEMENTWISE, r"\oslash"):
+            if self.take() == r"\oslash":  # a ⊘ b: elementwise division, a ⊙ (1 ⊘ b)
+                value = _elementwise(value, ops.Reciprocal(_matrix(self.product())))
+            else:
+                value = _elementwise(value, self.product())
         return value
 
     def product(self):
@@ -282,7 +285,7 @@ class Parser:
             return False
         return (token.isalpha() or token[0].isdigit() or token in ("(", "[")
                 or token in (r"\left", r"\delta", r"\mathbf", r"\boldsymbol", r"\operatorname",
-                             r"\mathrm", *_FUNCTIONS, *_DECORATIONS))
+                             r"\mathrm", r"\mathbb", *_FUNCTIONS, *_DECORATIONS))
 
     def unary(self):
         """unary := '-' unary | postfix"""
@@ -329,10 +332,42 @@ class Parser:
             return self.bracketed(self.take(), right=False)
         if token in _FUNCTIONS or self.is_named_function():
             return self.function()
-        if token in (r"\mathbf", r"\boldsymbol") and self.peek(1) == "{" and self.peek(2) == "1":
-            self.pos += 4
-            return _Ones()
+        if self.at_ones():
+            return self.ones()
+        if token == r"\mathbb":
+            return self.indicator()
         return self.resolve(self.name())
+
+    def at_ones(self, offset: int = 0) -> bool:
+        return (self.peek(offset) in (r"\mathbf", r"\boldsymbol") and self.peek(offset + 1) == "{"
+                and self.peek(offset + 2) == "1")
+
+    def ones(self):
+        r"""``\mathbf{1}``, or ``\mathbf{1}\mathbf{1}^\top`` (each column's sum, down the rows)."""
+        self.pos += 4
+        if not (self.at_ones() and self.peek(4) == "^"):
+            return _Ones()
+        self.pos += 5
+        if self.group().replace(" ", "") not in (r"\top", "T", r"\intercal"):
+            self.fail(r"expected \mathbf{1}\mathbf{1}^\top")
+        return _ColumnSums()
+
+    def indicator(self):
+        r"""``\mathbb{1}[u > 0]`` (or with ``\left[ … \right]``): the step, 1 where u > 0."""
+        self.take(r"\mathbb")
+        if self.group() != "1":
+            self.fail(r"only \mathbb{1}[u > 0] is supported")
+        right = self.peek() == r"\left"
+        if right:
+            self.take()
+        self.take("[")
+        value = _matrix(self.expression())
+        self.take(">")
+        self.take("0")
+        if right:
+            self.take(r"\right")
+        self.take("]")
+        return ops.Step(value)
 
     def bracketed(self, opening: str, right: bool):
         """``( e )`` or ``[ a ; b ; … ]``, optionally written with ``\\left … \\right``."""
@@ -433,6 +468,10 @@ class _Ones:
     """``\\mathbf{1}``: a matrix of ones whose shape its partner decides."""
 
 
+class _ColumnSums:
+    r"""``\mathbf{1}\mathbf{1}^\top``, waiting for the matrix whose column sums it repeats."""
+
+
 def _is_scalar(value) -> bool:
     return isinstance(value, (int, sp.Number)) or (isinstance(value, sp.Expr)
                                                    and not getattr(value, "is_Matrix", False))
@@ -462,6 +501,8 @@ def _plus(a, b):
 
 def _times(a, b):
     """A matrix product, or a scaling when one side is a number."""
+    if isinstance(a, _ColumnSums):
+        return ops.FeatureSum(_matrix(b))
     if _is_scalar(a) and _is_scalar(b):
         return a * b
     if _is_scalar(a):

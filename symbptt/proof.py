@@ -595,7 +595,7 @@ class PolynomialView:
         """``expr`` at one fixed random point (symbols uniform in [−1, 1])."""
         if self.values is None:
             rng = random.Random(0)
-            symbols = sorted(set().union(*[a.free_symbols for a in self.atoms]), key=str)
+            symbols = sorted(set().union(*[g.free_symbols for g in self.index]), key=str)
             self.values = {symbol: rng.uniform(-1, 1) for symbol in symbols}
         return _numeric_value(sp.sympify(expr), self.values, self.numeric_memo)
 

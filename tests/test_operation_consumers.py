@@ -120,6 +120,20 @@ def test_latex_reads_back_through_the_hand_derivation_parser(operation):
     assert same, f"operation {name}: {written!r} read back as {parsed}, not {expr}"
 
 
+def test_derived_adjoint_in_latex_is_accepted_as_a_hand_derivation(operation):
+    """The operand's adjoint (the declared derivative at work), printed, parsed and checked."""
+    name, _, cell = operation
+    d = derive(cell)
+    operand = d.equation("g").expr.args[0].name
+    [adjoint] = [a for a in d.backward if a.target == operand]
+    written = latex_printer(d).doprint(adjoint.expr)
+    [result] = handcheck.check_hand_derivation(d, {adjoint.symbol.name: written})
+    assert result.equivalent, f"operation {name}: {result.report()}"
+    wrong = r"\delta g_t \odot g_t \odot g_t"  # f'(u) taken as f(u)²: no operation's derivative
+    [result] = handcheck.check_hand_derivation(d, {adjoint.symbol.name: wrong})
+    assert not result.equivalent, f"operation {name}: a wrong derivative was accepted"
+
+
 def test_text_and_report_labels(operation):
     name, op, cell = operation
     d = derive(cell)
