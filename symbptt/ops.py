@@ -872,12 +872,12 @@ def vjp(expr, out, G) -> Sequence:
     return grads
 
 
-def operation_name(expr) -> str:
+def operation_name(expr: sp.Basic) -> str:
     """How messages name the operation of a node: ``softplus``, ``HadamardPower``."""
     return getattr(expr, "op_name", type(expr).__name__)
 
 
-def evaluate(expr, ev) -> Any:
+def evaluate(expr: sp.Basic, ev: Any) -> Any:
     """The value of one operation node on explicit matrices (see :class:`Rule` for ``ev``).
 
     Raises :class:`EvaluationError` naming the operation when it declares no rule.
@@ -894,7 +894,7 @@ def evaluate(expr, ev) -> Any:
                           f"(no evaluation rule): {expr}")
 
 
-def operations(expr) -> list[type]:
+def operations(expr: sp.Basic) -> list[type]:
     """The classes of our nodes in ``expr``, each once, in first-seen (preorder) order."""
     found: dict[type, None] = {}
     stack = [expr]
