@@ -16,6 +16,7 @@ SymPy so that :mod:`symbptt.ops` can inherit from it.
 from __future__ import annotations
 
 import numbers
+from collections.abc import Iterable
 
 import sympy as sp
 from sympy import MatAdd, MatMul, OneMatrix
@@ -41,13 +42,13 @@ NUMPY_REPLACEMENTS = {
 
 
 
-def numpy_replacement(name: str) -> str:
-    """The symbptt spelling of NumPy's ``name`` (or symbptt's whole vocabulary)."""
+def numpy_replacement(name: str, functions: Iterable[str] = ()) -> str:
+    """The symbptt spelling of NumPy's ``name``, else symbptt's vocabulary (``functions``:
+    the names of :data:`symbptt.ops.FUNCTIONS`, passed in since ops imports this module)."""
     if name in NUMPY_REPLACEMENTS:
         return NUMPY_REPLACEMENTS[name]
-    from .ops import FUNCTIONS  # ops inherits from this module: import when asked
-
-    return f"one of symbptt's functions ({', '.join([*FUNCTIONS, 'odot', 'stack'])})"
+    names = ", ".join([*functions, "odot", "stack"]) if functions else "symbptt.ops.FUNCTIONS"
+    return f"one of symbptt's functions ({names})"
 
 
 def as_number(value) -> sp.Expr | None:

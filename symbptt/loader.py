@@ -11,6 +11,7 @@ from pathlib import Path
 
 from .arith import numpy_replacement
 from .cell import Cell, CellError
+from .ops import FUNCTIONS
 
 ROOT = Path(__file__).resolve().parent.parent
 DERIVATIONS = ROOT / "derivations"
@@ -87,7 +88,7 @@ def explain(err: Exception, path: Path) -> Exception:
     if numpy_call is not None:
         return LoadError(f"{where}: {numpy_call} is NumPy's function on arrays of numbers and "
                          f"cannot act on a cell's symbolic matrices; use "
-                         f"{numpy_replacement(numpy_call.rsplit('.', 1)[-1])} from symbptt")
+                         f"{numpy_replacement(numpy_call.rsplit('.', 1)[-1], FUNCTIONS)} from symbptt")
     if isinstance(err, TypeError) and "Mix of Matrix and Scalar" in str(err):
         return LoadError(f"{where}: a number added to or subtracted from a SymPy sum or product "
                          f"(such as 1 + W @ x or a + b - 1); put the number next to a named "

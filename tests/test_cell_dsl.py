@@ -267,8 +267,9 @@ def test_two_sizes_in_one_sum_suggest_one_dimension():
     ("def sig(u):\n    return 1 / (1 + np.exp(-u))\n\n\nh = cell.update('h', sig(W @ x))\n",
      10, "np.exp", "use exp"),
     ("h = cell.update('h', tanh(np.dot(W, x)))\n", 9, "np.dot", "@ operator"),
+    ("h = cell.update('h', np.sin(h_prev))\n", 9, "np.sin", "sigmoid, tanh, relu"),
 ], ids=["np.tanh(sum)", "np.tanh(state)", "np.maximum multiline", "from numpy import",
-        "inside a helper", "np.dot"])
+        "inside a helper", "np.dot", "np.sin (no counterpart)"])
 def test_numpy_function_names_line_equation_and_replacement(tmp_path, body, line, function,
                                                             replacement):
     message = load_error(write_cell(tmp_path, body))
