@@ -598,7 +598,8 @@ def keep_gates(d: Derivation) -> list[dict]:
             gate = names[1 - names.index(prev_name(eq.name))]
             if gate in sigmoids:
                 pre = d.equation(sigmoids[gate].expr.arg.name).expr
-                biases = sorted(b.column.name for b in pre.atoms(ops.Broadcast))
+                biases = sorted(b.column.name for b in pre.atoms(ops.Broadcast)
+                                if d.cell.symbols[b.column.name].role == "bias")  # not a vector
                 found.append({"state": eq.name, "gate": gate, "biases": biases})
     return found
 

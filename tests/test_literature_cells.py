@@ -119,3 +119,12 @@ def test_indrnn_gradient_through_time_is_diagonal(built):
     dh0 = kernel.backward(cache, upstream)["dh0"]
     assert np.all(dh0[[0, 2, 3, 4]] == 0)
     np.testing.assert_allclose(dh0[1], np.full(2, params["u"][1, 0] ** 4), rtol=1e-12)
+
+
+def test_report_holds_the_forget_gate_open_through_its_bias_not_its_peephole():
+    """A peephole vector multiplies c_prev: shifting it would not hold the gate open."""
+    from symbptt import derive
+    from symbptt.report import keep_gates
+
+    gates = keep_gates(derive(load("lstm_peephole")))
+    assert gates == [{"state": "c", "gate": "f", "biases": ["bf"]}]
