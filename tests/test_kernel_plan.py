@@ -12,11 +12,11 @@ from sympy import MatrixSymbol
 
 from symbptt import Cell, fdcheck, odot, sigmoid, softmax, stack, tanh
 from symbptt.codegen import kernel_module
+from symbptt.derive import derive
 from symbptt.kernels import code as c
 from symbptt.kernels import plan_kernel
 from symbptt.kernels.numpy_printer import lines, statement, value
 from symbptt.ops import BATCH
-from symbptt.derive import derive
 
 ROOT = Path(__file__).resolve().parent.parent
 n_h = sp.Symbol("n_h", integer=True, positive=True)
