@@ -417,6 +417,9 @@ class Parser:
         delta = self.peek() == r"\delta"
         if delta:
             self.take()
+            if self.peek() == "^":  # δ^{(t)} h_{t-1}: the part through step t, same adjoint
+                self.take()
+                self.group()
         token = self.take()
         raw = token + "{" + self.group() + "}" if token in (*_DECORATIONS, *_WRAPPERS) else token
         base, decoration = _base_of(raw)
@@ -503,6 +506,8 @@ def _times(a, b):
     """A matrix product, or a scaling when one side is a number."""
     if isinstance(a, _ColumnSums):
         return ops.FeatureSum(_matrix(b))
+    if isinstance(b, _Ones) and not (_is_scalar(a) or isinstance(a, _Ones)):
+        return ops.BatchSum(_matrix(a))  # A 1: the sum over the batch (a bias gradient)
     if _is_scalar(a) and _is_scalar(b):
         return a * b
     if _is_scalar(a):
