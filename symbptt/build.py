@@ -1,14 +1,13 @@
 """``symbptt build``: every cell in ``derivations/`` to ``generated/``, checked on the way.
 
-A build first renders every file in memory (kernels, reports, PDFs in a scratch folder),
-checks each kernel against finite differences, and only then replaces the files in
-``generated/``, each by an atomic rename: a failed build leaves what was there intact.
+A build first renders every file in memory (kernels, reports, PDFs in a scratch folder
+beside ``generated/``), checks each kernel against finite differences, and only then
+replaces ``generated/`` as a whole (:func:`symbptt.tree.replace_tree`): after a failure or a
+kill, ``generated/`` is entirely the old set or entirely the new one.
 """
 
 from __future__ import annotations
 
-import os
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -18,6 +17,10 @@ from . import fdcheck
 from .codegen import kernel_module, numpy_kernel
 from .derive import derive
 from .loader import ROOT, builtin_cells, load, source_label
+from .tree import locked, recover, replace_tree, scratch, write_atomic
+
+__all__ = ["GENERATED", "CellBuild", "build_all", "build_cell", "stale_files", "summary_table",
+           "write_atomic"]
 
 GENERATED = ROOT / "generated"
 
@@ -39,24 +42,12 @@ class CellBuild:
         return self.fd_error <= 1e-6 and self.fd_truncated_error <= 1e-6
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file and a rename (all or nothing)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def build_cell(path: Path, out: Path = GENERATED, pdf: bool = True, verify: bool = True,
-               lang: str = "en", reports: bool = True) -> CellBuild:
+               lang: str = "en", reports: bool = True, work: Path | None = None) -> CellBuild:
     """Derive one cell file and render its kernel (and report); nothing is written yet.
 
     ``reports=False`` renders the kernel only; ``pdf=False`` keeps the .tex, skips the PDF.
+    LaTeX runs in ``work`` (a scratch folder) when given.
     """
     start = time.perf_counter()
     cell = load(path)
@@ -69,12 +60,13 @@ def build_cell(path: Path, out: Path = GENERATED, pdf: bool = True, verify: bool
         result.fd_error = max(fdcheck.check(module, m=2, T=3).values())
         result.fd_truncated_error = max(fdcheck.check(module, m=2, T=4, truncate=2).values())
     if reports:
-        result.files.update(_report_files(derivation, path, out, pdf, lang))
+        result.files.update(_report_files(derivation, path, out, pdf, lang, work))
     result.seconds = time.perf_counter() - start
     return result
 
 
-def _report_files(derivation, path: Path, out: Path, pdf: bool, lang: str) -> dict[Path, bytes]:
+def _report_files(derivation, path: Path, out: Path, pdf: bool, lang: str,
+                  work: Path | None = None) -> dict[Path, bytes]:
     """The report's .tex (and PDF when asked), rendered in a scratch folder."""
     try:
         from . import report
@@ -86,11 +78,11 @@ def _report_files(derivation, path: Path, out: Path, pdf: bool, lang: str) -> di
     if pdf:
         from . import pdf as pdfmod
 
-        with tempfile.TemporaryDirectory() as scratch:
-            tex = Path(scratch) / f"{name}.tex"
+        with scratch(work or out) as folder:
+            tex = folder / f"{name}.tex"
             tex.write_bytes(files[out / "latex" / f"{name}.tex"])
-            target = Path(scratch) / f"{name}.pdf"
-            pdfmod.build_pdf(tex, target)
+            target = folder / f"{name}.pdf"
+            pdfmod.build_pdf(tex, target, work=folder)
             files[out / "pdf" / f"{name}.pdf"] = target.read_bytes()
     return files
 
@@ -98,7 +90,16 @@ def _report_files(derivation, path: Path, out: Path, pdf: bool, lang: str) -> di
 def build_all(out: Path = GENERATED, pdf: bool = True, verify: bool = True,
               progress: Callable[[str], None] = print,
               cells: list[Path] | None = None, reports: bool = True) -> list[CellBuild]:
-    """Build every cell in ``derivations/`` (or ``cells``); write only when all succeeded."""
+    """Build every cell in ``derivations/`` (or ``cells``); write only when all succeeded,
+    and then every file at once."""
+    with locked(out):
+        results = _render_all(out, pdf, verify, progress, cells, reports)
+        replace_tree(out, {f: data for r in results for f, data in r.files.items()})
+    return results
+
+
+def _render_all(out: Path, pdf: bool, verify: bool, progress: Callable[[str], None],
+                cells: list[Path] | None, reports: bool) -> list[CellBuild]:
     results = []
     for path in builtin_cells() if cells is None else cells:
         progress(f"  {path.stem:<12} deriving, generating{', checking' if verify else ''}"
@@ -109,16 +110,14 @@ def build_all(out: Path = GENERATED, pdf: bool = True, verify: bool = True,
                                f"differences (relative error {result.fd_error:.1e}, "
                                f"truncated {result.fd_truncated_error:.1e})")
         results.append(result)
-    for result in results:
-        for file, data in result.files.items():
-            if not file.exists() or file.read_bytes() != data:
-                write_atomic(file, data)
     return results
 
 
 def stale_files(out: Path = GENERATED, pdf: bool = False,
                 cells: list[Path] | None = None, reports: bool = True) -> list[str]:
-    """Files ``symbptt build`` would write differently (or that are missing)."""
+    """Files ``symbptt build`` would write differently (or that are missing); PDFs are
+    typeset and compared byte for byte when ``pdf`` (they are reproducible)."""
+    recover(out)
     stale = []
     for path in builtin_cells() if cells is None else cells:
         result = build_cell(path, out, pdf=pdf, verify=False, reports=reports)
@@ -128,11 +127,20 @@ def stale_files(out: Path = GENERATED, pdf: bool = False,
                 stale.append(f"missing: {label}")
             elif file.read_bytes() != data:
                 stale.append(f"stale: {label}")
-        if not pdf:
-            pdf_file = out / "pdf" / f"{result.name}.pdf"
-            if (out / "latex" / f"{result.name}.tex") in result.files and not pdf_file.exists():
-                stale.append(f"missing: {pdf_file.relative_to(out.parent)}")
+        if not pdf and (out / "latex" / f"{result.name}.tex") in result.files:
+            stale += _pdf_problems(out / "pdf" / f"{result.name}.pdf", out.parent)
     return stale
+
+
+def _pdf_problems(pdf_file: Path, base: Path) -> list[str]:
+    """Without typesetting: a PDF that is missing, or not a whole PDF file (empty, cut off)."""
+    label = pdf_file.relative_to(base)
+    if not pdf_file.exists():
+        return [f"missing: {label}"]
+    data = pdf_file.read_bytes()
+    if not data.startswith(b"%PDF-") or b"%%EOF" not in data[-64:]:
+        return [f"broken: {label} (not a complete PDF)"]
+    return []
 
 
 def summary_table(results: list[CellBuild]) -> str:

@@ -46,7 +46,7 @@ def cmd_codegen(args) -> int:
 
 def cmd_build(args) -> int:
     if args.check:
-        stale = stale_files(GENERATED)
+        stale = stale_files(GENERATED, pdf=not args.no_pdf)
         for line in stale:
             print(line)
         if stale:
@@ -104,7 +104,9 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("-o", "--output", help="write the kernel here instead of stdout")
     c.set_defaults(run=cmd_codegen)
     b = sub.add_parser("build", help="every cell in derivations/ into generated/")
-    b.add_argument("--check", action="store_true", help="write nothing; exit 1 if stale")
+    b.add_argument("--check", action="store_true",
+                   help="write nothing; exit 1 naming each stale or missing file (PDFs are "
+                        "typeset and compared too, unless --no-pdf)")
     b.add_argument("--no-pdf", action="store_true", help="skip typesetting the PDFs")
     b.set_defaults(run=cmd_build)
     r = sub.add_parser("report", help="one cell's derivation as LaTeX (and PDF)")

@@ -88,19 +88,22 @@ def _run(commands: list[list[str]], workdir: Path, tex_name: str, timeout: float
             raise LatexError(first_error(log, tex_name))
 
 
-def build_pdf(tex_path: str | Path, pdf_path: str | Path, timeout: float = 120) -> Path:
+def build_pdf(tex_path: str | Path, pdf_path: str | Path, timeout: float = 120,
+              work: str | Path | None = None) -> Path:
     """Compile ``tex_path`` to ``pdf_path`` and return the PDF's path.
 
     The .tex is copied into a fresh temporary directory under its own name (so errors name
     it), compiled there, and the PDF moved into place with :func:`os.replace` from a
     temporary file beside the target: readers never see a half-written PDF, and a failed
     build leaves the previous PDF untouched. ``timeout`` bounds each engine call (seconds).
+    ``work`` is where the temporary directory goes (a build's own scratch folder, so that a
+    killed build leaves nothing in the system's temporary folder).
     """
     tex_path, pdf_path = Path(tex_path), Path(pdf_path)
     if not tex_path.is_file():
         raise FileNotFoundError(f"{tex_path}: no such .tex file")
     commands = _commands(tex_path.name)
-    with tempfile.TemporaryDirectory(prefix="symbptt-latex-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="symbptt-latex-", dir=work) as tmp:
         workdir = Path(tmp)
         shutil.copyfile(tex_path, workdir / tex_path.name)
         _run(commands, workdir, tex_path.name, timeout)
