@@ -16,21 +16,18 @@ itself a verdict, so nothing is hidden by it.
 Functions are checked one by one; a backward is fed the cache of the person's own forward
 (cache formats are the person's business), and each call runs on copies of its inputs with
 a timeout.
+
+The person's file runs in a child process (:mod:`symbptt.grading.sandbox`) that holds no
+reference result and is limited in CPU, wall time, memory, processes and files; it sends back
+plain arrays and names only. The comparison, the verdict and the exit status are decided
+here, so nothing the file does (patching NumPy or this module, exiting, crashing, hanging)
+can make a wrong file pass. A module object without a file is run in this process.
 """
 
 from __future__ import annotations
 
 import ast
-import contextlib
-import copy
-import difflib
 import functools
-import io
-import linecache
-import re
-import signal
-import sys
-import threading
 import types
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -41,8 +38,15 @@ import numpy as np
 
 from . import check_diagnose as diagnose
 from . import ops
+from .cell import CellError
 from .codegen import kernel_module
 from .fdcheck import dims_for
+from .grading.person import Person, _best, _copy, call_with_timeout, status_of
+from .grading.sandbox import RemotePerson
+from .grading.wire import Opaque
+from .loader import LoadError
+
+__all__ = ["HELPERS", "SHAPES", "Report", "Verdict", "call_with_timeout", "check_module", "compare", "main"]
 
 # (m, T) of the random problems: m = 1 and m > 1, T = 1 and T > 1. m = 5 differs from every
 # dimension (n_x = 3, n_h = 4, n_y = 2, n_h + n_x = 7) so that a transpose or a sum over the
@@ -53,7 +57,7 @@ SHAPES: tuple[tuple[int, int], ...] = ((1, 1), (1, 3), (5, 3))
 PASSING = ("ok", "note", "diagnosis")
 
 # Worst first: the status a key gets when its shapes disagree.
-SEVERITY = ("hung", "raised", "missing function", "wrong return", "wrong type", "wrong shape",
+SEVERITY = ("crashed", "out of memory", "hung", "raised", "missing function", "wrong return", "wrong type", "wrong shape",
             "NaN/inf", "missing key", "wrong", "unexpected key", "changed input", "not checked",
             "note", "ok")
 
@@ -93,6 +97,7 @@ class Report:
     cell: str
     verdicts: list[Verdict] = field(default_factory=list)
     header: str = ""
+    printed: str = ""  # what the person's code wrote to stdout and stderr (captured, capped)
 
     @property
     def ok(self) -> bool:
@@ -119,368 +124,13 @@ class Report:
 
 
 # ---------------------------------------------------------------------------------------
-# Running the person's code: timeout, copies, mutation, where it raised
+# The person's code: in a child process (grading.sandbox), or here for a module object
 # ---------------------------------------------------------------------------------------
-
-
-class _Timeout(BaseException):
-    """Raised into the person's code when its time is up (BaseException: not swallowed)."""
-
-
-@dataclass
-class Outcome:
-    """What one call of a person's function did."""
-
-    value: Any = None
-    error: BaseException | None = None
-    hung: bool = False
-    local_values: dict[str, Any] = field(default_factory=dict)
-    changed: list[str] = field(default_factory=list)
-
-
-def _capture_locals(code: types.CodeType, sink: dict[str, Any]) -> Callable:
-    """A trace function recording the locals of the outermost frame running ``code``."""
-
-    def local_tracer(frame, event, arg):
-        if event == "return":
-            sink.update(frame.f_locals)
-        return local_tracer
-
-    def tracer(frame, event, arg):
-        if event == "call" and frame.f_code is code and not sink.get("__entered__"):
-            sink["__entered__"] = True
-            return local_tracer
-        return None
-
-    return tracer
-
-
-def _invoke(fn: Callable, args: tuple, outcome: Outcome) -> None:
-    """Call ``fn(*args)`` and store its value or exception, and its final locals."""
-    sink: dict[str, Any] = {}
-    code = getattr(fn, "__code__", None)
-    previous = sys.gettrace()
-    if code is not None:
-        sys.settrace(_capture_locals(code, sink))
-    try:
-        with np.errstate(all="ignore"):  # overflow or 0/0 shows as a NaN/inf verdict instead
-            outcome.value = fn(*args)
-    except _Timeout:
-        outcome.hung = True
-    except Exception as error:  # noqa: BLE001 - the person's exception is a verdict, not the checker's
-        outcome.error = error
-    finally:
-        sys.settrace(previous)
-    sink.pop("__entered__", None)
-    outcome.local_values = sink
-
-
-def _call_with_alarm(fn: Callable, args: tuple, timeout: float) -> Outcome:
-    """Main thread on Unix: an interval timer raises :class:`_Timeout` in the person's code."""
-    outcome = Outcome()
-
-    def on_alarm(signum, frame):
-        raise _Timeout()
-
-    old = signal.signal(signal.SIGALRM, on_alarm)
-    signal.setitimer(signal.ITIMER_REAL, timeout)
-    try:
-        with contextlib.redirect_stdout(io.StringIO()):  # the person's prints would break the table
-            _invoke(fn, args, outcome)
-    except _Timeout:  # the alarm fired after the call returned, before the timer was cleared
-        pass
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, old)
-    return outcome
-
-
-def _call_in_thread(fn: Callable, args: tuple, timeout: float) -> Outcome:
-    """Elsewhere: a daemon thread, abandoned (and reported) when it outlives the timeout."""
-    outcome = Outcome()
-    worker = threading.Thread(target=_invoke, args=(fn, args, outcome), daemon=True)
-    worker.start()
-    worker.join(timeout)
-    if worker.is_alive():
-        outcome.hung = True
-    return outcome
-
-
-def call_with_timeout(fn: Callable, args: tuple, timeout: float) -> Outcome:
-    """Run ``fn(*args)`` for at most ``timeout`` seconds; a hang is an outcome, not a hang."""
-    if threading.current_thread() is threading.main_thread() and hasattr(signal, "setitimer"):
-        return _call_with_alarm(fn, args, timeout)
-    return _call_in_thread(fn, args, timeout)
-
-
-def _same(a: Any, b: Any) -> bool:
-    """Deep equality of nested arrays, dicts, lists and tuples (NaN equal to NaN)."""
-    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
-        return (isinstance(a, np.ndarray) and isinstance(b, np.ndarray) and a.shape == b.shape
-                and np.array_equal(a, b, equal_nan=a.dtype.kind in "fc"))
-    if isinstance(a, dict) and isinstance(b, dict):
-        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
-    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
-        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
-    try:
-        return bool(a == b)
-    except Exception:  # noqa: BLE001 - any failure here only means "cannot tell"
-        return True
-
-
-def _changes(before: Any, after: Any, name: str) -> list[str]:
-    """Names of the parts of an argument that the call changed (``parameters['Wz']``)."""
-    if _same(before, after):
-        return []
-    if isinstance(before, dict) and isinstance(after, dict):
-        added = [f"{name}[{k!r}] (added)" for k in after if k not in before]
-        removed = [f"{name}[{k!r}] (removed)" for k in before if k not in after]
-        inner = [c for k in before if k in after for c in _changes(before[k], after[k], f"{name}[{k!r}]")]
-        return inner + added + removed
-    if isinstance(before, (list, tuple)) and isinstance(after, (list, tuple)) and len(before) == len(after):
-        return [c for k, (x, y) in enumerate(zip(before, after)) for c in _changes(x, y, f"{name}[{k}]")]
-    return [name]
-
-
-def _copy(value: Any) -> Any:
-    try:
-        return copy.deepcopy(value)
-    except Exception:  # noqa: BLE001 - any failure here only means "cannot tell"
-        return value
-
-
-# ---------------------------------------------------------------------------------------
-# The person's module, and the repairs that let the checks go on
-# ---------------------------------------------------------------------------------------
-
 
 # Helpers a course assumes: name → (function, what it is), one per operation of ops.py.
 HELPERS: dict[str, tuple[Callable, str]] = {
     name: (op.numpy_eval, op.summary or name) for name, op in ops.FUNCTIONS.items()
 }
-
-
-def _undefined_name(error: NameError) -> str | None:
-    name = getattr(error, "name", None)
-    if name:
-        return name
-    match = re.search(r"'(\w+)'", str(error))
-    return match.group(1) if match else None
-
-
-def _similarity(a: str, b: str) -> float:
-    """difflib's ratio, also with the notebook's synonym ``cell`` ↔ ``one_step``."""
-    plain = difflib.SequenceMatcher(None, a, b).ratio()
-    synonym = difflib.SequenceMatcher(None, a.replace("_cell_", "_one_step_"), b).ratio()
-    return max(plain, synonym)
-
-
-def _best(name: str, candidates: list[str], cutoff: float) -> str | None:
-    scored = sorted(((round(_similarity(name, c), 6), c) for c in candidates), key=lambda p: (-p[0], p[1]))
-    return scored[0][1] if scored and scored[0][0] >= cutoff else None
-
-
-class _Rename(ast.NodeTransformer):
-    def __init__(self, old: str, new: str):
-        self.old, self.new = old, new
-
-    def visit_Name(self, node: ast.Name) -> ast.Name:
-        if node.id == self.old:
-            node.id = self.new
-        return node
-
-
-class Person:
-    """The person's module, loaded from its file into a namespace the checker may patch."""
-
-    def __init__(self, source: str | Path | types.ModuleType, timeout: float = 10.0):
-        self.verdicts: list[Verdict] = []
-        self.hung: set[str] = set()
-        self.renamed_keys: dict[str, dict[str, str]] = {}
-        self._tried: set[tuple[str, str]] = set()
-        self.tree: ast.Module | None = None
-        self.parameter_names: tuple[str, ...] = ()
-        file = getattr(source, "__file__", None) if isinstance(source, types.ModuleType) else source
-        if not isinstance(source, types.ModuleType) and not Path(file).is_file():
-            raise FileNotFoundError(f"no such file: {file}")
-        if file and Path(file).is_file():
-            self.path = str(Path(file).resolve())
-            self.namespace: dict[str, Any] = {"__name__": f"symbptt_checked_{Path(file).stem}",
-                                              "__file__": self.path, "__builtins__": __builtins__}
-            self._exec_file(timeout)
-        else:
-            self.path = getattr(source, "__name__", "<module>")
-            self.namespace = dict(vars(source))
-
-    def _exec_file(self, timeout: float) -> None:
-        """Import the file; a SyntaxError or an error at import is a verdict."""
-        text = Path(self.path).read_text(encoding="utf-8")
-        linecache.checkcache(self.path)
-        try:
-            self.tree = ast.parse(text, filename=self.path)
-            code = compile(self.tree, self.path, "exec")
-        except SyntaxError as error:
-            self.verdicts.append(Verdict("(module)", "import", "raised",
-                                         f"SyntaxError: {error.msg} (line {error.lineno})"))
-            return
-        run = lambda: exec(code, self.namespace)  # noqa: S102 - the person's file, run by design
-        outcome = call_with_timeout(run, (), timeout)
-        if outcome.hung:
-            self.verdicts.append(Verdict("(module)", "import", "hung", f"stopped after the {timeout:g} s timeout"))
-        elif outcome.error is not None:
-            self.verdicts.append(Verdict("(module)", "import", "raised", self.describe(outcome.error)))
-
-    def function(self, name: str) -> Callable | None:
-        value = self.namespace.get(name)
-        return value if callable(value) else None
-
-    def where(self, error: BaseException) -> tuple[str | None, int | None]:
-        """The person's function and line where ``error`` was raised (the innermost such frame)."""
-        tb, found = error.__traceback__, (None, None)
-        while tb is not None:
-            if tb.tb_frame.f_code.co_filename == self.path:
-                found = (tb.tb_frame.f_code.co_name, tb.tb_lineno)
-            tb = tb.tb_next
-        return found
-
-    def describe(self, error: BaseException) -> str:
-        """``NameError: name 'x' is not defined (line 12: y = x + 1)``."""
-        _, line = self.where(error)
-        text = f"{type(error).__name__}: {error}"
-        if line is not None:
-            code = linecache.getline(self.path, line).strip()
-            if code.count("(") > code.count(")") or code.count("[") > code.count("]"):
-                code += " …"
-            text += f" (line {line}: {code})" if code else f" (line {line})"
-        return text
-
-    # -- repairs ---------------------------------------------------------------------------
-
-    def repair(self, error: BaseException) -> bool:
-        """Supply what an undefined name evidently means; record the verdict. False if none."""
-        if not isinstance(error, NameError):
-            return False
-        name = _undefined_name(error)
-        owner, _ = self.where(error)
-        if name is None or owner is None or (owner, name) in self._tried:
-            return False
-        self._tried.add((owner, name))
-        for attempt in (self._supply_helper, self._supply_function, self._supply_parameter, self._supply_local):
-            fix = attempt(name, owner)
-            if fix:
-                self.verdicts.append(Verdict(owner, "(call)", "raised", f"{self.describe(error)}; {fix}"))
-                return True
-        return False
-
-    def _supply_helper(self, name: str, owner: str) -> str | None:
-        if name not in HELPERS:
-            return None
-        helper, what = HELPERS[name]
-        self.namespace[name] = helper
-        return f"{name} is never defined: the standard {what} was supplied and the checks went on"
-
-    def _defs(self) -> dict[str, ast.FunctionDef]:
-        return {n.name: n for n in (self.tree.body if self.tree else []) if isinstance(n, ast.FunctionDef)}
-
-    def _call_arity(self, owner: str, name: str) -> set[int]:
-        node = self._defs().get(owner)
-        return {len(c.args) for c in ast.walk(node) if isinstance(c, ast.Call)
-                and isinstance(c.func, ast.Name) and c.func.id == name} if node else set()
-
-    def _supply_function(self, name: str, owner: str) -> str | None:
-        """A call by a wrong name: the person's own function with the nearest name and arity."""
-        arity = self._call_arity(owner, name)
-        candidates = []
-        for fname, node in self._defs().items():
-            if fname == owner:
-                continue
-            total, required = len(node.args.args), len(node.args.args) - len(node.args.defaults)
-            if not arity or any(required <= n <= total for n in arity):
-                candidates.append(fname)
-        target = _best(name, candidates, 0.6)
-        if target is None:
-            return None
-        namespace = self.namespace
-
-        def forward_call(*args, **kwargs):
-            return namespace[target](*args, **kwargs)
-
-        forward_call.__name__ = name
-        self.namespace[name] = forward_call
-        return f"{name} is not a function of the module: it evidently means {target}, which was called instead"
-
-    def _recompile(self, node: ast.FunctionDef) -> None:
-        """Replace a function of the namespace by its (repaired) definition, same file and lines."""
-        code = compile(ast.fix_missing_locations(ast.Module(body=[node], type_ignores=[])), self.path, "exec")
-        exec(code, self.namespace)  # noqa: S102 - the person's own file, which check runs by design
-
-    def _supply_parameter(self, name: str, owner: str) -> str | None:
-        """A parameter used but never read from the ``parameters`` dict the function holds."""
-        node = self._defs().get(owner)
-        if node is None or name not in self.parameter_names:
-            return None
-        names = {n.id for n in ast.walk(node) if isinstance(n, ast.Name)} | {a.arg for a in node.args.args}
-        if "parameters" not in names:
-            return None
-
-        class Lookup(ast.NodeTransformer):
-            def visit_Name(self, n: ast.Name) -> ast.expr:
-                if n.id == name and isinstance(n.ctx, ast.Load):
-                    return ast.copy_location(ast.parse(f"parameters[{name!r}]", mode="eval").body, n)
-                return n
-
-        Lookup().visit(node)
-        self._recompile(node)
-        return f"{name} is never read from the parameters: it evidently means parameters[{name!r}], used instead"
-
-    def _supply_local(self, name: str, owner: str) -> str | None:
-        """A misspelt variable: rename it to the nearest variable the function assigns."""
-        node = self._defs().get(owner)
-        if node is None:
-            return None
-        stores = {n.id for n in ast.walk(node) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
-        stores |= {a.arg for a in node.args.args}
-        loads = {n.id for n in ast.walk(node) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
-        stores.discard(name)
-        # A variable assigned but never read is the likeliest meaning of a misspelt one.
-        target = _best(name, sorted(stores - loads), 0.6) or _best(name, sorted(stores), 0.75)
-        if target is None:
-            return None
-        _Rename(name, target).visit(node)
-        self._recompile(node)
-        line = next((n.lineno for n in ast.walk(node) if isinstance(n, ast.Name) and n.id == target
-                     and isinstance(n.ctx, ast.Store)), None)
-        at = f" (assigned at line {line})" if line else ""
-        return f"it evidently means {target}{at}: {owner} was checked as if it said {target}"
-
-    def rename_keys(self, fname: str, renames: dict[str, str]) -> None:
-        """Let callers of ``fname`` read its misspelt keys under their intended names."""
-        inner = self.namespace[fname]
-
-        def renamed(*args, **kwargs):
-            out = inner(*args, **kwargs)
-            if isinstance(out, dict):
-                out = {renames.get(k, k): v for k, v in out.items()}
-            return out
-
-        renamed.__name__ = fname
-        self.namespace[fname] = renamed
-        self.renamed_keys[fname] = dict(renames)
-
-    def call(self, fname: str, args: tuple, argnames: tuple[str, ...], timeout: float) -> Outcome:
-        """Call the person's function on copies of ``args``, repairing undefined names as it goes."""
-        for _ in range(12):
-            fn = self.namespace[fname]
-            given, pristine = _copy(args), _copy(args)
-            outcome = call_with_timeout(fn, given, timeout)
-            if outcome.hung:
-                self.hung.add(fname)
-                return outcome
-            if outcome.error is not None and self.repair(outcome.error):
-                continue
-            outcome.changed = [c for b, a, n in zip(pristine, given, argnames) for c in _changes(b, a, n)]
-            return outcome
-        return outcome
 
 
 # ---------------------------------------------------------------------------------------
@@ -656,6 +306,10 @@ def locate(bad: np.ndarray, backward: bool) -> str:
 
 def compare(got: Any, expected: np.ndarray, backward: bool, problem: Problem) -> tuple[Finding, np.ndarray | None]:
     """ok / wrong type / wrong shape / NaN/inf / wrong, and the person's value as an array."""
+    if isinstance(got, Opaque):
+        return Finding("wrong type", problem, detail=f"got {got}, expected an array"), None
+    if np.iscomplexobj(got):
+        return Finding("wrong type", problem, detail="got a complex array, expected real float64 values"), None
     try:
         array = np.asarray(got, dtype=np.float64)
     except (TypeError, ValueError):
@@ -742,7 +396,7 @@ class Checker:
 
     def take_repairs(self) -> None:
         """Move the person's repair verdicts (made while running) into the table."""
-        self.verdicts.extend(self.person.verdicts)
+        self.verdicts.extend(Verdict(*row) for row in self.person.verdicts)
         self.person.verdicts.clear()
 
     def check(self, spec: Spec) -> None:
@@ -788,7 +442,7 @@ class Checker:
             args = (problem.x[:, :, t], *states.values(), problem.parameters)
             outcome = self.person.call(step.name, args, step.argnames, self.timeout)
             outputs, cache, complaint = split_result(step, outcome.value)
-            if outcome.error is not None or outcome.hung or complaint:
+            if outcome.error is not None or outcome.hung or outcome.crashed or outcome.not_checked or complaint:
                 return None
             states = {s: outputs[f"{s}_next"] for s in states}
             caches.append(cache)
@@ -808,8 +462,7 @@ class Checker:
             args = forward_args(spec, problem)
         outcome = self.person.call(spec.name, args, spec.argnames, self.timeout)
         self.take_repairs()
-        if outcome.hung:
-            self.add(spec.name, "(call)", "hung", f"stopped after the {self.timeout:g} s timeout", problem.label)
+        if self.failed(spec, outcome, problem):
             return None
         if outcome.changed:
             self.add(spec.name, "(inputs)", "changed input",
@@ -817,10 +470,11 @@ class Checker:
                      "its inputs and the parameters as it found them", problem.label)
         if outcome.error is not None:
             error = outcome.error
-            key = f"{type(error).__name__} {self.person.where(error)}"
+            kind = getattr(error, "type_name", type(error).__name__)
+            key = f"{kind} {self.person.where(error)}"
             blame = self.blame(spec)
             detail = self.person.describe(error) + (f"; {blame}" if blame else "")
-            self.add(spec.name, "(call)", "raised", detail, problem.label, key)
+            self.add(spec.name, "(call)", status_of(kind), detail, problem.label, key)
             return None
         outputs, cache, complaint = split_result(spec, outcome.value)
         if complaint:
@@ -830,6 +484,17 @@ class Checker:
             self.caches[(spec.kind, index)] = cache
         self.locals = outcome.local_values
         return outputs
+
+    def failed(self, spec: Spec, outcome, problem: Problem) -> bool:
+        """A call that hung, crashed its process or could not be made: its verdict; True then."""
+        if outcome.not_checked:
+            self.add(spec.name, "(inputs)", "not checked", outcome.not_checked, problem.label)
+        elif outcome.crashed:
+            self.add(spec.name, "(call)", "crashed", outcome.crashed, problem.label)
+        elif outcome.hung:
+            detail = outcome.detail or f"stopped after the {self.timeout:g} s timeout"
+            self.add(spec.name, "(call)", "hung", detail, problem.label)
+        return bool(outcome.not_checked or outcome.crashed or outcome.hung)
 
     # -- outputs -------------------------------------------------------------------------
 
@@ -952,25 +617,50 @@ class Checker:
 
 @functools.cache
 def _kernel(cell: str) -> types.ModuleType:
-    return kernel_module(cell)
+    """The reference kernel of a built-in cell or cell file; a LoadError names a bad one."""
+    if Path(cell).suffix not in ("", ".py") or Path(cell).is_dir():
+        raise LoadError(f"--cell {cell}: not a cell (a built-in name or a .py cell file)")
+    try:
+        return kernel_module(cell)
+    except (LoadError, CellError, OSError):
+        raise
+    except Exception as error:  # noqa: BLE001 - any other failure means it is not a cell file
+        raise LoadError(f"--cell {cell}: not a cell file ({type(error).__name__}: {error})") from None
 
 
-def check_module(path: str | Path | types.ModuleType, cell: str, timeout: float = 10.0) -> Report:
+def _person(path: str | Path | types.ModuleType, kernel: types.ModuleType, timeout: float,
+            isolated: bool) -> Person | RemotePerson:
+    """The person's module: a file (or a module's file) in a child process, else in this one."""
+    file = getattr(path, "__file__", None) if isinstance(path, types.ModuleType) else path
+    if isolated and file and Path(file).suffix == ".py" and Path(file).is_file():
+        return RemotePerson(file, timeout, tuple(getattr(kernel, "PARAMETERS", ())))
+    if not isinstance(path, types.ModuleType) and not Path(path).is_file():
+        raise FileNotFoundError(f"no such file: {path}")
+    return Person(path, timeout, HELPERS)
+
+
+def check_module(path: str | Path | types.ModuleType, cell: str, timeout: float = 10.0,
+                 isolated: bool = True) -> Report:
     """Check a person's module (a file path or an imported module) against ``cell``'s reference.
 
-    Never raises for the person's mistakes: every one of them is a verdict in the report.
+    The file runs in a limited child process unless ``isolated`` is False (or the module has
+    no file). Never raises for the person's mistakes: every one of them is a verdict in the
+    report; what it printed is in ``report.printed``.
     """
-    _kernel(cell)  # an unknown cell is the user's mistake, reported before running their code
-    person = Person(path, timeout)
-    import_verdicts = list(person.verdicts)
-    person.verdicts.clear()
-    checker = Checker(person, cell, timeout)
-    verdicts = import_verdicts + checker.run()
+    kernel = _kernel(cell)  # an unknown cell is the user's mistake, reported before running their code
+    person = _person(path, kernel, timeout, isolated)
+    try:
+        import_verdicts = [Verdict(*row) for row in person.verdicts]
+        person.verdicts.clear()
+        checker = Checker(person, cell, timeout)
+        verdicts = import_verdicts + checker.run()
+    finally:
+        printed = person.close() if isinstance(person, RemotePerson) else ""
     sizes = ", ".join(f"{d}={n}" for d, n in dims_for(checker.kernel).items())
     shapes = "; ".join(f"m={m}, T={T}" for m, T in SHAPES)
     shown = person.path if isinstance(path, types.ModuleType) else str(path)
     header = f"symbptt check {shown} --cell {cell}   (float64; {sizes}; shapes {shapes})"
-    return Report(str(person.path), cell, verdicts, header)
+    return Report(str(person.path), cell, verdicts, header, printed)
 
 
 def main(path: str, cell: str, timeout: float = 10.0) -> int:
