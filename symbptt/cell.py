@@ -18,7 +18,9 @@ written: a shape mismatch, an undeclared dimension or symbol, or a name used twi
 
 from __future__ import annotations
 
+import builtins
 import itertools
+import keyword
 from dataclasses import dataclass, field
 
 import sympy as sp
@@ -70,6 +72,34 @@ class Equation:
     auto: bool = False
 
 
+#: Names a generated kernel uses for itself (its module, its functions' locals, Python's
+#: builtins): a cell that declared one would break the kernel at run time.
+KERNEL_NAMES = frozenset({
+    "np", "sys", "threading", "T", "m", "t", "dtype", "parameters", "x", "initial_states",
+    "cache", "upstream", "truncate", "outputs", "gradients", "cut", "rng", "dims", "missing",
+    "unknown", "DIMS", "PARAMETERS", "STATES", "INPUTS", "READOUTS", "forward", "backward",
+    "init_parameters", "rows", "cross_entropy", "cross_entropy_upstream", "sigmoid", "softmax",
+    "relu", "gates", "dgates",
+}) | frozenset(n for n in dir(builtins) if not n.startswith("__"))
+
+#: Suffixes and prefixes of the arrays a kernel makes for a cell's value ``v``: a declared
+#: name of that form collides with the kernel's array of another value.
+_KERNEL_FORMS = ("{}_seq", "{}_all", "{}_flat", "d{}_up", "d{}_carry", "prod_{}", "d{}_rest_seq",
+                 "d{}_all")
+
+
+def check_name(name: str, what: str) -> None:
+    """Refuse a name that cannot be a variable of the generated kernel; say why."""
+    if not isinstance(name, str) or not name.isidentifier():
+        raise CellError(f"{what} name {name!r} is not a Python identifier (letters, digits and "
+                        f"underscores, not starting with a digit)")
+    if keyword.iskeyword(name):
+        raise CellError(f"{what} name {name!r} is a Python keyword; choose another")
+    if name in KERNEL_NAMES or name.startswith("_"):
+        raise CellError(f"{what} name {name!r} is a name the generated kernel uses for itself "
+                        f"(or starts with an underscore); choose another")
+
+
 def prev_name(state: str) -> str:
     """Name of a state's value entering the step: ``h`` → ``h_prev``."""
     return f"{state}_prev"
@@ -91,6 +121,19 @@ class Cell:
     dimensions: dict[str, sp.Symbol] = field(default_factory=dict)
     #: Also generate the course notebook's function names (``gru_one_step_forward`` …).
     notebook_api: bool = False
+    #: Names for print only (reports): operand expression → (LaTeX base, meaning).
+    printed_names: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        # The name becomes file names (generated/numpy/<name>.py) and, with notebook_api,
+        # function names (<name>_forward): an identifier keeps both safe.
+        if not isinstance(self.name, str) or not self.name.isidentifier() or keyword.iskeyword(self.name):
+            raise CellError(f"cell name {self.name!r} is not a Python identifier (letters, "
+                            f"digits and underscores, not starting with a digit, not a keyword); "
+                            f"it names files and functions")
+        if not isinstance(self.doc, str):
+            raise CellError(f"cell {self.name}: the description must be a string, got "
+                            f"{type(self.doc).__name__}")
 
     # -- declarations ------------------------------------------------------------------
 
@@ -169,6 +212,16 @@ class Cell:
             )
         return self._var(name, "readout", shape, meaning, latex)
 
+    def print_as(self, expr, latex: str, meaning: str = ""):
+        """Name an operand for reports only (``u = cell.print_as(stack(h_prev, x), "u")``).
+
+        The derivation and the kernels are unchanged; a report prints the operand as
+        ``latex`` with the step's time index (**u**_t) instead of its definition. Returns
+        ``expr``, so it can be used in the equations that follow.
+        """
+        self.printed_names[expr] = (latex, meaning)
+        return expr
+
     # -- queries -------------------------------------------------------------------------
 
     def by_role(self, *roles: str) -> list[Symbol]:
@@ -208,12 +261,39 @@ class Cell:
                                 f"never used in an equation")
         if not self.equations:
             raise CellError(f"cell {self.name}: no equations")
+        self._check_kernel_names()
+        self._check_dimensions()
+
+    def _check_kernel_names(self) -> None:
+        """No declared name is the name of an array the kernel makes for another value."""
+        names = list(self.symbols) + [e.name for e in self.equations] + self.inputs + self.states
+        declared = set(names)
+        for value in names:
+            for form in _KERNEL_FORMS:
+                if form.format(value) in declared:
+                    raise CellError(f"cell {self.name}: the name {form.format(value)!r} is what "
+                                    f"the generated kernel calls its array for {value!r}; "
+                                    f"rename one of them")
+
+    def _check_dimensions(self) -> None:
+        """Every dimension is the size of some parameter, input or state axis on its own,
+        so that a kernel can read it from the arrays it is given."""
+        axes = {d for s in self.symbols.values() if s.role != "dim" for d in s.shape}
+        for name, sym in self.dimensions.items():
+            if sym in axes:
+                continue
+            used = any(sym in sp.sympify(d).free_symbols for d in axes)
+            raise CellError(
+                f"cell {self.name}: dimension {name!r} " + (
+                    "appears only inside sums of sizes, so a kernel cannot read it from its "
+                    "arguments; give some parameter, input or state exactly that size" if used
+                    else "is declared but no parameter, input or state uses it; remove it "
+                         "from cell.dims"))
 
     # -- internals ---------------------------------------------------------------------------
 
     def _claim(self, name: str, what: str) -> None:
-        if not name.isidentifier():
-            raise CellError(f"{what} name {name!r} is not a Python identifier")
+        check_name(name, what)
         taken = set(self.symbols) | {e.name for e in self.equations}
         if name in taken:
             raise CellError(f"{what} name {name!r} is used twice in cell {self.name}")

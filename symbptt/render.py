@@ -31,6 +31,12 @@ def pytuple(items) -> str:
     return "(" + ", ".join(items) + ("," if len(items) == 1 else "") + ")"
 
 
+def docstring(text: str) -> str:
+    """Any text made safe inside a generated module's docstring: a backslash cannot start an
+    escape (``\\u``, ``\\N``) and a triple quote cannot end the docstring early."""
+    return str(text).replace("\\", "\\\\").replace('"""', '""\\"')
+
+
 def environment(directory: Path = TEMPLATES) -> jinja2.Environment:
     """The jinja2 environment for ``templates/``: strict, no autoescape, stable whitespace."""
     env = jinja2.Environment(
@@ -42,6 +48,7 @@ def environment(directory: Path = TEMPLATES) -> jinja2.Environment:
         autoescape=False,
     )
     env.filters["pytuple"] = pytuple
+    env.filters["docstring"] = docstring
     env.filters["add_suffix"] = lambda s, suffix: f"{s}{suffix}"
     env.filters["add_prefix"] = lambda s, prefix: f"{prefix}{s}"
     return env
