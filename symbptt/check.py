@@ -461,6 +461,8 @@ class Checker:
         else:
             args = forward_args(spec, problem)
         outcome = self.person.call(spec.name, args, spec.argnames, self.timeout)
+        if outcome.not_checked and spec.backward and self.refresh_cache(spec, index, problem):
+            return self.run_once(spec, index, problem)  # the cache was lost with a killed child
         self.take_repairs()
         if self.failed(spec, outcome, problem):
             return None
@@ -484,6 +486,19 @@ class Checker:
             self.caches[(spec.kind, index)] = cache
         self.locals = outcome.local_values
         return outputs
+
+    def refresh_cache(self, spec: Spec, index: int, problem: Problem) -> bool:
+        """Run the forward again (silently) for a cache lost when the child was restarted."""
+        kind = FORWARD_OF[spec.kind]
+        if self.caches.pop((kind, index), None) is None:
+            return False
+        forward = self.spec_of(kind)
+        outcome = self.person.call(forward.name, forward_args(forward, problem), forward.argnames, self.timeout)
+        _, cache, complaint = split_result(forward, outcome.value)
+        if outcome.error is not None or outcome.hung or outcome.crashed or outcome.not_checked or complaint:
+            return False
+        self.caches[(kind, index)] = cache
+        return True
 
     def failed(self, spec: Spec, outcome, problem: Problem) -> bool:
         """A call that hung, crashed its process or could not be made: its verdict; True then."""

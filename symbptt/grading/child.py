@@ -73,6 +73,7 @@ class Server:
         return handle
 
     def load(self, request: dict) -> dict:
+        person_module.CAPTURE_HERE = False  # stdout is a file the parent reads
         limits.guard(request["forbidden"])
         sys.meta_path.insert(0, _Refuse)
         for name in [n for n in sys.modules if n == "symbptt" or n.startswith("symbptt.")]:

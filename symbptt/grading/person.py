@@ -45,6 +45,10 @@ ENDS_PROGRAM = {
 }
 
 
+#: Whether prints are swallowed here (in-process); the child leaves them to its captured stdout.
+CAPTURE_HERE = True
+
+
 def status_of(error_type: str) -> str:
     """The verdict for an exception of this type: ``out of memory`` or ``raised``."""
     return SPECIAL_STATUS.get(error_type, "raised")
@@ -116,7 +120,8 @@ def _call_with_alarm(fn: Callable, args: tuple, timeout: float) -> Outcome:
     old = signal.signal(signal.SIGALRM, on_alarm)
     signal.setitimer(signal.ITIMER_REAL, timeout)
     try:
-        with contextlib.redirect_stdout(io.StringIO()):  # the person's prints would break the table
+        quiet = contextlib.redirect_stdout(io.StringIO()) if CAPTURE_HERE else contextlib.nullcontext()
+        with quiet:  # in-process, the person's prints would break the table
             _invoke(fn, args, outcome)
     except _Timeout:  # the alarm fired after the call returned, before the timer was cleared
         pass

@@ -122,7 +122,7 @@ class _Child:
         self.from_child, from_child_w = os.pipe()
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": self.directory,
                "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
-               "PYTHONDONTWRITEBYTECODE": "1", "PYTHONHASHSEED": "0", "LANG": "C.UTF-8"}
+               "PYTHONDONTWRITEBYTECODE": "1", "PYTHONUNBUFFERED": "1", "PYTHONHASHSEED": "0", "LANG": "C.UTF-8"}
         self.process = subprocess.Popen(
             [sys.executable, "-X", "utf8", str(CHILD), str(to_child), str(from_child_w)],
             pass_fds=(to_child, from_child_w), stdin=subprocess.DEVNULL, stdout=self.stdout,
