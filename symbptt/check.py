@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import ast
 import functools
+import tempfile
 import types
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -663,6 +664,8 @@ def check_module(path: str | Path | types.ModuleType, cell: str, timeout: float 
     report; what it printed is in ``report.printed``.
     """
     kernel = _kernel(cell)  # an unknown cell is the user's mistake, reported before running their code
+    if not isinstance(path, types.ModuleType) and Path(path).suffix == ".ipynb":
+        return _check_notebook(Path(path), cell, timeout)
     person = _person(path, kernel, timeout, isolated)
     try:
         import_verdicts = [Verdict(*row) for row in person.verdicts]
@@ -676,6 +679,21 @@ def check_module(path: str | Path | types.ModuleType, cell: str, timeout: float 
     shown = person.path if isinstance(path, types.ModuleType) else str(path)
     header = f"symbptt check {shown} --cell {cell}   (float64; {sizes}; shapes {shapes})"
     return Report(str(person.path), cell, verdicts, header, printed)
+
+
+def _check_notebook(path: Path, cell: str, timeout: float) -> Report:
+    """A notebook: its code cells as one module (magics and unparsable cells left out, noted)."""
+    from .grading.notebook import write_module
+
+    if not path.is_file():
+        raise FileNotFoundError(f"no such file: {path}")
+    with tempfile.TemporaryDirectory(prefix="symbptt-notebook-") as directory:
+        module, notes = write_module(path, directory)
+        report = check_module(module, cell, timeout)
+    report.verdicts[:0] = [Verdict("(notebook)", "cells", "note", note) for note in notes]
+    report.header = report.header.replace(str(module), str(path))
+    report.path = str(path)
+    return report
 
 
 def main(path: str, cell: str, timeout: float = 10.0) -> int:

@@ -71,6 +71,26 @@ class HandParseError(ValueError):
     """A hand-written expression outside the supported LaTeX subset; says where."""
 
 
+class TooDeep(HandParseError):
+    """A line nested more deeply than :data:`MAX_DEPTH` brackets and operations."""
+
+
+class TooLarge(HandParseError):
+    """A line longer than :data:`MAX_CHARS` characters or :data:`MAX_TOKENS` tokens."""
+
+
+class Refused(HandParseError):
+    """A line that uses what it must derive: its own adjoint, or one derived after it."""
+
+
+#: Limits of one line: characters, tokens, nesting; and the seconds and bytes its check may take.
+MAX_CHARS = 2000
+MAX_TOKENS = 600
+MAX_DEPTH = 40
+LINE_SECONDS = 20.0
+LINE_MEMORY = 2 * 2**30
+
+
 # --------------------------------------------------------------------------------------
 # Tokens
 # --------------------------------------------------------------------------------------
@@ -204,9 +224,15 @@ class Parser:
     """
 
     def __init__(self, text: str, resolve: Resolver):
+        if len(text) > MAX_CHARS:
+            raise TooLarge(f"the line has {len(text)} characters; at most {MAX_CHARS} are checked")
         self.text = text
         self.tokens = tokenize(text)
+        if len(self.tokens) > MAX_TOKENS:
+            raise TooLarge(f"the line has {len(self.tokens)} symbols; at most {MAX_TOKENS} are checked "
+                           "(split a long sum into named parts)")
         self.pos = 0
+        self.depth = 0
         self.resolve = resolve
 
     # -- token helpers -----------------------------------------------------------------
@@ -250,6 +276,16 @@ class Parser:
 
     def expression(self):
         """expression := ['+'|'-'] term (('+'|'-') term)*"""
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            raise TooDeep(f"more than {MAX_DEPTH} nested brackets or functions")
+        try:
+            return self.sum()
+        finally:
+            self.depth -= 1
+
+    def sum(self):
+        """The terms of :meth:`expression`, added."""
         sign = -1 if self.peek() == "-" else 1
         if self.peek() in ("+", "-"):
             self.take()
@@ -291,16 +327,26 @@ class Parser:
         """unary := '-' unary | postfix"""
         if self.peek() == "-":
             self.take()
-            return _times(-1, self.unary())
+            self.depth += 1
+            if self.depth > MAX_DEPTH:
+                raise TooDeep(f"more than {MAX_DEPTH} signs or nested brackets")
+            try:
+                return _times(-1, self.unary())
+            finally:
+                self.depth -= 1
         return self.postfix(self.primary())
 
     def postfix(self, value):
         """postfix := primary ('^' (\\top | T | 2 | {…}) | '_' {a:b})*  (b: rows a…b, from 1)"""
+        powered = False
         while self.peek() in ("^", "_"):
             if self.take() == "_":
                 value = self.row_slice(value, self.group().replace(" ", ""))
                 continue
             sup = self.group().replace(" ", "")
+            if powered:
+                self.fail("a double superscript (x^2^2: LaTeX refuses it too); write (x^2)^2 or x^4 as a product")
+            powered = sup == "2"
             if sup in (r"\top", "T", r"\intercal", r"\mathsf{T}", r"\mathrm{T}"):
                 value = _transpose(value)
             elif sup == "2":
@@ -314,6 +360,10 @@ class Parser:
         if ":" not in rows:
             self.fail(f"a subscript on a bracket must be a row range a:b, not {rows!r}")
         start, stop = (_size(part, self.resolve.dimensions) for part in rows.split(":", 1))
+        if start is not None and stop is not None and (stop - start + 1).is_negative is not False:
+            self.fail(f"the row range {rows} is empty (rows a to b, counted from 1, need a ≤ b)")
+        if start is not None and start.is_positive is False:
+            self.fail(f"the row range {rows} starts before row 1 (rows are counted from 1)")
         matrix = _matrix(value)
         return ops.RowSlice(matrix, (start - 1) if start is not None else 0,
                             stop if stop is not None else matrix.shape[0])
@@ -470,9 +520,15 @@ def _base_of(raw: str) -> tuple[str, str]:
 class _Ones:
     """``\\mathbf{1}``: a matrix of ones whose shape its partner decides."""
 
+    def __str__(self) -> str:
+        return r"\mathbf{1} (a matrix of ones, whose shape only a partner such as z in \mathbf{1} - z decides)"
+
 
 class _ColumnSums:
     r"""``\mathbf{1}\mathbf{1}^\top``, waiting for the matrix whose column sums it repeats."""
+
+    def __str__(self) -> str:
+        return r"\mathbf{1}\mathbf{1}^\top (column sums, which need a matrix after them)"
 
 
 def _is_scalar(value) -> bool:
@@ -560,12 +616,24 @@ class HandResult:
     difference: str = ""
     counterexample: str = ""
     error: str = ""
+    limit: str = ""  # "too deep", "too large", "too slow" or "refused" when that stopped the check
+    line: int | str | None = None  # the line of the file it was read from ("cell 4, row 2" in a notebook)
+
+    @property
+    def verdict(self) -> str:
+        """One word or two: equivalent, NOT equivalent, refused, too deep/large/slow, cannot check."""
+        if self.limit:
+            return self.limit
+        if self.error:
+            return "cannot check"
+        return "equivalent" if self.equivalent else "NOT equivalent"
 
     def report(self) -> str:
         """A few lines for a person."""
-        head = f"{self.target} = {self.given}"
+        where = {type(None): "", int: f"line {self.line}: "}.get(type(self.line), f"{self.line}: ")
+        head = f"{where}{self.target} = {self.given[:300]}" + (" …" if len(self.given) > 300 else "")
         if self.error:
-            return f"{head}\n  cannot check: {self.error}"
+            return f"{head}\n  {self.limit or 'cannot check'}: {self.error}"
         if self.equivalent:
             return f"{head}\n  equivalent ({self.how}; numeric rel. error {self.numeric_error:.1e})"
         lines = [f"{head}", "  NOT equivalent to the derived adjoint"]
@@ -768,20 +836,38 @@ def check_one(derivation: Derivation, target: str, expr, aliases: Mapping[str, s
             raise HandParseError(f"{target} is not a derived adjoint (derived: "
                                  f"{', '.join(a.symbol.name for a in derivation.backward)})")
         given = _given(expr, symbols, resolve)
+        _refuse_later_adjoints(derivation, name, given)
         if not _same_shape(given, symbols[name]):
             raise HandParseError(f"has shape {ops.fmt_shape(ops.shape_of(given))} but {name} is "
                                  f"{ops.fmt_shape(symbols[name].shape)}")
         dims = dimension_values(derivation.cell, CHECK_SIZES)
         symbolic, how = _symbolic_verdict(derivation, name, given, dims)
         error = _numeric(derivation, name, given, dims)[0]
-    except (HandParseError, EvaluationError, ValueError, TypeError) as err:
-        return HandResult(target, given_text, False, error=str(err))
+    except (HandParseError, EvaluationError, ValueError, TypeError, ZeroDivisionError, OverflowError) as err:
+        limit = {TooDeep: "too deep", TooLarge: "too large", Refused: "refused"}.get(type(err), "")
+        return HandResult(target, given_text, False, error=str(err), limit=limit)
     numeric_ok = error <= NUMERIC_TOLERANCE if np.isfinite(error) else symbolic  # log of < 0
     result = HandResult(name, given_text, symbolic and numeric_ok, symbolic, error, how)
     if not result.equivalent:
         result.difference = simplified_difference(derivation, name, given)
         result.counterexample = counterexample(derivation, name, given)
     return result
+
+
+def _refuse_later_adjoints(derivation: Derivation, target: str, given: MatrixExpr) -> None:
+    """A line may use forward values, parameters, the incoming gradients and the adjoints derived
+    before its target (in the derivation's order); its own adjoint or a later one makes it a
+    tautology or a circle, so it is refused."""
+    order = [a.symbol.name for a in derivation.backward + derivation.parameters]
+    later = set(order[order.index(target):])
+    incoming = {s.name for s in derivation.incoming.values()}
+    used = sorted({s.name for s in given.atoms(MatrixSymbol)} & later - incoming,
+                  key=order.index)
+    if used:
+        earlier = ", ".join(order[: order.index(target)]) or "none"
+        raise Refused(f"{target} may not be written in terms of {', '.join(used)} (its own adjoint or one "
+                      f"derived after it); it may use forward values, parameters, incoming gradients and the "
+                      f"adjoints derived before it ({earlier})")
 
 
 def _same_shape(a: MatrixExpr, b: MatrixExpr) -> bool:
@@ -802,6 +888,70 @@ def check_hand_derivation(cell: Cell | Derivation,
     return [check_one(derivation, target, expr, aliases) for target, expr in pairs]
 
 
+def check_limited(derivation: Derivation, target: str, expr: str, aliases: Mapping[str, str] = (),
+                  seconds: float = LINE_SECONDS, memory: int = LINE_MEMORY) -> HandResult:
+    """:func:`check_one` in a forked process with its own time and memory limit, so that no
+    line can stall or exhaust the checker: past them it is "too slow" or "too large"."""
+    from .grading.limited import run_limited
+
+    def work() -> HandResult:
+        with np.errstate(all="ignore"):
+            return check_one(derivation, target, expr, aliases)
+
+    outcome = run_limited(work, seconds, memory)
+    if outcome.status == "ok":
+        return outcome.value
+    limit = {"failed": ""}.get(outcome.status, outcome.status)
+    return HandResult(target, expr, False, error=outcome.message or outcome.status, limit=limit)
+
+
+def read_entries(path: str | Path) -> tuple[list[tuple[int | str, str, str]], list[str]]:
+    """``(line, target, latex)`` of every checkable line, and one note per line that is not.
+
+    A ``.ipynb`` file is read from its markdown cells' LaTeX (``$$ … $$``, ``align``); any other
+    file has one ``target = latex`` a line, in UTF-8 (else Latin-1, with a note). Blank lines and
+    ``#`` or ``%`` comments are skipped; a line without ``=`` is a note naming it.
+    """
+    path = Path(path)
+    notes: list[str] = []
+    if path.suffix == ".ipynb":
+        from .grading.notebook import derivation_lines
+
+        numbered, notes = derivation_lines(path)
+    else:
+        data = path.read_bytes()
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as err:
+            text = data.decode("latin-1")
+            notes.append(f"{path}: not UTF-8 (byte {data[err.start]:#04x} at position {err.start}); read as Latin-1")
+        numbered = list(enumerate(text.splitlines(), 1))
+    entries = []
+    for number, line in numbered:
+        line = line.strip().strip("$").strip()
+        if not line or line.startswith(("#", "%")):
+            continue
+        if "=" not in line:
+            notes.append(f"{path}:{number}: expected 'target = expression', got {line[:60]!r}")
+            continue
+        target, *forms = line.split("=")  # a = b = c: two forms of a, each checked
+        entries += [(number, target.strip(), form.strip()) for form in forms]
+    return entries, notes
+
+
+def check_file(cell: str | Path | Cell | Derivation, path: str | Path,
+               seconds: float = LINE_SECONDS) -> tuple[list[HandResult], list[str]]:
+    """Every line of a derivation file (or notebook) checked under its limits, and the notes."""
+    entries, notes = read_entries(path)
+    derivation = cell if isinstance(cell, Derivation) else derive(resolve_cell(cell))
+    results = []
+    for number, target, expr in entries:
+        result = check_limited(derivation, target, expr, seconds=seconds)
+        result.line = number
+        results.append(result)
+    return results, notes
+
+
 def read_lines(path: str | Path) -> list[tuple[str, str]]:
     """``target = latex`` per line; blank lines and ``#`` or ``%`` comments are skipped."""
     out = []
@@ -817,14 +967,23 @@ def read_lines(path: str | Path) -> list[tuple[str, str]]:
 
 
 def main(cell: str | Path | Cell, file: str | Path) -> int:
-    """``symbptt handcheck CELL FILE``: print a verdict per line; 0 when all are equivalent."""
-    results = check_hand_derivation(resolve_cell(cell), read_lines(file))
+    """``symbptt handcheck CELL FILE``: print a verdict per line; 0 when all are equivalent.
+
+    Each line is checked with its own time and memory limit (a line past them, or nested too
+    deeply, gets its own verdict and the others are still checked); a line that cannot be read
+    is one note naming it. No line means nothing was checked: exit status 1.
+    """
+    results, notes = check_file(cell, file)
+    for note in notes:
+        print(f"note: {note}")
     for result in results:
         print(result.report())
     wrong = sum(not r.equivalent for r in results)
-    print(f"\n{len(results) - wrong} of {len(results)} equivalent")
-    return 1 if wrong else 0
+    print(f"\n{len(results) - wrong} of {len(results)} equivalent"
+          + (f"; {len(notes)} line(s) not read" if notes else ""))
+    return 1 if wrong or notes or not results else 0
 
 
-__all__ = ["HandParseError", "HandResult", "Parser", "check_hand_derivation", "check_one",
-           "main", "parse_latex", "read_lines", "tokenize"]
+__all__ = ["HandParseError", "HandResult", "Parser", "Refused", "TooDeep", "TooLarge", "check_file",
+           "check_hand_derivation", "check_limited", "check_one", "main", "parse_latex", "read_entries",
+           "read_lines", "tokenize"]

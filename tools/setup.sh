@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what symbptt needs on a fresh Debian machine: TeX Live for the PDF reports
 # (from Debian's archive, only where pdflatex or latexmk is missing) and the package
-# itself in editable mode. Pass --test to add the test extras (pytest, hypothesis, torch).
+# itself in editable mode (with nbformat, for notebook submissions). Pass --test to add the
+# test extras (pytest, hypothesis, torch).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -16,7 +17,7 @@ if ! command -v latexmk >/dev/null || ! command -v pdflatex >/dev/null || ! comm
         texlive-pictures latexmk poppler-utils >/dev/null
 fi
 
-EXTRAS=""
-if [ "${1:-}" = "--test" ]; then EXTRAS="[test]"; fi
+EXTRAS="[grade]"  # nbformat: notebooks as submissions
+if [ "${1:-}" = "--test" ]; then EXTRAS="[test,grade]"; fi
 python3 -m pip install -q --disable-pip-version-check -e ".${EXTRAS}"
 echo "symbptt setup: done"
