@@ -1,4 +1,4 @@
-"""The ``symbptt`` command: list, codegen, build, report, check, verify, handcheck.
+"""The ``symbptt`` command: list, codegen, build, report, check, verify, handcheck, grade.
 
 A user's mistake (unknown cell, bad equation, unwritable path, LaTeX error) ends with one
 line on stderr and exit status 2, never a traceback.
@@ -94,6 +94,12 @@ def cmd_handcheck(args) -> int:
     return handcheck.main(args.cell, args.file)
 
 
+def cmd_grade(args) -> int:
+    from .grading import grade
+
+    return grade.main(args.folder, args.cell, args.output, args.rubric, args.timeout, args.total_time, args.jobs)
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="symbptt", description="Derive, explain and verify BPTT "
                                 "for recurrent cells written once in SymPy.")
@@ -116,7 +122,7 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("-o", "--output", help="path of the .tex (the PDF goes beside it)")
     r.set_defaults(run=cmd_report)
     k = sub.add_parser("check", help="check a person's hand-written cell against the tool")
-    k.add_argument("file")
+    k.add_argument("file", help="a .py file or a .ipynb notebook (its code cells)")
     k.add_argument("--cell", required=True)
     k.set_defaults(run=cmd_check)
     v = sub.add_parser("verify", help="every check of one cell, as a table")
@@ -124,13 +130,26 @@ def parser() -> argparse.ArgumentParser:
     v.set_defaults(run=cmd_verify)
     h = sub.add_parser("handcheck", help="check hand-derived gradients (one `target = latex` a line)")
     h.add_argument("cell")
-    h.add_argument("file")
+    h.add_argument("file", help="one `target = latex` a line, or a .ipynb (its markdown's LaTeX)")
     h.set_defaults(run=cmd_handcheck)
     return p
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
-    errors: list[type[BaseException]] = [CellError, LoadError, ShapeError, OSError, UsageError]
+    from .grading.gradebook import RubricError
+    from .grading.notebook import NotebookError
+
+    errors: list[type[BaseException]] = [CellError, LoadError, ShapeError, OSError, UsageError, RubricError,
+                                         NotebookError]
+    g = sub.add_parser("grade", help="a folder of submissions (.py/.ipynb) into a gradebook and feedback")
+    g.add_argument("folder", help="one file or folder per student")
+    g.add_argument("--cell", required=True)
+    g.add_argument("--rubric", help="points per part: forward, backward, derivation (default 20, 30, 50)")
+    g.add_argument("-o", "--output", help="where gradebook.csv and feedback/ go (default: FOLDER-graded)")
+    g.add_argument("--timeout", type=float, default=10.0, help="seconds per call of a student's function")
+    g.add_argument("--total-time", type=float, default=1800.0, help="seconds for the whole class")
+    g.add_argument("-j", "--jobs", type=int, help="parallel workers (default: the cores)")
+    g.set_defaults(run=cmd_grade)
     try:
         from .pdf import LatexError
 
