@@ -85,7 +85,7 @@ def cmd_check(args) -> int:
 def cmd_verify(args) -> int:
     from . import verify
 
-    return verify.main(args.cell)
+    return verify.main(args.cell, prove=not args.skip_proof, proof_timeout=args.proof_timeout)
 
 
 def cmd_handcheck(args) -> int:
@@ -126,21 +126,17 @@ def parser() -> argparse.ArgumentParser:
     k.add_argument("--cell", required=True)
     k.set_defaults(run=cmd_check)
     v = sub.add_parser("verify", help="every check of one cell, as a table")
-    v.add_argument("cell")
+    v.add_argument("cell", help="a built-in cell's name or a cell file")
+    v.add_argument("--skip-proof", action="store_true",
+                   help="skip the exact symbolic proof (it can take minutes); each operation's "
+                        "derivative rule is still checked symbolically")
+    v.add_argument("--proof-timeout", type=float, default=300.0, metavar="SECONDS",
+                   help="stop the exact proof after this long and say so (default 300)")
     v.set_defaults(run=cmd_verify)
     h = sub.add_parser("handcheck", help="check hand-derived gradients (one `target = latex` a line)")
     h.add_argument("cell")
     h.add_argument("file", help="one `target = latex` a line, or a .ipynb (its markdown's LaTeX)")
     h.set_defaults(run=cmd_handcheck)
-    return p
-
-
-def _user_errors() -> tuple[type[BaseException], ...]:
-    from .grading.gradebook import RubricError
-    from .grading.notebook import NotebookError
-
-    errors: list[type[BaseException]] = [CellError, LoadError, ShapeError, OSError, UsageError, RubricError,
-                                         NotebookError]
     g = sub.add_parser("grade", help="a folder of submissions (.py/.ipynb) into a gradebook and feedback")
     g.add_argument("folder", help="one file or folder per student")
     g.add_argument("--cell", required=True)
@@ -150,6 +146,15 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     g.add_argument("--total-time", type=float, default=1800.0, help="seconds for the whole class")
     g.add_argument("-j", "--jobs", type=int, help="parallel workers (default: the cores)")
     g.set_defaults(run=cmd_grade)
+    return p
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    from .grading.gradebook import RubricError
+    from .grading.notebook import NotebookError
+
+    errors: list[type[BaseException]] = [CellError, LoadError, ShapeError, OSError, UsageError, RubricError,
+                                         NotebookError]
     try:
         from .pdf import LatexError
 

@@ -580,7 +580,15 @@ def _elementwise(a, b):
         a = _constant(a, b)
     if isinstance(b, _Ones):
         b = _constant(b, a)
+    a, b = _broadcast_column(a, b), _broadcast_column(b, a)
     return ops.hadamard(a, b)
+
+
+def _broadcast_column(value, other):
+    """A per-unit vector (n, 1) next to an (n, m) operand, repeated over the batch (p_f ⊙ c)."""
+    if isinstance(value, MatrixSymbol) and value.shape[1] == 1 and other.shape[1] != 1:
+        return ops.Broadcast(value, other.shape[1])
+    return value
 
 
 def _transpose(value):
@@ -666,7 +674,7 @@ def _symbols(derivation: Derivation) -> dict[str, MatrixSymbol]:
 def _free_names(derivation: Derivation) -> list[str]:
     """What one step's values depend on: parameters, entering states, inputs, incoming."""
     cell = derivation.cell
-    names = [s.name for s in cell.by_role("weight", "bias", "state", "input")]
+    names = [s.name for s in cell.by_role("weight", "bias", "vector", "state", "input")]
     return names + [s.name for s in derivation.incoming.values()]
 
 

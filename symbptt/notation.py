@@ -1,12 +1,16 @@
 """A textbook's notation for a cell's symbols: bold matrices, time subscripts, δ for adjoints.
 
 ``Wz`` → **W**_z, ``h_prev`` → **h**_{t−1}, ``xt`` → **x**_t, ``h_tilde`` → h̃_t,
-``a_z`` → **a**_{z,t}, ``dz`` → δ**z**_t, ``dWz`` → ∂L/∂**W**_z. A symbol declared with
+``a_z`` → **a**_{z,t}, ``dz`` → δ**z**_t, ``dWz`` → ∂L/∂**W**_z, and ``dh_prev`` →
+δ^{(t)}**h**_{t−1}: only the part of ∂L/∂**h**_{t−1} that flows back through step t (the
+total also holds the loss at step t−1), so it gets its own symbol. A symbol declared with
 ``latex=`` keeps its own base. Named stacks and products the derivation introduced print as
 their definition (``[h_{t−1}; x_t]``), so the reader never meets a made-up name.
 """
 
 from __future__ import annotations
+
+from sympy import HadamardProduct, MatAdd, MatrixSymbol
 
 from .printers import TextbookLatexPrinter
 
@@ -52,6 +56,7 @@ class Notation:
         self.inputs = set(self.cell.inputs)
         self.params = {p.name for p in self.cell.parameters}
         self._cache: dict[str, str] = {}
+        self._printed: dict | None = None
 
     def symbol(self, name: str) -> str:
         if name not in self._cache:
@@ -80,6 +85,9 @@ class Notation:
         if eq is not None and eq.kind == "readout":
             letter, sub = _base(name)
             return _subscript(rf"\hat{{{letter}}}", sub, time)
+        printed = self.printed_name(name)
+        if printed is not None:
+            return _subscript(printed[0], time)
         if eq is not None and eq.auto and not name.startswith("a_"):
             text = TextbookLatexPrinter(self.symbol).doprint(eq.expr)
             return text if text.startswith(r"\left[") else rf"\left({text}\right)"
@@ -87,6 +95,22 @@ class Notation:
             return _subscript(r"\mathbf{a}", self._short(name[2:]), time)
         base, sub = _base(name)
         return _subscript(base, sub, time)
+
+    def printed_name(self, name: str) -> tuple[str, str] | None:
+        """(LaTeX base, meaning) the cell gave an introduced operand with ``cell.print_as``."""
+        names = getattr(self.cell, "printed_names", None)
+        eq = self.equations.get(name)
+        if not names or eq is None or not eq.auto:
+            return None
+        if self._printed is None:
+            self._printed = {canonical(k): v for k, v in names.items()}
+        return self._printed.get(canonical(self.expanded(eq.expr)))
+
+    def expanded(self, expr):
+        """``expr`` with every introduced name replaced by its definition, recursively."""
+        auto = {s: self.equations[s.name].expr for s in expr.atoms(MatrixSymbol)
+                if s.name in self.equations and self.equations[s.name].auto}
+        return self.expanded(expr.xreplace(auto)) if auto else expr
 
     def _short(self, name: str) -> str:
         """A value's name as a subscript: ``h_tilde`` → ``\\tilde{h}``."""
@@ -114,8 +138,26 @@ class Notation:
                 return rf"\frac{{\partial L}}{{\partial {self.symbol(target)}}}"
             if target.endswith("_next") and target[:-5] in self.states:
                 return rf"\boldsymbol{{\varepsilon}}_{{{self._short(target[:-5])},{self.time()}}}"
+            if target.endswith("_prev") and target[:-5] in self.states:
+                # Only the part of ∂L/∂s_{t−1} that flows back through step t: δ^{(t)}s_{t−1}.
+                return rf"\delta^{{({self.time()})}} {self.symbol(target)}"
             return rf"\delta {self.symbol(target)}"
         return rf"\mathrm{{{escape_tex(name)}}}"
+
+
+def canonical(expr) -> tuple | str:
+    """A hashable key of an expression: named matrices by name, ⊙ and + in sorted order.
+
+    ``odot(r, h_prev)`` in a cell file and the lowering's ``h_prev ⊙ r`` get the same key.
+    """
+    if isinstance(expr, MatrixSymbol):
+        return expr.name
+    if not getattr(expr, "args", ()):
+        return str(expr)
+    args = [canonical(a) for a in expr.args]
+    if isinstance(expr, (HadamardProduct, MatAdd)):
+        args = sorted(args, key=repr)
+    return (type(expr).__name__, *args)
 
 
 def latex_symbol_names(source) -> dict[str, str]:

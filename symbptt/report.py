@@ -34,6 +34,14 @@ from .derive import Adjoint, Derivation, derive
 from .notation import Notation, escape_tex, latex_printer
 from .printers import TextbookLatexPrinter, latex_terms
 from .render import TEMPLATES, environment, text
+from .report_steps import (
+    calculus_label,
+    calculus_rows,
+    entrywise_rows,
+    names_table,
+    softmax_rows,
+    variant_context,
+)
 
 #: Languages a report can be written in (prose per language, mathematics shared).
 LANGS = ("en", "es")
@@ -162,7 +170,11 @@ def shown_forward(derivation: Derivation) -> list[Equation]:
 
 def shape_latex(p: Printers, shape) -> str:
     """A shape as ``n_{h} \\times m``."""
-    return rf"{p.expr(sp.sympify(shape[0]))} \times {p.expr(sp.sympify(shape[1]))}"
+    def side(n) -> str:
+        text = p.expr(sp.sympify(n))
+        return rf"({text})" if isinstance(sp.sympify(n), sp.Add) else text
+
+    return rf"{side(shape[0])} \times {side(shape[1])}"
 
 
 def forward_context(d: Derivation, p: Printers) -> dict:
@@ -392,16 +404,8 @@ def _softmax(d: Derivation, p: Printers, a: Adjoint) -> dict | None:
             yhat = p.sym(eq.name)
             y = target_latex(eq.name)
             dy = p.expr(d.incoming[eq.name])
-            return {
-                "yhat": yhat, "y": y, "dy": dy, "delta": p.expr(a.symbol),
-                "rows": [
-                    rf"{dy} &= -{y} \oslash {yhat} \nonumber",
-                    (rf"{p.expr(a.symbol)} &= {yhat} \odot \left(-{y} \oslash {yhat} + "
-                     rf"\mathbf{{1}}\mathbf{{1}}^{{\top}}{y}\right) \nonumber"),
-                    (rf"&= -{y} + {yhat} \odot \mathbf{{1}}\mathbf{{1}}^{{\top}}{y} = "
-                     rf"{yhat} - {y} \label{{{label_of('ce', eq.name)}}}"),
-                ],
-            }
+            return {"yhat": yhat, "y": y, "dy": dy, "delta": p.expr(a.symbol), "a": p.sym(a.target),
+                    **softmax_rows(yhat, y, p.sym(a.target), dy)}
     return None
 
 
@@ -435,8 +439,11 @@ def step_context(d: Derivation, p: Printers, adj: dict[str, str], a: Adjoint, vi
     out += cont_rows(p.terms(a.expr), label=label_of("bwd", a.target), note=single_note)
     if activation:
         activation = {k: v for k, v in activation.items() if k != "term"}
+    if activation:
+        activation["label"] = calculus_label(activation["name"])
     return {"target": a.target, "latex": p.sym(a.target), "delta": lhs, "rows": _dedupe(out),
-            "activation": activation, "softmax": _softmax(d, p, a), **_meaning_of(d, a.target)}
+            "shape": shape_latex(p, a.symbol.shape), "activation": activation,
+            "softmax": _softmax(d, p, a), **_meaning_of(d, a.target)}
 
 
 def _dedupe(out: list[str]) -> list[str]:
@@ -502,17 +509,25 @@ def parameter_context(d: Derivation, p: Printers) -> list[dict]:
 
 
 def signed(pieces: list[str]) -> list[str]:
-    """Pieces of a sum that follows another term: the first one gets its ``+`` (or ``-``)."""
-    if not pieces:
-        return pieces
-    first = pieces[0]
-    first = f"- {first[1:].lstrip()}" if first.startswith("-") else f"+ {first}"
-    return [first, *pieces[1:]]
+    """Pieces of a sum that follows another term, each with its sign (``+ a``, ``- b``).
+
+    Every piece gets one: a chain of three or more uses once printed the later ones side by
+    side, which read as a product (issue 9); the report round-trip test now catches that.
+    """
+    out = []
+    for piece in pieces:
+        if piece.startswith(("+ ", "- ")):
+            out.append(piece)
+        elif piece.startswith("-"):
+            out.append(f"- {piece[1:].lstrip()}")
+        else:
+            out.append(f"+ {piece}")
+    return out
 
 
 def carry_latex(p: Printers, state: str) -> str:
-    """The part of ∂L/∂s_t that flows back through step t+1: δs_t^{(t+1)}."""
-    return rf"\delta {p.sym(state)}^{{(t+1)}}"
+    """The part of ∂L/∂s_t that flows back through step t+1: δ^{(t+1)}s_t (step t+1's carry)."""
+    return p.next.symbol_latex(f"d{prev_name(state)}")
 
 
 def direct_latex(state: str, time: str = "t") -> str:
@@ -764,6 +779,11 @@ def report_context(d: Derivation, lang: str = "en", source: str = "", via: str =
         "steps": [step_context(d, p, adj, a, via) for a in d.intermediate_adjoints],
         "boundary": [step_context(d, p, adj, a, via) for a in d.carries + d.input_adjoints],
         "parameters": parameter_context(d, p),
+        "calculus": calculus_rows(d),
+        "entrywise": entrywise_rows(d, p.now),
+        "names": names_table(d, p.now),
+        "variant": variant_context(d),
+        "notebook_api": cell.notebook_api,
         "truncation": truncation_context(d, p),
         "plot": plot_context(d, p),
         "summary": summary_context(d, p),

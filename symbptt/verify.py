@@ -5,7 +5,12 @@ The checks, each against the generated NumPy kernel's ``backward``:
 * finite differences: central differences of L = Σ upstream ⊙ outputs, full BPTT and
   truncated BPTT (truncate=2), relative error ≤ 1e-6;
 * symbolic proof (:mod:`symbptt.proof`): each derived gradient equals ``sympy.diff`` of the
-  scalar loss exactly, at small sizes;
+  scalar loss exactly, at small sizes. It runs in a child process under a time limit
+  (:data:`PROOF_TIMEOUT`), and only for cells of at most :data:`PROOF_MAX_EQUATIONS`
+  equations and :data:`PROOF_MAX_PARAMETERS` parameters; a larger cell, or one that runs
+  out of time, gets a skipped row saying so, and a symbolic check of every operation's
+  declared derivative instead (:func:`symbptt.proof.check_derivative`), beside the
+  numerical checks below, which every cell gets;
 * PyTorch autograd (:mod:`symbptt.torch_oracle`): the cell's equations transcribed into
   torch, full and truncated, relative error ≤ 1e-10; skipped, with the reason, where
   PyTorch cannot be imported;
@@ -16,14 +21,16 @@ The checks, each against the generated NumPy kernel's ``backward``:
 
 from __future__ import annotations
 
+import multiprocessing
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import sympy as sp
 
-from . import fdcheck, proof, torch_oracle
+from . import fdcheck, ops, proof, torch_oracle
 from .cell import Cell
 from .codegen import kernel_module
 from .derive import derive
@@ -33,6 +40,10 @@ from .derive import derive
 FD_TOLERANCE = 1e-6
 TORCH_TOLERANCE = 1e-10
 TRUNCATE = 2
+#: The exact proof's limits: sizes of cell it is tried on, and seconds it may take.
+PROOF_MAX_EQUATIONS = 40
+PROOF_MAX_PARAMETERS = 40
+PROOF_TIMEOUT = 300.0
 
 
 @dataclass(frozen=True)
@@ -78,19 +89,74 @@ def finite_difference_rows(kernel, truncate: int | None) -> list[Row]:
         name, fdcheck.check(kernel, m=2, T=4, truncate=truncate), FD_TOLERANCE))
 
 
-def proof_rows(cell: Cell, T: int | None = None) -> list[Row]:
-    """One row per key: proved exactly, or where the derived entry differs."""
+def proof_rows(cell: Cell, T: int | None = None, timeout: float = PROOF_TIMEOUT) -> list[Row]:
+    """One row per key: proved exactly, or where the derived entry differs; for a cell
+    too large or too slow for the exact proof, a skipped row saying so and one row per
+    operation whose derivative was checked symbolically instead."""
+    too_large = _too_large(cell)
+    if too_large:
+        return [Row("symbolic proof", "-", f"skipped: {too_large}", None)] + operation_rows(cell)
     T = T or proof_steps(cell)
     name = f"symbolic proof (T={T})"
+    rows = _guarded(name, lambda: _in_child(lambda: _prove(cell, T, name), timeout))
+    if rows is None:
+        return [Row(name, "-", f"skipped: not finished within {timeout:g} s (see --proof-timeout)",
+                    None)] + operation_rows(cell)
+    return rows
 
-    def run() -> list[Row]:
-        rows = []
-        for r in proof.prove_keys(cell, T=T):
-            result = (f"exact, {r.entries} entries" if r.proved else r.counterexample)
-            rows.append(Row(name, r.key, result, r.proved))
-        return rows
 
-    return _guarded(name, run)
+def _too_large(cell: Cell) -> str:
+    equations, parameters = len(derive(cell).forward), len(cell.parameters)
+    if equations <= PROOF_MAX_EQUATIONS and parameters <= PROOF_MAX_PARAMETERS:
+        return ""
+    return (f"the cell has {equations} equations and {parameters} parameters; the exact proof "
+            f"is tried up to {PROOF_MAX_EQUATIONS} and {PROOF_MAX_PARAMETERS}")
+
+
+def _prove(cell: Cell, T: int, name: str) -> list[Row]:
+    return [Row(name, r.key, f"exact, {r.entries} entries" if r.proved else r.counterexample,
+                r.proved) for r in proof.prove_keys(cell, T=T)]
+
+
+def operation_rows(cell: Cell) -> list[Row]:
+    """Each operation the cell uses: its declared derivative against d/du of its definition."""
+    declared = set(ops.FUNCTIONS.values())
+    used = sorted({type(node) for eq in derive(cell).forward for node in sp.preorder_traversal(eq.expr)
+                   if type(node) in declared}, key=lambda op: op.op_name)
+    rows = []
+    for op in used:
+        problem = proof.check_derivative(op)
+        rows.append(Row("derivative rule (symbolic)", op.op_name, problem or "d/du of its definition",
+                        not problem))
+    return rows
+
+
+def _child(conn, work: Callable[[], list[Row]]) -> None:
+    try:
+        conn.send(("ok", work()))
+    except BaseException as err:  # noqa: BLE001 - sent to the parent, which decides
+        conn.send(("raised", err))
+
+
+def _in_child(work: Callable[[], list[Row]], timeout: float) -> list[Row] | None:
+    """``work()`` run in a forked child process; None when it did not finish in time."""
+    context = multiprocessing.get_context("fork")
+    parent, child = context.Pipe(duplex=False)
+    process = context.Process(target=_child, args=(child, work), daemon=True)
+    process.start()
+    child.close()
+    try:
+        if not parent.poll(timeout):
+            return None
+        status, value = parent.recv()
+    except EOFError:
+        raise RuntimeError(f"the proof's process ended with status {process.exitcode}") from None
+    finally:
+        process.kill()
+        process.join()
+    if status == "raised":
+        raise value
+    return value
 
 
 def torch_rows(kernel, cell: Cell, truncate: int | None) -> list[Row]:
@@ -139,13 +205,20 @@ def derivation_rows(kernel, cell: Cell, truncate: int | None) -> list[Row]:
     return _guarded(name, run)
 
 
-def verify(cell_spec: str | Path | Cell, prove_T: int | None = None) -> list[Row]:
-    """Every check of one cell (built-in name, cell file or :class:`Cell`), as table rows."""
+def verify(cell_spec: str | Path | Cell, prove_T: int | None = None, prove: bool = True,
+           proof_timeout: float = PROOF_TIMEOUT) -> list[Row]:
+    """Every check of one cell (built-in name, cell file or :class:`Cell`), as table rows.
+
+    ``prove=False`` replaces the exact proof by the symbolic check of each operation's rule.
+    """
     cell = proof.resolve_cell(cell_spec)
     kernel = kernel_module(cell)
     rows = finite_difference_rows(kernel, None)
     rows += finite_difference_rows(kernel, TRUNCATE)
-    rows += proof_rows(cell, prove_T)
+    if prove:
+        rows += proof_rows(cell, prove_T, proof_timeout)
+    else:
+        rows += [Row("symbolic proof", "-", "skipped: --skip-proof", None)] + operation_rows(cell)
     rows += torch_rows(kernel, cell, None)
     rows += torch_rows(kernel, cell, TRUNCATE)
     rows += derivation_rows(kernel, cell, None)
@@ -164,10 +237,10 @@ def format_table(rows: list[Row]) -> str:
     return "\n".join(text)
 
 
-def main(cell_spec: str | Path | Cell) -> int:
+def main(cell_spec: str | Path | Cell, prove: bool = True, proof_timeout: float = PROOF_TIMEOUT) -> int:
     """Print the table for one cell; exit status 0 when no check failed."""
     began = time.monotonic()
-    rows = verify(cell_spec)
+    rows = verify(cell_spec, prove=prove, proof_timeout=proof_timeout)
     print(format_table(rows))
     failed = [r for r in rows if r.ok is False]
     name = getattr(cell_spec, "name", cell_spec)

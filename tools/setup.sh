@@ -7,14 +7,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 if ! command -v latexmk >/dev/null || ! command -v pdflatex >/dev/null || ! command -v pdftotext >/dev/null \
-   || ! kpsewhich tikz.sty >/dev/null 2>&1; then
+   || ! kpsewhich tikz.sty >/dev/null 2>&1 || ! kpsewhich spanish.ldf >/dev/null 2>&1; then
     echo "symbptt setup: installing TeX Live from Debian's archive (about 300 MB)"
     SUDO=""
     if [ "$(id -u)" != "0" ]; then SUDO="sudo"; fi
     $SUDO apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends \
         texlive-latex-base texlive-latex-recommended texlive-fonts-recommended \
-        texlive-pictures latexmk poppler-utils >/dev/null
+        texlive-pictures texlive-lang-spanish latexmk poppler-utils >/dev/null
 fi
 
 EXTRAS="[grade]"  # nbformat: notebooks as submissions
