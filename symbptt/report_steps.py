@@ -206,15 +206,18 @@ def reset_placement(d: Derivation) -> str:
     if len(gates) < 2:
         return ""
     for eq in d.forward:
-        if not isinstance(eq.expr, HadamardProduct):
+        if eq.auto and isinstance(eq.expr, HadamardProduct):  # named r ⊙ h_{t−1}, a product's operand
+            names = {getattr(a, "name", None) for a in eq.expr.args}
+            if names & gates and prev in names:
+                return "before"
+    for eq in d.forward:
+        if not eq.name.startswith("a_"):
             continue
-        names = {getattr(a, "name", None) for a in eq.expr.args}
-        gate = names & gates
-        if gate and prev in names and eq.auto:
-            return "before"
-        other = [a for a in eq.expr.args if getattr(a, "name", None) not in gates]
-        if gate and other and prev in {s.name for s in _definition(d, other[0]).atoms(MatrixSymbol)}:
-            return "after"
+        for node in eq.expr.atoms(HadamardProduct):  # r ⊙ (U·h_{t−1} + b) inside a pre-activation
+            inside = [_definition(d, a) for a in node.args if getattr(a, "name", None) not in gates]
+            if len(inside) < len(node.args) and any(prev in {s.name for s in x.atoms(MatrixSymbol)}
+                                                    for x in inside):
+                return "after"
     return ""
 
 
