@@ -85,7 +85,7 @@ def cmd_check(args) -> int:
 def cmd_verify(args) -> int:
     from . import verify
 
-    return verify.main(args.cell)
+    return verify.main(args.cell, prove=not args.skip_proof, proof_timeout=args.proof_timeout)
 
 
 def cmd_handcheck(args) -> int:
@@ -126,7 +126,12 @@ def parser() -> argparse.ArgumentParser:
     k.add_argument("--cell", required=True)
     k.set_defaults(run=cmd_check)
     v = sub.add_parser("verify", help="every check of one cell, as a table")
-    v.add_argument("cell")
+    v.add_argument("cell", help="a built-in cell's name or a cell file")
+    v.add_argument("--skip-proof", action="store_true",
+                   help="skip the exact symbolic proof (it can take minutes); each operation's "
+                        "derivative rule is still checked symbolically")
+    v.add_argument("--proof-timeout", type=float, default=300.0, metavar="SECONDS",
+                   help="stop the exact proof after this long and say so (default 300)")
     v.set_defaults(run=cmd_verify)
     h = sub.add_parser("handcheck", help="check hand-derived gradients (one `target = latex` a line)")
     h.add_argument("cell")
