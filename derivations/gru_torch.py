@@ -15,5 +15,6 @@ b_h = {g: cell.bias(f"b_h{g}", n_h, f"hidden bias of {g}") for g in "rzn"}
 r = cell.let("r", sigmoid(W_i["r"] @ x + b_i["r"] + W_h["r"] @ h_prev + b_h["r"]), "reset gate")
 z = cell.let("z", sigmoid(W_i["z"] @ x + b_i["z"] + W_h["z"] @ h_prev + b_h["z"]), "update gate")
 hn = cell.let("hn", W_h["n"] @ h_prev + b_h["n"], "hidden part of the candidate")
+cell.print_as(odot(r, hn), r"\mathbf{s}", "hidden part after the reset gate")
 n = cell.let("n", tanh(W_i["n"] @ x + b_i["n"] + odot(r, hn)), "candidate state")
 cell.update("h", odot(1 - z, n) + odot(z, h_prev))

@@ -14,6 +14,7 @@ Wc, bc = cell.weight("Wc", n_h, n_h + n_x, "candidate weights"), cell.bias("bc",
 Wo, bo = cell.weight("Wo", n_h, n_h + n_x, "output gate weights"), cell.bias("bo", n_h, "output gate bias")
 Wy, by = cell.weight("Wy", n_y, n_h, "readout weights"), cell.bias("by", n_y, "readout bias")
 
+cell.print_as(stack(h_prev, x), r"\mathbf{u}", "previous state and input, stacked")
 f = cell.let("f", sigmoid(Wf @ stack(h_prev, x) + bf), "forget gate")
 i = cell.let("i", sigmoid(Wi @ stack(h_prev, x) + bi), "input gate")
 c_tilde = cell.let("c_tilde", tanh(Wc @ stack(h_prev, x) + bc), "candidate cell state")

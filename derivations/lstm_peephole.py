@@ -26,6 +26,7 @@ p_f = cell.vector("p_f", n_h, "forget gate peephole")
 p_o = cell.vector("p_o", n_h, "output gate peephole")
 Wy, by = cell.weight("Wy", n_y, n_h, "readout weights"), cell.bias("by", n_y, "readout bias")
 
+cell.print_as(stack(h_prev, x), r"\mathbf{u}", "previous state and input, stacked")
 i = cell.let("i", sigmoid(Wi @ stack(h_prev, x) + odot(p_i, c_prev) + bi), "input gate")
 f = cell.let("f", sigmoid(Wf @ stack(h_prev, x) + odot(p_f, c_prev) + bf), "forget gate")
 c_tilde = cell.let("c_tilde", tanh(Wc @ stack(h_prev, x) + bc), "candidate cell state")
