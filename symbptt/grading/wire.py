@@ -139,34 +139,57 @@ def _decode_array(spec: Any) -> np.ndarray:
     return np.frombuffer(raw, dtype=dtype).reshape(shape).copy()
 
 
+def _number(body: Any, generation: int, depth: int) -> Any:
+    if body is not None and not isinstance(body, (bool, int, float)):
+        raise WireError("malformed number")
+    return body
+
+
+def _sequence(tag: str) -> Any:
+    def read(body: Any, generation: int, depth: int) -> Any:
+        if not isinstance(body, list):
+            raise WireError(f"malformed {tag}")
+        items = [decode(v, generation, depth + 1) for v in body]
+        return tuple(items) if tag == "tuple" else items
+    return read
+
+
+def _mapping(body: Any, generation: int, depth: int) -> dict:
+    if not isinstance(body, list):
+        raise WireError("malformed dict")
+    out = {}
+    for pair in body:
+        if not (isinstance(pair, list) and len(pair) == 2 and isinstance(pair[0], str)):
+            raise WireError("malformed dict item")
+        out[pair[0][:200]] = decode(pair[1], generation, depth + 1)
+    return out
+
+
+def _handle(body: Any, generation: int, depth: int) -> Remote:
+    if not isinstance(body, int) or isinstance(body, bool):
+        raise WireError("malformed handle")
+    return Remote(generation, body)
+
+
+def _opaque(body: Any, generation: int, depth: int) -> Opaque:
+    if not (isinstance(body, list) and len(body) == 2):
+        raise WireError("malformed opaque value")
+    return Opaque(str(body[0])[:80], str(body[1])[:200])
+
+
+_READERS = {"v": _number, "s": lambda body, generation, depth: str(body)[:MAX_TEXT],
+            "nd": lambda body, generation, depth: _decode_array(body), "tuple": _sequence("tuple"),
+            "list": _sequence("list"), "dict": _mapping, "ref": _handle, "opaque": _opaque}
+
+
 def decode(tree: Any, generation: int = 0, depth: int = 0) -> Any:
     """The plain value of a tagged tree (parent side); :class:`WireError` if malformed."""
     if depth > MAX_DEPTH + 2 or not isinstance(tree, dict) or len(tree) != 1:
         raise WireError("malformed value")
     [(tag, body)] = tree.items()
-    if tag == "v":
-        if body is not None and not isinstance(body, (bool, int, float)):
-            raise WireError("malformed number")
-        return body
-    if tag == "s":
-        return str(body)[:MAX_TEXT]
-    if tag == "nd":
-        return _decode_array(body)
-    if tag in ("tuple", "list") and isinstance(body, list):
-        items = [decode(v, generation, depth + 1) for v in body]
-        return tuple(items) if tag == "tuple" else items
-    if tag == "dict" and isinstance(body, list):
-        out = {}
-        for pair in body:
-            if not (isinstance(pair, list) and len(pair) == 2 and isinstance(pair[0], str)):
-                raise WireError("malformed dict item")
-            out[pair[0][:200]] = decode(pair[1], generation, depth + 1)
-        return out
-    if tag == "ref" and isinstance(body, int) and not isinstance(body, bool):
-        return Remote(generation, body)
-    if tag == "opaque" and isinstance(body, list) and len(body) == 2:
-        return Opaque(str(body[0])[:80], str(body[1])[:200])
-    raise WireError(f"unknown tag {tag!r}")
+    if tag not in _READERS:
+        raise WireError(f"unknown tag {str(tag)[:20]!r}")
+    return _READERS[tag](body, generation, depth)
 
 
 def encode_args(value: Any) -> dict:
