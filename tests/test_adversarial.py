@@ -53,8 +53,9 @@ def test_the_crash_and_the_hang_name_the_line(hostile):
     hung = next(v for v in report.verdicts if v.status == "hung")
     assert "line" in hung.detail, report.table()
     # the rest is still checked after the child was killed and restarted
-    assert [v for v in report.verdicts if (v.function, v.item, v.status) == ("gru_backward", "dWz", "ok")], \
-        report.table()
+    for function in ("gru_one_step_backward", "gru_backward"):  # its caches rebuilt in the new child
+        assert [v for v in report.verdicts if (v.function, v.item, v.status) == (function, "dWz", "ok")], \
+            report.table()
 
 
 @pytest.mark.parametrize("name", ["sys_exit", "raise_system_exit", "os_exit_in_function", "forged_exit"])

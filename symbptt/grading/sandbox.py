@@ -337,11 +337,11 @@ class RemotePerson:
 
     def call(self, fname: str, args: tuple, argnames: tuple[str, ...], timeout: float) -> Outcome:
         """Call ``fname`` in the child; a hang, a crash or a lost cache is an outcome."""
+        if not self._alive():  # first: a restart makes the old handles stale
+            return Outcome(not_checked="the checked code's process crashed or hung too often")
         if _stale(args, self.generation):
             return Outcome(not_checked="its input (a forward's cache) was lost when the checked code's process "
                                        "was restarted after a crash or hang")
-        if not self._alive():
-            return Outcome(not_checked="the checked code's process crashed or hung too often")
         request = {"op": "call", "fname": fname, "args": wire.encode_args(args), "argnames": list(argnames),
                    "timeout": timeout}
         reply, status, detail = self._ask(request, timeout + GRACE)
