@@ -781,7 +781,7 @@ def report_context(d: Derivation, lang: str = "en", source: str = "", via: str =
         "parameters": parameter_context(d, p),
         "calculus": calculus_rows(d),
         "entrywise": entrywise_rows(d, p.now),
-        "names": names_table(d, p.now),
+        "names": [{**n, "latex": compact(n["latex"])} for n in names_table(d, p.now)],
         "variant": variant_context(d),
         "notebook_api": cell.notebook_api,
         "truncation": truncation_context(d, p),

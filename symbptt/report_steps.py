@@ -29,7 +29,7 @@ _DEFINITIONS = {
         r"\sigma(u) &= \frac{1}{1 + e^{-u}} \label{eq:calc:sigma-def}",
         (r"\sigma'(u) &= \frac{e^{-u}}{\left(1 + e^{-u}\right)^{2}} "
         r"= \frac{1}{1 + e^{-u}} \cdot \frac{(1 + e^{-u}) - 1}{1 + e^{-u}} "
-        r"= \sigma(u)\,\bigl(1 - \sigma(u)\bigr) \label{eq:calc:sigma}"),
+        r"= \sigma(u)\,\bigl(1 - \sigma(u)\bigr) \label{eq:calc:sigmoid}"),
     ],
     "Tanh": [
         r"\tanh(u) &= \frac{e^{u} - e^{-u}}{e^{u} + e^{-u}} \label{eq:calc:tanh-def}",
@@ -205,20 +205,32 @@ def reset_placement(d: Derivation) -> str:
     gates = {e.name for e in d.forward if isinstance(e.expr, ops.Sigmoid)}
     if len(gates) < 2:
         return ""
+    if _gate_before_product(d, gates, prev):
+        return "before"
+    return "after" if _gate_after_product(d, gates, prev) else ""
+
+
+def _gate_before_product(d: Derivation, gates: set[str], prev: str) -> bool:
+    """A named r ⊙ h_{t−1}: the gated previous state is an operand of a matrix product."""
     for eq in d.forward:
-        if eq.auto and isinstance(eq.expr, HadamardProduct):  # named r ⊙ h_{t−1}, a product's operand
+        if eq.auto and isinstance(eq.expr, HadamardProduct):
             names = {getattr(a, "name", None) for a in eq.expr.args}
             if names & gates and prev in names:
-                return "before"
+                return True
+    return False
+
+
+def _gate_after_product(d: Derivation, gates: set[str], prev: str) -> bool:
+    """r ⊙ (U·h_{t−1} + b) inside a pre-activation: the gate multiplies a product of h_{t−1}."""
     for eq in d.forward:
         if not eq.name.startswith("a_"):
             continue
-        for node in eq.expr.atoms(HadamardProduct):  # r ⊙ (U·h_{t−1} + b) inside a pre-activation
+        for node in eq.expr.atoms(HadamardProduct):
             inside = [_definition(d, a) for a in node.args if getattr(a, "name", None) not in gates]
             if len(inside) < len(node.args) and any(prev in {s.name for s in x.atoms(MatrixSymbol)}
                                                     for x in inside):
-                return "after"
-    return ""
+                return True
+    return False
 
 
 def _definition(d: Derivation, expr):
