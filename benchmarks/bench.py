@@ -139,10 +139,13 @@ def import_file(path: Path, name: str) -> types.ModuleType:
     return module
 
 
+BUILD_IN_MEMORY = False  # --build: ignore generated/ and build every kernel from the current planner
+
+
 def load_kernel(cell: str) -> tuple[types.ModuleType, str]:
     """The generated kernel of a cell and where it came from."""
     path = ROOT / "generated" / "numpy" / f"{cell}.py"
-    if path.is_file():
+    if path.is_file() and not BUILD_IN_MEMORY:
         return import_file(path, f"bench_generated_{cell}"), f"generated/numpy/{cell}.py"
     return kernel_module(cell), "symbptt.codegen.kernel_module (in memory)"
 
@@ -629,7 +632,8 @@ def run_memory(jobs: list[tuple[str, str, str]], one_process: bool) -> list[dict
     results: list[dict] = []
     for group in groups:
         spec = ";".join(",".join(j) for j in group)
-        proc = subprocess.run([sys.executable, __file__, "--memory-worker", spec], env=env,
+        build = ["--build"] if BUILD_IN_MEMORY else []
+        proc = subprocess.run([sys.executable, __file__, *build, "--memory-worker", spec], env=env,
                               capture_output=True, text=True, check=False)
         if proc.returncode != 0:
             results.append({"jobs": spec, "error": proc.stderr.strip().splitlines()[-1:]})
@@ -999,6 +1003,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                     help="total seconds the whole run may spend waiting for idle CPUs")
     ap.add_argument("--pause", type=float, default=0.15, help="seconds of pause before each timed run")
     ap.add_argument("--no-memory", action="store_true", help="skip the peak-memory measurement")
+    ap.add_argument("--build", action="store_true",
+                    help="build every kernel in memory from the current planner (ignore generated/)")
     ap.add_argument("--memory-worker", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.quick:
@@ -1018,7 +1024,9 @@ def guarded(what: str, fn: Callable[[], dict]) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
+    global BUILD_IN_MEMORY
     args = parse_args(argv)
+    BUILD_IN_MEMORY = args.build
     if args.memory_worker:
         memory_worker(args.memory_worker)
         return 0

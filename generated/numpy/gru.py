@@ -88,11 +88,21 @@ def relu(u, out=None):
 _workspaces = threading.local()
 
 
-def _workspace(name, shape, dtype):
+def release_workspace():
+    """Forget the buffers this thread's calls keep for reuse (see _workspace); their memory
+    returns once no output or cache of a call refers to them any more."""
+    _workspaces.__dict__.clear()
+
+
+def _workspace(name, shape, dtype, store=None):
     """np.empty(shape, dtype), or a buffer of one of the last two calls that nothing refers to
     any more (no output, cache or view of it is alive): fresh memory costs a page fault per
-    page. Two per name, so that a loop holding the last call's cache still reuses; per thread."""
-    kept = _workspaces.__dict__.setdefault(name, [])
+    page. Two per name, so that a loop holding the last call's cache still reuses. ``store``
+    is where the buffers are kept: None, this module's per-thread store; a dict the caller
+    owns (the ``workspace`` argument of forward and backward); False, nowhere (fresh arrays)."""
+    if store is False:
+        return np.empty(shape, dtype)
+    kept = (_workspaces.__dict__ if store is None else store).setdefault(name, [])
     probe = np.empty(0)
     free = sys.getrefcount(probe) + 1  # what an array only this list and a local refer to counts
     for buf in kept:
@@ -101,6 +111,17 @@ def _workspace(name, shape, dtype):
     buf = np.empty(shape, dtype)
     kept[:] = [buf] + kept[:1]
     return buf
+
+
+def _chunk_steps(chunk, T, m):
+    """Steps per chunk of the backward's products over steps and batch: ``chunk`` if given,
+    else enough steps for about 2048 columns, so that each product runs near the matrix
+    product's peak while only C steps' adjoints are kept, not T."""
+    if chunk is not None:
+        if int(chunk) != chunk or chunk < 1:
+            raise ValueError(f"chunk must be a positive integer or None, got {chunk!r}")
+        return min(int(chunk), max(T, 1))
+    return max(1, min(T, -(-2048 // max(m, 1))))
 
 
 def _flat(a):
@@ -119,7 +140,8 @@ def cross_entropy_upstream(y_hat, y):
 
 
 def init_parameters(dims, rng=None, dtype=np.float64):
-    """Random parameters: weights N(0, 1/fan_in), biases N(0, 0.1²); ``dims`` maps DIMS to sizes."""
+    """Random parameters: weights N(0, 1/fan_in), biases N(0, 0.1²), per-unit vectors U(−1, 1)
+    (|u| ≤ 1 keeps an IndRNN-like u ⊙ h_prev from growing over time); ``dims`` maps DIMS to sizes."""
     missing = [d for d in DIMS if d not in dims]
     if missing:
         raise KeyError(f"init_parameters: dims lacks {', '.join(missing)} (needs {', '.join(DIMS)})")
@@ -157,7 +179,7 @@ def _check_parameters(parameters):
         raise KeyError(f"parameters lack {', '.join(missing)}")
 
 
-def forward(parameters, x, initial_states=None):
+def forward(parameters, x, initial_states=None, workspace=None):
     """Run the cell over x (n_x, m, T); returns (outputs, cache).
 
     outputs maps "h", "y", to (rows, m, T) arrays; initial_states maps a
@@ -200,9 +222,9 @@ def forward(parameters, x, initial_states=None):
         raise ValueError(f"parameter by has shape {by.shape}, expected {(n_y, 1)}")
 
     # Sequence buffers, time first: state s enters step t as s_seq[t] and leaves as s_seq[t + 1].
-    h_seq = _workspace("h_seq", (T + 1, n_h, m), dtype)
+    h_seq = _workspace("h_seq", (T + 1, n_h, m), dtype, workspace)
     h_seq[0] = initial_states.get("h", 0)
-    h_prev_r_seq = _workspace("h_prev_r_seq", (T, n_h, m), dtype)
+    h_prev_r_seq = _workspace("h_prev_r_seq", (T, n_h, m), dtype, workspace)
     # The step's affine equations, stacked as the rows [a_z; a_r; a_h_tilde]
     # of gates_seq; their products with the per-step input and their biases are
     # computed for every step at once, before the loop.
@@ -210,7 +232,7 @@ def forward(parameters, x, initial_states=None):
     # so that one tanh activates the σ and tanh rows of a step together.
     W_xt = np.concatenate((0.5 * Wz[:, n_h:], 0.5 * Wr[:, n_h:], Wh[:, n_h:]))  # weights of every product with xt
     W_h_prev = np.concatenate((0.5 * Wz[:, :n_h], 0.5 * Wr[:, :n_h]))  # weights of every product with h_prev
-    gates_seq = _workspace("gates_seq", (T, 3*n_h, m), dtype)
+    gates_seq = _workspace("gates_seq", (T, 3*n_h, m), dtype, workspace)
     # a_z, a_r, a_h_tilde: products with xt
     np.matmul(W_xt, x_seq.transpose(1, 0, 2), out=gates_seq)
     gates_seq += np.concatenate((0.5 * bz, 0.5 * br, bh))  # biases
@@ -273,7 +295,7 @@ def forward(parameters, x, initial_states=None):
     return outputs, cache
 
 
-def _upstream(upstream, name, rows, m, T, dtype, flat=False, plus=None):
+def _upstream(upstream, name, rows, m, T, dtype, workspace=None, flat=False, plus=None):
     """The loss's gradient for one output (plus ``plus``, a (T, rows, m) array, if given) as a
     (T, rows, m) array, C order so that a step is one contiguous slab, or None if both are
     missing; or, if flat, as a (rows, T·m) matrix, zeros when the loss ignores the output."""
@@ -286,7 +308,7 @@ def _upstream(upstream, name, rows, m, T, dtype, flat=False, plus=None):
         return np.zeros((rows, T * m), dtype) if g is None else g.transpose(0, 2, 1).reshape(rows, -1)
     if g is None and plus is None:
         return None
-    buf = _workspace("d" + name + "_up", (T, rows, m), dtype)
+    buf = _workspace("d" + name + "_up", (T, rows, m), dtype, workspace)
     if g is None:
         np.copyto(buf, plus)
     elif plus is None:
@@ -296,11 +318,14 @@ def _upstream(upstream, name, rows, m, T, dtype, flat=False, plus=None):
     return buf
 
 
-def backward(cache, upstream, truncate=None):
+def backward(cache, upstream, truncate=None, chunk=None, workspace=None):
     """Gradients of the loss from the cache of forward() and upstream (rows, m, T) arrays.
 
     truncate=None is full BPTT; truncate=k cuts the sequence into chunks of k steps: states
-    flow forward across a cut, gradients do not flow back across it.
+    flow forward across a cut, gradients do not flow back across it. chunk: steps whose
+    adjoints are kept for one product over steps and batch (default: from the sizes; the
+    same numbers to rounding, memory grows with it). workspace: where reused buffers are
+    kept (None: this module, per thread; a dict you own; False: fresh arrays every call).
     """
     if truncate is not None and (int(truncate) != truncate or truncate < 1):
         raise ValueError(f"truncate must be a positive integer or None, got {truncate!r}")
@@ -328,23 +353,29 @@ def backward(cache, upstream, truncate=None):
     n_y = Wy.shape[0]
     _, T, m = x_seq.shape
 
-    dy_all = _upstream(upstream, "y", n_y, m, T, dtype, flat=True)
+    dy_all = _upstream(upstream, "y", n_y, m, T, dtype, workspace, flat=True)
     # The readouts' backward for every step at once, before the loop.
     # da_y = y ⊙ (dy - colsum(y ⊙ dy))
     da_y_all = y_all * (dy_all - (y_all * dy_all).sum(axis=0, keepdims=True))
     # dh += Wyᵀ·da_y  (from the readouts)
-    dh_up = _upstream(upstream, "h", n_h, m, T, dtype, plus=(Wy.T @ da_y_all).reshape(n_h, T, m).transpose(1, 0, 2))
+    dh_up = _upstream(upstream, "h", n_h, m, T, dtype, workspace, plus=(Wy.T @ da_y_all).reshape(n_h, T, m).transpose(1, 0, 2))
     W_h_prev = np.concatenate((Wz[:, :n_h], Wr[:, :n_h]))  # weights of every product with h_prev
     W_xt = np.concatenate((Wz[:, n_h:], Wr[:, n_h:], Wh[:, n_h:]))  # weights of every product with xt
-    dgates = _workspace("dgates", (3*n_h, m), dtype)  # adjoints of one step's rows of gates_seq
-    dgates_seq = _workspace("dgates_seq", (3*n_h, T, m), dtype)  # ... of every step, rows first
+    C = _chunk_steps(chunk, T, m)  # steps per chunk of the products over steps and batch
+    dgates_seq = _workspace("dgates_seq", (3*n_h, C, m), dtype, workspace)  # adjoints of gates_seq's rows, C steps, rows first
     dh_carry = np.zeros((n_h, m), dtype)  # gradient flowing back from step t+1
+    dx_all = np.empty((n_x, T * m), dtype)
+    dW_xt = np.zeros((3*n_h, n_x), dtype)  # dWz_xt, dWr_xt, dWh_xt = Σ_t d(row)·xtᵀ
+    dW_h_prev = np.zeros((2*n_h, n_h), dtype)  # dWz_h_prev, dWr_h_prev = Σ_t d(row)·h_prevᵀ
+    dW_h_prev_r = np.zeros((n_h, n_h), dtype)  # dWh_h_prev_r = Σ_t d(row)·h_prev_rᵀ
+    dgates_bias = np.zeros((3*n_h, 1), dtype)  # every row's Σ over steps and batch
 
     for t in reversed(range(T)):
         h_prev = h_seq[t]
         h_tilde = h_tilde_seq[t]
         r = r_seq[t]
         z = z_seq[t]
+        dgates = dgates_seq[:, t % C]  # this step's column of the chunk
         gates = gates_seq[t]
         dh_next = dh_carry if dh_up is None else dh_up[t] + dh_carry
         # dh = dh_next
@@ -369,20 +400,20 @@ def backward(cache, upstream, truncate=None):
         dgates[:2*n_h] *= gates[:2*n_h] * (1 - gates[:2*n_h])
         # dh_prev_gates = Wr_h_prevᵀ·da_r + Wz_h_prevᵀ·da_z: one product
         dh_prev_gates = W_h_prev.T @ dgates[:2*n_h]
-        dgates_seq[:, t] = dgates
         cut = truncate is not None and t > 0 and t % truncate == 0
         # dh_prev = dh ⊙ z + dh_prev_r ⊙ r + dh_prev_gates
         dh_carry = dh * z + dh_prev_r * r + dh_prev_gates if not cut else np.zeros((n_h, m), dtype)
+        # A chunk's products over its steps and the batch, once its first step is done.
+        if t % C == 0:
+            n_t = min(C, T - t)  # steps in this chunk
+            dgates_chunk = dgates_seq[:, :n_t].reshape(3*n_h, -1)  # (rows, n_t·m)
+            # dxt = Wz_xtᵀ·da_z + Wr_xtᵀ·da_r + Wh_xtᵀ·da_h_tilde
+            np.matmul(W_xt.transpose(1, 0), dgates_chunk, out=dx_all[:, t * m:(t + n_t) * m])
+            dW_xt += dgates_chunk @ x_seq[:, t:t + n_t].reshape(x_seq.shape[0], -1).T
+            dW_h_prev += dgates_chunk[:2*n_h] @ h_flat[:, t * m:(t + n_t) * m].T
+            dW_h_prev_r += dgates_chunk[2*n_h:] @ _flat(h_prev_r_seq[t:t + n_t]).T
+            dgates_bias += dgates_chunk.sum(axis=1, keepdims=True)
 
-    # Products over every step and the whole batch.
-    dgates_all = dgates_seq.reshape(3*n_h, T * m)
-    # dxt = Wz_xtᵀ·da_z + Wr_xtᵀ·da_r + Wh_xtᵀ·da_h_tilde, every step at once
-    dx_all = W_xt.T @ dgates_all
-    dW_xt = dgates_all @ x_seq.reshape(x_seq.shape[0], -1).T  # dWz_xt, dWr_xt, dWh_xt = Σ_t d(row)·xtᵀ
-    dW_h_prev = dgates_all[:2*n_h] @ h_flat[:, :-m].T  # dWz_h_prev, dWr_h_prev = Σ_t d(row)·h_prevᵀ
-    h_prev_r_all = _flat(h_prev_r_seq)
-    dW_h_prev_r = dgates_all[2*n_h:] @ h_prev_r_all.T  # dWh_h_prev_r = Σ_t d(row)·h_prev_rᵀ
-    dgates_bias = dgates_all.sum(axis=1, keepdims=True)  # every row's Σ over steps and batch
     gradients = {
         "dWz": np.concatenate((dW_h_prev[:n_h], dW_xt[:n_h]), axis=1),  # dWz = Σ_t da_z·h_prev_xtᵀ
         "dbz": dgates_bias[:n_h],  # dbz = Σ_t rowsum(da_z)

@@ -105,11 +105,21 @@ def relu(u, out=None):
 _workspaces = threading.local()
 
 
-def _workspace(name, shape, dtype):
+def release_workspace():
+    """Forget the buffers this thread's calls keep for reuse (see _workspace); their memory
+    returns once no output or cache of a call refers to them any more."""
+    _workspaces.__dict__.clear()
+
+
+def _workspace(name, shape, dtype, store=None):
     """np.empty(shape, dtype), or a buffer of one of the last two calls that nothing refers to
     any more (no output, cache or view of it is alive): fresh memory costs a page fault per
-    page. Two per name, so that a loop holding the last call's cache still reuses; per thread."""
-    kept = _workspaces.__dict__.setdefault(name, [])
+    page. Two per name, so that a loop holding the last call's cache still reuses. ``store``
+    is where the buffers are kept: None, this module's per-thread store; a dict the caller
+    owns (the ``workspace`` argument of forward and backward); False, nowhere (fresh arrays)."""
+    if store is False:
+        return np.empty(shape, dtype)
+    kept = (_workspaces.__dict__ if store is None else store).setdefault(name, [])
     probe = np.empty(0)
     free = sys.getrefcount(probe) + 1  # what an array only this list and a local refer to counts
     for buf in kept:
@@ -120,13 +130,25 @@ def _workspace(name, shape, dtype):
     return buf
 
 
+def _chunk_steps(chunk, T, m):
+    """Steps per chunk of the backward's products over steps and batch: ``chunk`` if given,
+    else enough steps for about 2048 columns, so that each product runs near the matrix
+    product's peak while only C steps' adjoints are kept, not T."""
+    if chunk is not None:
+        if int(chunk) != chunk or chunk < 1:
+            raise ValueError(f"chunk must be a positive integer or None, got {chunk!r}")
+        return min(int(chunk), max(T, 1))
+    return max(1, min(T, -(-2048 // max(m, 1))))
+
+
 def _flat(a):
     """A (T, rows, m) sequence as one (rows, T·m) matrix (a copy): products over it sum over time and batch."""
     return np.ascontiguousarray(a.transpose(1, 0, 2)).reshape(a.shape[1], -1)
 
 
 def init_parameters(dims, rng=None, dtype=np.float64):
-    """Random parameters: weights N(0, 1/fan_in), biases N(0, 0.1²); ``dims`` maps DIMS to sizes."""
+    """Random parameters: weights N(0, 1/fan_in), biases N(0, 0.1²), per-unit vectors U(−1, 1)
+    (|u| ≤ 1 keeps an IndRNN-like u ⊙ h_prev from growing over time); ``dims`` maps DIMS to sizes."""
     missing = [d for d in DIMS if d not in dims]
     if missing:
         raise KeyError(f"init_parameters: dims lacks {', '.join(missing)} (needs {', '.join(DIMS)})")
@@ -170,7 +192,7 @@ def _check_parameters(parameters):
         raise KeyError(f"parameters lack {', '.join(missing)}")
 
 
-def forward(parameters, x, initial_states=None):
+def forward(parameters, x, initial_states=None, workspace=None):
     """Run the cell over x (n_x, m, T); returns (outputs, cache).
 
     outputs maps "h", "c", to (rows, m, T) arrays; initial_states maps a
@@ -236,11 +258,11 @@ def forward(parameters, x, initial_states=None):
         raise ValueError(f"parameter b_ho has shape {b_ho.shape}, expected {(n_h, 1)}")
 
     # Sequence buffers, time first: state s enters step t as s_seq[t] and leaves as s_seq[t + 1].
-    h_seq = _workspace("h_seq", (T + 1, n_h, m), dtype)
+    h_seq = _workspace("h_seq", (T + 1, n_h, m), dtype, workspace)
     h_seq[0] = initial_states.get("h", 0)
-    c_seq = _workspace("c_seq", (T + 1, n_h, m), dtype)
+    c_seq = _workspace("c_seq", (T + 1, n_h, m), dtype, workspace)
     c_seq[0] = initial_states.get("c", 0)
-    tanh_c_seq = _workspace("tanh_c_seq", (T, n_h, m), dtype)
+    tanh_c_seq = _workspace("tanh_c_seq", (T, n_h, m), dtype, workspace)
     # The step's affine equations, stacked as the rows [a_i; a_f; a_o; a_g]
     # of gates_seq; their products with the per-step input and their biases are
     # computed for every step at once, before the loop.
@@ -248,7 +270,7 @@ def forward(parameters, x, initial_states=None):
     # so that one tanh activates the σ and tanh rows of a step together.
     W_xt = np.concatenate((0.5 * W_ii, 0.5 * W_if, 0.5 * W_io, W_ig))  # weights of every product with xt
     W_h_prev = np.concatenate((0.5 * W_hi, 0.5 * W_hf, 0.5 * W_ho, W_hg))  # weights of every product with h_prev
-    gates_seq = _workspace("gates_seq", (T, 4*n_h, m), dtype)
+    gates_seq = _workspace("gates_seq", (T, 4*n_h, m), dtype, workspace)
     # a_i, a_f, a_o, a_g: products with xt
     np.matmul(W_xt, x_seq.transpose(1, 0, 2), out=gates_seq)
     gates_seq += np.concatenate((0.5 * (b_hi + b_ii), 0.5 * (b_hf + b_if), 0.5 * (b_ho + b_io), (b_hg + b_ig)))  # biases
@@ -301,7 +323,7 @@ def forward(parameters, x, initial_states=None):
     return outputs, cache
 
 
-def _upstream(upstream, name, rows, m, T, dtype, flat=False, plus=None):
+def _upstream(upstream, name, rows, m, T, dtype, workspace=None, flat=False, plus=None):
     """The loss's gradient for one output (plus ``plus``, a (T, rows, m) array, if given) as a
     (T, rows, m) array, C order so that a step is one contiguous slab, or None if both are
     missing; or, if flat, as a (rows, T·m) matrix, zeros when the loss ignores the output."""
@@ -314,7 +336,7 @@ def _upstream(upstream, name, rows, m, T, dtype, flat=False, plus=None):
         return np.zeros((rows, T * m), dtype) if g is None else g.transpose(0, 2, 1).reshape(rows, -1)
     if g is None and plus is None:
         return None
-    buf = _workspace("d" + name + "_up", (T, rows, m), dtype)
+    buf = _workspace("d" + name + "_up", (T, rows, m), dtype, workspace)
     if g is None:
         np.copyto(buf, plus)
     elif plus is None:
@@ -324,11 +346,14 @@ def _upstream(upstream, name, rows, m, T, dtype, flat=False, plus=None):
     return buf
 
 
-def backward(cache, upstream, truncate=None):
+def backward(cache, upstream, truncate=None, chunk=None, workspace=None):
     """Gradients of the loss from the cache of forward() and upstream (rows, m, T) arrays.
 
     truncate=None is full BPTT; truncate=k cuts the sequence into chunks of k steps: states
-    flow forward across a cut, gradients do not flow back across it.
+    flow forward across a cut, gradients do not flow back across it. chunk: steps whose
+    adjoints are kept for one product over steps and batch (default: from the sizes; the
+    same numbers to rounding, memory grows with it). workspace: where reused buffers are
+    kept (None: this module, per thread; a dict you own; False: fresh arrays every call).
     """
     if truncate is not None and (int(truncate) != truncate or truncate < 1):
         raise ValueError(f"truncate must be a positive integer or None, got {truncate!r}")
@@ -358,14 +383,18 @@ def backward(cache, upstream, truncate=None):
     n_h = W_ii.shape[0]
     _, T, m = x_seq.shape
 
-    dh_up = _upstream(upstream, "h", n_h, m, T, dtype)
-    dc_up = _upstream(upstream, "c", n_h, m, T, dtype)
+    dh_up = _upstream(upstream, "h", n_h, m, T, dtype, workspace)
+    dc_up = _upstream(upstream, "c", n_h, m, T, dtype, workspace)
     W_h_prev = np.concatenate((W_hi, W_hf, W_ho, W_hg))  # weights of every product with h_prev
     W_xt = np.concatenate((W_ii, W_if, W_io, W_ig))  # weights of every product with xt
-    dgates = _workspace("dgates", (4*n_h, m), dtype)  # adjoints of one step's rows of gates_seq
-    dgates_seq = _workspace("dgates_seq", (4*n_h, T, m), dtype)  # ... of every step, rows first
+    C = _chunk_steps(chunk, T, m)  # steps per chunk of the products over steps and batch
+    dgates_seq = _workspace("dgates_seq", (4*n_h, C, m), dtype, workspace)  # adjoints of gates_seq's rows, C steps, rows first
     dh_carry = np.zeros((n_h, m), dtype)  # gradient flowing back from step t+1
     dc_carry = np.zeros((n_h, m), dtype)  # gradient flowing back from step t+1
+    dx_all = np.empty((n_x, T * m), dtype)
+    dW_xt = np.zeros((4*n_h, n_x), dtype)  # dW_ii, dW_if, dW_io, dW_ig = Σ_t d(row)·xtᵀ
+    dW_h_prev = np.zeros((4*n_h, n_h), dtype)  # dW_hi, dW_hf, dW_ho, dW_hg = Σ_t d(row)·h_prevᵀ
+    dgates_bias = np.zeros((4*n_h, 1), dtype)  # every row's Σ over steps and batch
 
     for t in reversed(range(T)):
         c_prev = c_seq[t]
@@ -374,6 +403,7 @@ def backward(cache, upstream, truncate=None):
         i = i_seq[t]
         o = o_seq[t]
         tanh_c = tanh_c_seq[t]
+        dgates = dgates_seq[:, t % C]  # this step's column of the chunk
         gates = gates_seq[t]
         dc_next = dc_carry if dc_up is None else dc_up[t] + dc_carry
         dh_next = dh_carry if dh_up is None else dh_up[t] + dh_carry
@@ -399,21 +429,21 @@ def backward(cache, upstream, truncate=None):
         dgates[3*n_h:] *= 1 - gates[3*n_h:] * gates[3*n_h:]
         # dh_prev_gates = W_hoᵀ·da_o + W_hgᵀ·da_g + W_hfᵀ·da_f + W_hiᵀ·da_i: one product
         dh_prev_gates = W_h_prev.T @ dgates
-        dgates_seq[:, t] = dgates
         cut = truncate is not None and t > 0 and t % truncate == 0
         # dh_prev = dh_prev_gates
         dh_carry = dh_prev_gates if not cut else np.zeros((n_h, m), dtype)
         # dc_prev = dc ⊙ f
         dc_carry = dc * f if not cut else np.zeros((n_h, m), dtype)
+        # A chunk's products over its steps and the batch, once its first step is done.
+        if t % C == 0:
+            n_t = min(C, T - t)  # steps in this chunk
+            dgates_chunk = dgates_seq[:, :n_t].reshape(4*n_h, -1)  # (rows, n_t·m)
+            # dxt = W_iiᵀ·da_i + W_ifᵀ·da_f + W_ioᵀ·da_o + W_igᵀ·da_g
+            np.matmul(W_xt.transpose(1, 0), dgates_chunk, out=dx_all[:, t * m:(t + n_t) * m])
+            dW_xt += dgates_chunk @ x_seq[:, t:t + n_t].reshape(x_seq.shape[0], -1).T
+            dW_h_prev += dgates_chunk @ _flat(h_seq[t:t + n_t]).T
+            dgates_bias += dgates_chunk.sum(axis=1, keepdims=True)
 
-    # Products over every step and the whole batch.
-    dgates_all = dgates_seq.reshape(4*n_h, T * m)
-    # dxt = W_iiᵀ·da_i + W_ifᵀ·da_f + W_ioᵀ·da_o + W_igᵀ·da_g, every step at once
-    dx_all = W_xt.T @ dgates_all
-    dW_xt = dgates_all @ x_seq.reshape(x_seq.shape[0], -1).T  # dW_ii, dW_if, dW_io, dW_ig = Σ_t d(row)·xtᵀ
-    h_flat = _flat(h_seq)  # (rows, (T + 1)·m)
-    dW_h_prev = dgates_all @ h_flat[:, :-m].T  # dW_hi, dW_hf, dW_ho, dW_hg = Σ_t d(row)·h_prevᵀ
-    dgates_bias = dgates_all.sum(axis=1, keepdims=True)  # every row's Σ over steps and batch
     gradients = {
         "dW_ii": dW_xt[:n_h],  # dW_ii = Σ_t da_i·xtᵀ
         "dW_if": dW_xt[n_h:2*n_h],  # dW_if = Σ_t da_f·xtᵀ

@@ -123,6 +123,9 @@ class BackwardPlanner:
 
     def _setup(self) -> None:
         L, setup = self.L, self.out.setup
+        fallback = [a for a in L.d.parameters if a.target not in L.covered]
+        self.chunked = not any(n in self.row_adjoint for a in fallback for n in names_in(a.expr))
+        self.C, self.n_t = L.fresh("C"), L.fresh("n_t")  # steps per chunk, in this chunk
         for st in L.states:
             kwargs = (("plus", self.state_plus[st]),) if st in self.state_plus else ()
             setup.append(c.assign(f"d{st}_up", c.Call("upstream", (
@@ -136,16 +139,21 @@ class BackwardPlanner:
                                   "gradient flowing back from step t+1"))
 
     def _stacked_buffers(self) -> None:
+        """Stacked weights, and the adjoints of one chunk of C steps' rows (rows first)."""
         L, setup = self.L, self.out.setup
         for v, members in list(L.groups.items()) + list(L.static_groups.items()):
             if len(members) > 1:
                 setup.append(c.assign(L.stacked[v], c.Call("concat", tuple(
                     L.wcode(w) for _, w in members)), f"weights of every product with {v}"))
-        shape = c.Shape((c.Dim(L.total), c.Name("m")))
-        setup.append(c.assign(L.dbuf, c.Call("workspace", (L.dbuf, shape)),
-                              f"adjoints of one step's rows of {L.buf}_seq"))
+        if self.chunked:
+            setup.append(c.assign(self.C, c.Call("chunk_steps"),
+                                  "steps per chunk of the products over steps and batch"))
+        else:
+            setup.append(c.assign(self.C, c.Name("T"), "every step in one chunk: the gradients "
+                                  "below read the rows' adjoints of every step"))
         setup.append(c.assign(f"{L.dbuf}_seq", c.Call("workspace", (f"{L.dbuf}_seq", c.Shape((
-            c.Dim(L.total), c.Name("T"), c.Name("m"))))), "... of every step, rows first"))
+            c.Dim(L.total), c.Name(self.C), c.Name("m"))))),
+            f"adjoints of {L.buf}_seq's rows, C steps, rows first"))
 
     def _kept_adjoints(self) -> None:
         """Adjoints kept for every step, for parameters whose gradient is not a stacked product."""
@@ -176,8 +184,6 @@ class BackwardPlanner:
             if a.target not in L.readout_names:
                 self._adjoint(a)
         self._flush()
-        if L.rows:
-            self.body.append(c.Update(c.View(f"{L.dbuf}_seq", (":", c.Name("t"))), "=", L.dbuf))
         if self.uses_gates:
             incoming.insert(0, c.assign(L.buf, c.View(f"{L.buf}_seq", (c.Name("t"),))))
         self._input_rest()
@@ -185,6 +191,9 @@ class BackwardPlanner:
         fwd = ({e.name for e in L.forward} | set(L.prev_of) | set(L.step_of) | set(L.states))
         loads = [c.assign(n, seq_view(L, n)) for n in sorted(self.referenced & fwd)
                  if n not in self.adjoint_names]
+        if L.rows:
+            loads.append(c.assign(L.dbuf, c.View(f"{L.dbuf}_seq", (":", c.ChunkSlot(c.Name(self.C)))),
+                                  "this step's column of the chunk"))
         self.out.loop = loads + incoming + self.body
 
     def _incoming(self) -> list:
@@ -378,52 +387,93 @@ class BackwardPlanner:
         return self.flats[n]
 
     def _after(self) -> None:
+        """The products over steps and batch: per chunk of C steps in the loop (once the
+        chunk's adjoints are complete, at its first step), accumulated into the gradients."""
         L, after = self.L, self.out.after
         self.flats: dict = {}
-        after.append(c.Comment("Products over every step and the whole batch."))
+        self.chunk: list = []
         if L.rows:
-            after.append(c.assign(f"{L.dbuf}_all", c.Call("as_matrix", (f"{L.dbuf}_seq", c.Dim(L.total)))))
+            n_t = c.Name(self.n_t)
+            self.chunk += [c.assign(self.n_t, c.Call("chunk_len", (c.Name(self.C),)),
+                                    "steps in this chunk"),
+                           c.assign(f"{L.dbuf}_chunk", c.Call("chunk_matrix", (
+                               f"{L.dbuf}_seq", c.Dim(L.total), n_t)), "(rows, n_t·m)")]
+            if not self.chunked:
+                after.append(c.assign(f"{L.dbuf}_all", c.View(f"{L.dbuf}_chunk")))
         for i in L.inputs:
             self._input_gradient(i)
         self.block = {}
         for v, members in list(L.static_groups.items()) + list(L.groups.items()):
             self._weight_gradients(v, members)
         if any(b in L.covered for r in L.rows for b in r.biases):
-            after.append(c.assign(f"d{L.buf}_bias", c.Call("rowsum", (f"{L.dbuf}_all",)),
-                                  "every row's Σ over steps and batch"))
+            self.out.setup.append(c.assign(f"d{L.buf}_bias", _zeros(L.total, 1),
+                                           "every row's Σ over steps and batch"))
+            self.chunk.append(c.Update(c.View(f"d{L.buf}_bias"), "+", c.Call(
+                "rowsum", (f"{L.dbuf}_chunk",))))
+        if L.rows:
+            self.out.loop.append(c.Comment("A chunk's products over its steps and the batch, "
+                                           "once its first step is done."))
+            self.out.loop.append(c.When(c.ChunkStart(c.Name(self.C)), tuple(self.chunk)))
+
+    def _chunk_rows(self, start, rows) -> c.View:
+        return rows_view(f"{self.L.dbuf}_chunk", start, start + rows, self.L.total)
 
     def _input_gradient(self, i: str) -> None:
+        """dx: the stacked input products' transposes per chunk, plus the rest after the loop."""
         L, after = self.L, self.out.after
         xt = step_name(i)
-        pieces = []
         members = L.static_groups.get(xt)
+        rows = L.cell.symbols[xt].shape[0]
         if members:
+            self.out.setup.append(c.assign(f"d{i}_all", c.Call("empty", (c.Shape((
+                c.Dim(rows), c.Name("T * m"))),))))
             gtotal = total_rows(r for r, _ in members)
-            for run in L.runs(members):
+            self.chunk.append(c.Comment(f"d{xt} = " + " + ".join(f"{w}ᵀ·d{r.name}" for r, w in members)))
+            out = c.View(f"d{i}_all", (":", c.StepColumns(c.Name("t"), c.Name(self.n_t))))
+            for k, run in enumerate(L.runs(members)):
                 w = L.stacked[xt] if ops.same_dim(run.rows, gtotal) else rows_view(
                     L.stacked[xt], run.group_start, run.group_start + run.rows, gtotal)
-                src = rows_view(f"{L.dbuf}_all", run.start, run.start + run.rows, L.total)
-                pieces.append(c.Product(w, src, transpose_a=True))
-            after.append(c.Comment(f"d{xt} = " + " + ".join(f"{w}ᵀ·d{r.name}" for r, w in members)
-                                   + ", every step at once"))
-        if xt in self.input_rest:
-            pieces.append(c.Call("flat", (f"d{i}_rest_seq",)))
-        rows = L.cell.symbols[xt].shape[0]
-        after.append(c.assign(f"d{i}_all", c.Sum(tuple(pieces)) if pieces else _zeros(
-            rows, c.Name("T * m"))))
+                src = self._chunk_rows(run.start, run.rows)
+                self.chunk.append(c.MatMulInto(out, c.Transposed(w, (1, 0)), src) if k == 0 else
+                                  c.Update(out, "+", c.Product(w, src, transpose_a=True)))
+            if xt in self.input_rest:
+                after.append(c.Update(c.View(f"d{i}_all"), "+", c.Call("flat", (f"d{i}_rest_seq",))))
+        elif xt in self.input_rest:
+            after.append(c.assign(f"d{i}_all", c.Call("flat", (f"d{i}_rest_seq",))))
+        else:
+            after.append(c.assign(f"d{i}_all", _zeros(rows, c.Name("T * m"))))
+
+    def _operand_chunk(self, v: str):
+        """The operand ``v`` over the chunk's steps as a (rows, n_t·m) matrix: a view where a
+        rows-first copy exists (the input, a state the readouts flattened), else a copy."""
+        L, t, n_t = self.L, c.Name("t"), c.Name(self.n_t)
+        if v in L.step_of:
+            return c.Call("input_chunk", (f"{L.step_of[v]}_seq", c.StepRange(t, n_t)))
+        first = c.Name("t + 1") if v in L.states else t
+        s = L.prev_of.get(v, v)
+        if (v in L.prev_of or v in L.states) and f"{s}_flat" in self.defined:
+            return c.View(f"{s}_flat", (":", c.StepColumns(first, n_t)))
+        return c.Call("flat", (c.View(f"{s}_seq", (c.StepRange(first, n_t),)),))
 
     def _weight_gradients(self, v: str, members) -> None:
-        """One product per operand (and contiguous run of rows) gives its weights' gradients."""
+        """One product per operand (and contiguous run of rows) and chunk gives its weights'
+        gradients, accumulated over the chunks."""
         L = self.L
         runs = L.runs(members)
         stacked = L.stacked[v]
         own_name = len(runs) == 1 and isinstance(stacked, str) and stacked not in L.params
+        cols = L.cell.symbols[v].shape[0]
+        operand = self._operand_chunk(v)
         for k, run in enumerate(runs):
             name = f"d{stacked}" if own_name else f"dW_{v}" + (f"_{k + 1}" if len(runs) > 1 else "")
-            src = rows_view(f"{L.dbuf}_all", run.start, run.start + run.rows, L.total)
-            self.out.after.append(c.assign(name, c.Product(src, self._flat(v), transpose_b=True),
-                                           ", ".join(f"d{w}" for _, w in run.members)
-                                           + f" = Σ_t d(row)·{v}ᵀ"))
+            self.out.setup.append(c.assign(name, _zeros(run.rows, cols), ", ".join(
+                f"d{w}" for _, w in run.members) + f" = Σ_t d(row)·{v}ᵀ"))
+            if len(runs) > 1 and k == 0:
+                operand_name = L.fresh(f"{v}_chunk")
+                self.chunk.append(c.assign(operand_name, operand))
+                operand = c.View(operand_name)
+            self.chunk.append(c.Update(c.View(name), "+", c.Product(
+                self._chunk_rows(run.start, run.rows), operand, transpose_b=True)))
             off = run.start
             for r, w in run.members:
                 self.block[w] = c.View(name) if len(run.members) == 1 else rows_view(

@@ -156,6 +156,36 @@ class IfElse:
 
 
 @dataclass(frozen=True)
+class StepRange:
+    """Steps ``first … first + count`` of a (T, rows, m) buffer's leading axis."""
+
+    first: object
+    count: object
+
+
+@dataclass(frozen=True)
+class StepColumns:
+    """The columns of steps ``first … first + count`` in a (rows, T·m) matrix."""
+
+    first: object
+    count: object
+
+
+@dataclass(frozen=True)
+class ChunkSlot:
+    """Where step t sits in its chunk of ``size`` steps (its column of the chunk's buffer)."""
+
+    size: object
+
+
+@dataclass(frozen=True)
+class ChunkStart:
+    """True at the first step of a chunk of ``size`` steps (the last one the backward visits)."""
+
+    size: object
+
+
+@dataclass(frozen=True)
 class Shape:
     """An array shape: a tuple of sizes (:class:`Dim` or :class:`Name`)."""
 
@@ -163,7 +193,7 @@ class Shape:
 
 
 Value = (Rows | Dim | Name | View | Math | Product | Paren | IsNone | Not | TruncationCut | Transposed
-         | Sum | Scaled | Call | IfElse | Shape | str)
+         | Sum | Scaled | Call | IfElse | StepRange | StepColumns | ChunkSlot | ChunkStart | Shape | str)
 
 # --------------------------------------------------------------------------------------
 # Statements
@@ -229,7 +259,15 @@ class MultiplyInto:
     b: object
 
 
-Statement = Comment | Assign | Update | MatMulInto | ApplyInPlace | MultiplyInto
+@dataclass(frozen=True)
+class When:
+    """Statements that run only when ``condition`` holds (a chunk of steps is complete)."""
+
+    condition: object
+    body: tuple
+
+
+Statement = Comment | Assign | Update | MatMulInto | ApplyInPlace | MultiplyInto | When
 
 
 def assign(target: str, value, note: str = "") -> Assign:

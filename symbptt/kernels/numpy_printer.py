@@ -118,6 +118,26 @@ def _(v: c.Scaled) -> str:
 
 
 @value.register
+def _(v: c.StepRange) -> str:
+    return f"{value(v.first)}:{value(v.first)} + {value(v.count)}"
+
+
+@value.register
+def _(v: c.StepColumns) -> str:
+    return f"{operand(v.first)} * m:({value(v.first)} + {value(v.count)}) * m"
+
+
+@value.register
+def _(v: c.ChunkSlot) -> str:
+    return f"t % {operand(v.size)}"
+
+
+@value.register
+def _(v: c.ChunkStart) -> str:
+    return f"t % {operand(v.size)} == 0"
+
+
+@value.register
 def _(v: c.Shape) -> str:
     items = [value(d) for d in v.dims]
     return "(" + ", ".join(items) + ("," if len(items) == 1 else "") + ")"
@@ -156,7 +176,7 @@ def _concat(args, kwargs):
 def _upstream(args, kwargs):
     plus = f", plus={kwargs['plus']}" if "plus" in kwargs else ""
     flat = ", flat=True" if "flat" in kwargs else ""
-    return f'_upstream(upstream, "{args[0]}", {args[1]}, m, T, dtype{flat}{plus})'
+    return f'_upstream(upstream, "{args[0]}", {args[1]}, m, T, dtype, workspace{flat}{plus})'
 
 
 def _wrap(fmt: str):
@@ -168,7 +188,11 @@ _CALLS = {
     "concat": _concat,
     "zeros": _wrap("np.zeros({0}, dtype)"),
     "empty": _wrap("np.empty({0}, dtype)"),
-    "workspace": _wrap('_workspace("{0}", {1}, dtype)'),
+    "workspace": _wrap('_workspace("{0}", {1}, dtype, workspace)'),
+    "chunk_steps": _wrap("_chunk_steps(chunk, T, m)"),
+    "chunk_matrix": _wrap("{0}[:, :{2}].reshape({1}, -1)"),
+    "chunk_len": _wrap("min({0}, T - t)"),
+    "input_chunk": _wrap("{0}[:, {1}].reshape({0}.shape[0], -1)"),
     "flat": _wrap("_flat({0})"),
     "upstream": _upstream,
     "reshape_steps": _wrap("{0}.reshape({1}, T, m).transpose(1, 0, 2)"),
@@ -231,6 +255,12 @@ def _(s: c.MultiplyInto) -> str:
     return f"np.multiply({value(s.a)}, {value(s.b)}, out={value(s.out)})"
 
 
+@statement.register
+def _(s: c.When) -> str:
+    body = [line for inner in s.body for line in statement(inner).split("\n")]
+    return "\n".join([f"if {value(s.condition)}:"] + ["    " + line for line in body])
+
+
 def lines(statements) -> list[str]:
-    """The lines of a list of statements."""
-    return [statement(s) for s in statements]
+    """The lines of a list of statements (a :class:`~symbptt.kernels.code.When` gives several)."""
+    return [line for s in statements for line in statement(s).split("\n")]
