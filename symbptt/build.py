@@ -16,13 +16,16 @@ from pathlib import Path
 from . import fdcheck
 from .codegen import kernel_module, numpy_kernel
 from .derive import derive
-from .loader import ROOT, builtin_cells, load, source_label
+from .loader import builtin_cells, load, source_label
+from .paths import default_output
 from .tree import locked, recover, replace_tree, scratch, write_atomic
 
-__all__ = ["GENERATED", "CellBuild", "build_all", "build_cell", "stale_files", "summary_table",
-           "write_atomic"]
+__all__ = ["GENERATED", "CellBuild", "build_all", "build_cell", "default_output", "stale_files",
+           "summary_table", "write_atomic"]
 
-GENERATED = ROOT / "generated"
+#: The default output folder as of import: the checkout's ``generated/`` when run from
+#: source, else ``generated/`` in the current folder (the CLI asks again at run time).
+GENERATED = default_output()
 
 
 @dataclass

@@ -14,6 +14,10 @@ A cell file in ``derivations/`` builds one :class:`Cell` and names it ``cell``::
 Every per-step value has ``m`` columns (the batch). Each equation is checked when it is
 written: a shape mismatch, an undeclared dimension or symbol, or a name used twice raises
 :class:`CellError` naming the equation. :meth:`Cell.validate` checks the cell as a whole.
+
+Declaring a name again exactly as before (a dimension, an input, a state, a parameter, an
+equation) does nothing and returns the same symbol, so a Jupyter cell of declarations can be
+run twice; declaring it differently is a :class:`CellError` that names it and both versions.
 """
 
 from __future__ import annotations
@@ -124,6 +128,13 @@ class Cell:
     #: Names for print only (reports): operand expression → (LaTeX base, meaning).
     printed_names: dict = field(default_factory=dict)
 
+    def __repr__(self) -> str:
+        """A short summary (the dataclass's own repr dumps every SymPy expression)."""
+        parts = [("dims", list(self.dimensions)), ("inputs", self.inputs), ("states", self.states),
+                 ("parameters", [p.name for p in self.parameters]),
+                 ("equations", [e.name for e in self.equations])]
+        return f"Cell({self.name!r}, " + ", ".join(f"{k}=[{', '.join(v)}]" for k, v in parts) + ")"
+
     def __post_init__(self) -> None:
         # The name becomes file names (generated/numpy/<name>.py) and, with notebook_api,
         # function names (<name>_forward): an identifier keeps both safe.
@@ -141,6 +152,9 @@ class Cell:
         """Declare dimension names; returns their SymPy symbols in order."""
         out = []
         for name in names:
+            if self._redeclared(Symbol(name, "dim", ())):
+                out.append(self.dimensions[name])
+                continue
             self._claim(name, "dimension")
             if name == str(BATCH):
                 raise CellError(f"dimension {name!r} is reserved for the batch")
@@ -161,17 +175,15 @@ class Cell:
     def weight(self, name: str, rows, cols, meaning: str = "", latex: str = "") -> MatrixSymbol:
         """A weight matrix parameter of shape (rows, cols), shared by every step."""
         self._check_dims(name, (rows, cols))
-        self._claim(name, "parameter")
         sym = MatrixSymbol(name, sp.sympify(rows), sp.sympify(cols))
-        self.symbols[name] = Symbol(name, "weight", sym.shape, meaning, latex)
+        self._declare_parameter(Symbol(name, "weight", sym.shape, meaning, latex))
         return sym
 
     def bias(self, name: str, rows, meaning: str = "", latex: str = "") -> MatrixExpr:
         """A bias of shape (rows, 1), broadcast over the batch where it is used."""
         self._check_dims(name, (rows, 1))
-        self._claim(name, "parameter")
         sym = MatrixSymbol(name, sp.sympify(rows), sp.Integer(1))
-        self.symbols[name] = Symbol(name, "bias", sym.shape, meaning, latex)
+        self._declare_parameter(Symbol(name, "bias", sym.shape, meaning, latex))
         return Broadcast(sym)
 
     def vector(self, name: str, rows, meaning: str = "", latex: str = "") -> MatrixExpr:
@@ -182,9 +194,8 @@ class Cell:
         initialise it as a per-unit factor, not as an additive offset, and reports name it so.
         """
         self._check_dims(name, (rows, 1))
-        self._claim(name, "parameter")
         sym = MatrixSymbol(name, sp.sympify(rows), sp.Integer(1))
-        self.symbols[name] = Symbol(name, "vector", sym.shape, meaning, latex)
+        self._declare_parameter(Symbol(name, "vector", sym.shape, meaning, latex))
         return Broadcast(sym)
 
     # -- equations -----------------------------------------------------------------------
@@ -292,6 +303,24 @@ class Cell:
 
     # -- internals ---------------------------------------------------------------------------
 
+    def _redeclared(self, new: Symbol) -> bool:
+        """True when ``new.name`` is already declared exactly as ``new`` (a notebook cell run
+        again): the declaration is then a no-op. Declared otherwise, a CellError naming it."""
+        old = self.symbols.get(new.name)
+        if old is None:
+            return False
+        if old == new:
+            return True
+        raise CellError(f"{new.role} name {new.name!r} is used twice in cell {self.name}: first "
+                        f"{_described(old)}, now {_described(new)}; declare it once (or start "
+                        f"a new Cell)")
+
+    def _declare_parameter(self, new: Symbol) -> None:
+        """Record a weight, bias or vector (nothing when it is declared again identically)."""
+        if not self._redeclared(new):
+            self._claim(new.name, "parameter")
+            self.symbols[new.name] = new
+
     def _claim(self, name: str, what: str) -> None:
         check_name(name, what)
         taken = set(self.symbols) | {e.name for e in self.equations}
@@ -307,7 +336,9 @@ class Cell:
 
     def _declare(self, name, role, shape, meaning, latex, key) -> Var:
         self._check_dims(key, shape)
-        self._claim(name, role)
+        rows, cols = sp.sympify(shape[0]), sp.sympify(shape[1])
+        if not self._redeclared(Symbol(name, role, (rows, cols), meaning, latex)):
+            self._claim(name, role)
         return self._var(name, role, shape, meaning, latex)
 
     def _var(self, name, role, shape, meaning, latex) -> Var:
@@ -318,6 +349,8 @@ class Cell:
     def _add(self, name, expr, kind, meaning, latex, expected=None):
         """Check one equation (name, symbols, shape) and append it; returns its shape."""
         where = f"equation {name} ({kind})"
+        if Equation(name, expr, kind, meaning, latex) in self.equations:  # the same, run again
+            return ops.shape_of(expr)
         _check_expression(where, expr, set(self.dimensions.values()) | {BATCH})
         self._check_name(where, name, kind)
         self._check_symbols(where, name, expr, kind)
@@ -362,6 +395,12 @@ class Cell:
         from .notation import cell_equations_latex
 
         return cell_equations_latex(self)
+
+
+def _described(sym: Symbol) -> str:
+    """``weight of shape (n_h, n_x), meaning 'input weights'``: a declaration in words."""
+    text = sym.role if not sym.shape else f"{sym.role} of shape {fmt_shape(sym.shape)}"
+    return text + "".join(f", {k} {v!r}" for k, v in (("meaning", sym.meaning), ("latex", sym.latex)) if v)
 
 
 def _check_expression(where: str, expr, allowed: set) -> None:

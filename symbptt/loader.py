@@ -12,9 +12,10 @@ from pathlib import Path
 from .arith import numpy_replacement
 from .cell import Cell, CellError
 from .ops import FUNCTIONS
+from .paths import CHECKOUT, DERIVATIONS, ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
-DERIVATIONS = ROOT / "derivations"
+__all__ = ["DERIVATIONS", "ROOT", "LoadError", "builtin_cells", "explain", "load", "resolve",
+           "source_label"]
 
 
 class LoadError(ValueError):
@@ -159,8 +160,13 @@ def _is_numpy(value) -> bool:
 
 
 def source_label(path: Path) -> str:
-    """How a generated file names its source: relative to the project when inside it."""
+    """How a generated file names its source: ``derivations/<name>.py`` for a built-in cell
+    (the same bytes from a wheel as from a checkout), a path relative to the checkout for
+    another file inside it, else the file's name."""
+    path = path.resolve()
+    if path.parent == DERIVATIONS.resolve():
+        return f"derivations/{path.name}"
     try:
-        return path.resolve().relative_to(ROOT).as_posix()
+        return path.relative_to(CHECKOUT).as_posix() if CHECKOUT is not None else path.name
     except ValueError:
         return path.name

@@ -19,10 +19,9 @@ from .cell import CellError, prev_name, step_name
 from .derive import Derivation, derive
 from .kernels import plan_kernel
 from .kernels.numpy_printer import dim, lines, value
+from .paths import TEMPLATES
 from .printers import NumPyPrinter, numpy_code
 from .text import TextPrinter, text  # noqa: F401 - re-exported for templates and tools
-
-TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 
 
 def pytuple(items) -> str:

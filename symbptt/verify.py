@@ -125,6 +125,10 @@ def operation_rows(cell: Cell) -> list[Row]:
                    if type(node) in declared}, key=lambda op: op.op_name)
     rows = []
     for op in used:
+        if getattr(op, "sympy_scalar", None) is None:  # softmax: not elementwise, no d/du
+            rows.append(Row("derivative rule (symbolic)", op.op_name, "skipped: not elementwise "
+                            "(no scalar definition); checked by the differences above", None))
+            continue
         problem = proof.check_derivative(op)
         rows.append(Row("derivative rule (symbolic)", op.op_name, problem or "d/du of its definition",
                         not problem))

@@ -99,9 +99,19 @@ def test_equation_name_used_twice():
 
 
 def test_parameter_name_used_twice():
+    """Declared again with another shape: an error naming it and both shapes."""
     c = small_cell()
-    with raises("'W'", "used twice"):
-        c.cell.weight("W", c.n_h, c.n_x)
+    with raises("'W'", "used twice", "(n_h, n_x)", "(n_x, n_h)"):
+        c.cell.weight("W", c.n_x, c.n_h)
+
+
+def test_identical_declarations_run_again_are_no_ops():
+    """A Jupyter cell of declarations run twice: the same symbols back, nothing added."""
+    c = small_cell()
+    before = dict(c.cell.symbols)
+    assert c.cell.dims("n_x", "n_h") == (c.n_x, c.n_h)
+    assert c.cell.weight("W", c.n_h, c.n_x) == c.W
+    assert c.cell.symbols == before
 
 
 def test_state_updated_twice():

@@ -171,7 +171,7 @@ def test_parameters_keep_declaration_order_with_vectors():
 
 
 @pytest.mark.parametrize("bad, words", [
-    (lambda c, n: c.vector("u", n), ("'u'", "used twice")),
+    (lambda c, n: c.vector("u", n, "another meaning"), ("'u'", "used twice", "another meaning")),
     (lambda c, n: c.vector("2u", n), ("'2u'", "not a Python identifier")),
     (lambda c, n: c.vector("v", sp.Symbol("n_z", integer=True, positive=True)),
      ("v", "dimension n_z", "never defined")),

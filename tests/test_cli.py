@@ -77,8 +77,16 @@ def test_codegen_writes_a_file_for_a_cell_path(tmp_path):
     path = tmp_path / "mgu.py"
     path.write_text(MGU)
     target = tmp_path / "out" / "mgu_kernel.py"
+    target.parent.mkdir()
     assert cli.main(["codegen", str(path), "-o", str(target)]) == 0
-    assert "def backward(cache, upstream, truncate=None):" in target.read_text()
+    assert "def backward(cache, upstream, truncate=None" in target.read_text()
+
+
+def test_codegen_into_a_missing_folder_is_one_line(tmp_path):
+    """-o into a folder that does not exist is a mistake to report, not to paper over."""
+    result = run("codegen", "rnn", "-o", str(tmp_path / "missing" / "rnn.py"))
+    assert result.returncode == 2 and result.stderr.count("\n") == 1
+    assert "no such folder" in result.stderr and not (tmp_path / "missing").exists()
 
 
 def test_unknown_cell_is_one_line_on_stderr():

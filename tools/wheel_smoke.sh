@@ -1,0 +1,108 @@
+#!/usr/bin/env bash
+# Wheel smoke test: what a user gets from `pip install symbptt-….whl`, away from the checkout.
+#
+# Builds a wheel from the working tree (a copy of it, so no build/ folder is left behind),
+# installs it into a fresh venv (python3 -m venv) and, from an empty folder, runs the commands
+# a newcomer runs first: list, codegen gru, report gru --pdf, check on a small correct file,
+# verify rnn --skip-proof, build -o into that folder, and build --check (which must check every
+# built-in cell, not claim "up to date" having found none). torch is not installed: verify
+# reports its PyTorch rows as skipped. Needs pdflatex/latexmk (tools/setup.sh installs them)
+# and PyPI for the wheel's dependencies (sympy, numpy, jinja2). Exit status 0 means all passed.
+set -euo pipefail
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+PYTHON="${PYTHON:-python3}"
+WORK="$(mktemp -d)"
+trap 'rm -rf "$WORK"' EXIT
+
+step() { printf '\n== %s\n' "$*"; }
+
+step "wheel from a copy of the working tree"
+mkdir "$WORK/src"
+if git -C "$ROOT" rev-parse --is-inside-work-tree >/dev/null 2>&1; then
+    (cd "$ROOT" && git ls-files -co --exclude-standard -z | xargs -0 cp --parents -t "$WORK/src" 2>/dev/null || true)
+else
+    cp -r "$ROOT/." "$WORK/src"
+fi
+"$PYTHON" -m pip wheel -q --disable-pip-version-check --no-deps -w "$WORK/dist" "$WORK/src"
+WHEEL="$(ls "$WORK"/dist/symbptt-*.whl)"
+echo "built $(basename "$WHEEL")"
+
+step "fresh venv, pip install the wheel"
+if ! "$PYTHON" -c "import ensurepip" 2>/dev/null && command -v apt-get >/dev/null; then
+    echo "installing python3-venv from Debian's archive (python3 -m venv needs it)"
+    SUDO=""; if [ "$(id -u)" != "0" ]; then SUDO="sudo"; fi
+    $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq python3-venv >/dev/null
+fi
+"$PYTHON" -m venv "$WORK/venv"
+"$WORK/venv/bin/python" -m pip install -q --disable-pip-version-check "$WHEEL"
+SYMBPTT="$WORK/venv/bin/symbptt"
+VENV_PY="$WORK/venv/bin/python"
+
+mkdir "$WORK/empty"
+cd "$WORK/empty"
+# Nothing of the checkout may be reachable from here.
+export PYTHONPATH=""
+"$VENV_PY" - <<'PY'
+import symbptt, symbptt.paths as p
+assert "site-packages" in str(p.TEMPLATES) and p.CHECKOUT is None, (p.TEMPLATES, p.CHECKOUT)
+print("symbptt", symbptt.__version__, "templates in", p.TEMPLATES)
+PY
+
+step "symbptt list"
+"$SYMBPTT" list >list.txt
+head -3 list.txt
+grep -q '^gru:' list.txt && grep -q '^lstm:' list.txt
+
+step "symbptt codegen gru (and the module it prints runs)"
+"$SYMBPTT" codegen gru -o gru_kernel.py
+"$VENV_PY" - <<'PY'
+import importlib.util, numpy as np
+spec = importlib.util.spec_from_file_location("gru_kernel", "gru_kernel.py")
+gru = importlib.util.module_from_spec(spec); spec.loader.exec_module(gru)
+p = gru.init_parameters({"n_x": 3, "n_h": 4, "n_y": 3}, np.random.default_rng(0))
+out, cache = gru.forward(p, np.random.default_rng(1).standard_normal((3, 2, 5)))
+g = gru.backward(cache, {"y": np.ones_like(out["y"])})
+assert out["h"].shape == (4, 2, 5) and g["dWz"].shape == p["Wz"].shape
+print("gru_kernel.py: forward and backward ran;", open("gru_kernel.py").read().splitlines()[4])
+PY
+
+step "symbptt report gru --pdf"
+"$SYMBPTT" report gru --pdf
+test -s gru.tex && head -c 5 gru.pdf | grep -q '%PDF-'
+
+step "symbptt check (a small correct RNN, hand-written)"
+cp "$ROOT/tests/reference/rnn_notebook.py" my_rnn.py
+"$SYMBPTT" check my_rnn.py --cell rnn | tail -4
+
+step "symbptt verify rnn --skip-proof"
+"$SYMBPTT" verify rnn --skip-proof
+
+step "symbptt build --check outside a checkout: checks every cell, finds them missing"
+set +e
+"$SYMBPTT" build --check --no-pdf >check.txt 2>&1
+status=$?
+set -e
+tail -2 check.txt
+if [ "$status" != 1 ] || ! grep -q 'missing: generated/numpy/gru.py' check.txt; then
+    echo "FAIL: build --check outside a checkout should exit 1 naming missing files (got $status)"; exit 1
+fi
+
+step "symbptt build -o out --no-pdf, then build --check -o out"
+"$SYMBPTT" build -o out --no-pdf | tail -3
+test -s out/numpy/gru.py && test -s out/latex/gru.tex
+"$SYMBPTT" build --check -o out --no-pdf 2>&1 | grep -v '^missing: out/pdf' | tail -2 || true
+
+step "a template error is one line, not a traceback"
+set +e
+"$VENV_PY" -c "
+import sys, jinja2, symbptt.cli as cli, symbptt.codegen as cg
+def broken(*a, **k): raise jinja2.TemplateNotFound('numpy_kernel.py.j2')
+cg.numpy_kernel = cli.numpy_kernel = broken
+sys.exit(cli.main(['codegen', 'gru']))" 2>err.txt
+status=$?
+set -e
+cat err.txt
+[ "$status" = 2 ] && [ "$(wc -l <err.txt)" = 1 ]
+
+echo
+echo "wheel smoke test: all passed"
