@@ -287,10 +287,11 @@ def forward(parameters, x, initial_states=None, workspace=None):
     return outputs, cache
 
 
-def _upstream(upstream, name, rows, m, T, dtype, workspace=None, flat=False, plus=None):
+def _upstream(upstream, name, rows, m, T, dtype, workspace=None, flat=False, plus=None, into=False):
     """The loss's gradient for one output (plus ``plus``, a (T, rows, m) array, if given) as a
     (T, rows, m) array, C order so that a step is one contiguous slab, or None if both are
-    missing; or, if flat, as a (rows, T·m) matrix, zeros when the loss ignores the output."""
+    missing; or, if flat, as a (rows, T·m) matrix, zeros when the loss ignores the output.
+    With ``into``, plus is the kernel's own buffer: the gradient is added into it."""
     g = upstream.get(name)
     if g is not None:
         g = np.asarray(g, dtype=dtype)
@@ -300,6 +301,10 @@ def _upstream(upstream, name, rows, m, T, dtype, workspace=None, flat=False, plu
         return np.zeros((rows, T * m), dtype) if g is None else g.transpose(0, 2, 1).reshape(rows, -1)
     if g is None and plus is None:
         return None
+    if into:
+        if g is not None:
+            plus += g.transpose(2, 0, 1)
+        return plus
     buf = _workspace("d" + name + "_up", (T, rows, m), dtype, workspace)
     if g is None:
         np.copyto(buf, plus)

@@ -239,10 +239,11 @@ def forward(parameters, x, initial_states=None, workspace=None):
     return outputs, cache
 
 
-def _upstream(upstream, name, rows, m, T, dtype, workspace=None, flat=False, plus=None):
+def _upstream(upstream, name, rows, m, T, dtype, workspace=None, flat=False, plus=None, into=False):
     """The loss's gradient for one output (plus ``plus``, a (T, rows, m) array, if given) as a
     (T, rows, m) array, C order so that a step is one contiguous slab, or None if both are
-    missing; or, if flat, as a (rows, T·m) matrix, zeros when the loss ignores the output."""
+    missing; or, if flat, as a (rows, T·m) matrix, zeros when the loss ignores the output.
+    With ``into``, plus is the kernel's own buffer: the gradient is added into it."""
     g = upstream.get(name)
     if g is not None:
         g = np.asarray(g, dtype=dtype)
@@ -252,6 +253,10 @@ def _upstream(upstream, name, rows, m, T, dtype, workspace=None, flat=False, plu
         return np.zeros((rows, T * m), dtype) if g is None else g.transpose(0, 2, 1).reshape(rows, -1)
     if g is None and plus is None:
         return None
+    if into:
+        if g is not None:
+            plus += g.transpose(2, 0, 1)
+        return plus
     buf = _workspace("d" + name + "_up", (T, rows, m), dtype, workspace)
     if g is None:
         np.copyto(buf, plus)
@@ -297,7 +302,9 @@ def backward(cache, upstream, truncate=None, chunk=None, workspace=None):
     # da_y = y ⊙ (dy - colsum(y ⊙ dy))
     da_y_all = y_all * (dy_all - (y_all * dy_all).sum(axis=0, keepdims=True))
     # dh += Wyhᵀ·da_y  (from the readouts)
-    dh_up = _upstream(upstream, "h", n_h, m, T, dtype, workspace, plus=(Wyh.T @ da_y_all).reshape(n_h, T, m).transpose(1, 0, 2))
+    dh_up = _workspace("dh_up", (T, n_h, m), dtype, workspace)
+    np.matmul(Wyh.transpose(1, 0), da_y_all.reshape(n_y, T, m).transpose(1, 0, 2), out=dh_up)
+    dh_up = _upstream(upstream, "h", n_h, m, T, dtype, workspace, plus=dh_up, into=True)
     C = _chunk_steps(chunk, T, m)  # steps per chunk of the products over steps and batch
     dgates_seq = _workspace("dgates_seq", (n_h, C, m), dtype, workspace)  # adjoints of gates_seq's rows, C steps, rows first
     dh_carry = np.zeros((n_h, m), dtype)  # gradient flowing back from step t+1

@@ -114,12 +114,28 @@ class BackwardPlanner:
         steps = c.Call("reshape_steps", (c.Paren(self.math(total, self.ro_names)), c.Dim(sym.shape[0])))
         self.out.setup.append(c.Comment(f"{sym.name} += {text(total)}  (from the readouts)"))
         if target in self.L.states:
-            self.state_plus[target] = steps
+            self.state_plus[target] = self._product_into_upstream(target, total) or (("plus", steps),)
             return
         name = f"{sym.name}_ro"
         self.out.setup.append(c.assign(f"{name}_seq", steps))
         self.extra_terms[target] = MatrixSymbol(name, *sym.shape)
         self.names[name] = c.View(f"{name}_seq", (c.Name("t"),))
+
+    def _product_into_upstream(self, state: str, total) -> tuple | None:
+        """``Wᵀ·da`` from the readouts written straight into the state's upstream buffer, step
+        by step (no (rows, T·m) temporary, no copy); None when the terms are not one product."""
+        args = total.args if isinstance(total, MatMul) else ()
+        if not (len(args) == 2 and isinstance(args[0], Transpose) and isinstance(args[0].arg, MatrixSymbol)
+                and isinstance(args[1], MatrixSymbol) and args[1].name in self.ro_names):
+            return None
+        w, da = args[0].arg, args[1]
+        rows = self.L.cell.symbols[prev_name(state)].shape[0]
+        buf = f"d{state}_up"
+        self.out.setup += [
+            c.assign(buf, c.Call("workspace", (buf, c.Shape((c.Name("T"), c.Dim(rows), c.Name("m")))))),
+            c.MatMulInto(c.View(buf), c.Transposed(self.names.get(w.name) or w.name, (1, 0)),
+                         c.Call("reshape_steps", (self.ro_names[da.name], c.Dim(da.shape[0]))))]
+        return (("plus", buf), ("into", "True"))
 
     def _setup(self) -> None:
         L, setup = self.L, self.out.setup
@@ -127,7 +143,7 @@ class BackwardPlanner:
         self.chunked = not any(n in self.row_adjoint for a in fallback for n in names_in(a.expr))
         self.C, self.n_t = L.fresh("C"), L.fresh("n_t")  # steps per chunk, in this chunk
         for st in L.states:
-            kwargs = (("plus", self.state_plus[st]),) if st in self.state_plus else ()
+            kwargs = self.state_plus.get(st, ())
             setup.append(c.assign(f"d{st}_up", c.Call("upstream", (
                 st, c.Dim(L.cell.symbols[prev_name(st)].shape[0])), kwargs)))
         if L.rows:

@@ -175,6 +175,7 @@ def _concat(args, kwargs):
 
 def _upstream(args, kwargs):
     plus = f", plus={kwargs['plus']}" if "plus" in kwargs else ""
+    plus += f", into={kwargs['into']}" if "into" in kwargs else ""
     flat = ", flat=True" if "flat" in kwargs else ""
     return f'_upstream(upstream, "{args[0]}", {args[1]}, m, T, dtype, workspace{flat}{plus})'
 
