@@ -10,6 +10,9 @@ their definition (``[h_{t−1}; x_t]``), so the reader never meets a made-up nam
 
 from __future__ import annotations
 
+import re
+import unicodedata
+
 from sympy import HadamardProduct, MatAdd, MatrixSymbol
 
 from .printers import TextbookLatexPrinter
@@ -17,10 +20,115 @@ from .printers import TextbookLatexPrinter
 _SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#",
             "_": r"\_", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\^{}"}
 
+#: Symbols a text may carry (σ is handled with the Greek letters), as math commands.
+_MATH_SYMBOLS = {"⊙": r"\odot", "⊕": r"\oplus", "⊗": r"\otimes", "×": r"\times", "·": r"\cdot",
+                 "−": "-", "≤": r"\leq", "≥": r"\geq", "≠": r"\neq", "≈": r"\approx",
+                 "→": r"\rightarrow", "←": r"\leftarrow", "↦": r"\mapsto", "∂": r"\partial",
+                 "∑": r"\sum", "∏": r"\prod", "√": r"\surd", "∞": r"\infty", "∈": r"\in",
+                 "∇": r"\nabla", "±": r"\pm", "′": r"\prime", "∘": r"\circ", "•": r"\bullet",
+                 "⊤": r"\top", "÷": r"\div", "°": r"^{\circ}", "µ": r"\mu", "ℓ": r"\ell"}
+
+#: Typographic text characters, as LaTeX text.
+_TEXT_SYMBOLS = {"…": r"\dots{}", "—": "---", "–": "--", "“": "``", "”": "''", "‘": "`", "’": "'",
+                 "«": r"\guillemetleft{}", "»": r"\guillemetright{}", "\u00a0": "~",
+                 "¿": r"?`", "¡": r"!`"}
+
+#: Combining accents (after Unicode decomposition) and the LaTeX accent command of each.
+_ACCENTS = {"\u0301": "'", "\u0300": "`", "\u0302": "^", "\u0303": "~", "\u0308": '"',
+            "\u0304": "=", "\u0307": ".", "\u030c": "v", "\u0306": "u", "\u0327": "c",
+            "\u030a": "r", "\u030b": "H", "\u0328": "k"}
+
+#: Greek capitals that LaTeX has as commands (the others look like Latin capitals).
+_GREEK_CAPITALS = {"Gamma", "Delta", "Theta", "Lambda", "Xi", "Pi", "Sigma", "Upsilon", "Phi",
+                   "Psi", "Omega"}
+
+
+def _greek(ch: str) -> str | None:
+    """A Greek letter as a math command (σ → ``\\sigma``, ς → ``\\varsigma``), else None."""
+    name = unicodedata.name(ch, "")
+    match = re.fullmatch(r"GREEK (SMALL|CAPITAL) LETTER ([A-Z]+)", name)
+    if not match:
+        return None
+    word = match.group(2).capitalize()
+    if word == "Final":
+        return None
+    if match.group(1) == "SMALL":
+        return {"Omicron": "o", "Lamda": r"\lambda"}.get(word, "\\" + word.lower())
+    word = "Lambda" if word == "Lamda" else word
+    if word in _GREEK_CAPITALS:
+        return "\\" + word
+    return _GREEK_LOOKALIKES.get(word, word[0])
+
+
+#: Greek capitals LaTeX sets as the Latin capital they look like.
+_GREEK_LOOKALIKES = {"Alpha": "A", "Beta": "B", "Epsilon": "E", "Zeta": "Z", "Eta": "H",
+                     "Iota": "I", "Kappa": "K", "Mu": "M", "Nu": "N", "Omicron": "O", "Rho": "P",
+                     "Tau": "T", "Chi": "X"}
+
+
+def _math_char(ch: str) -> str | None:
+    """A character that only math mode can set, as a math command (or None)."""
+    if ch == "ς":
+        return r"\varsigma"
+    return _greek(ch) or _MATH_SYMBOLS.get(ch)
+
+
+def _accented(ch: str) -> str | None:
+    """A letter with accents as accent commands on an ASCII base (ŷ → ``\\^{y}``), or None."""
+    parts = unicodedata.normalize("NFD", ch)
+    base, marks = parts[0], parts[1:]
+    if not marks or not base.isascii() or any(m not in _ACCENTS for m in marks):
+        return None
+    out = "\\i" if base == "i" else "\\j" if base == "j" else base
+    for mark in marks:
+        out = f"\\{_ACCENTS[mark]}{{{out}}}"
+    return out
+
+
+def _tex_char(ch: str) -> str:
+    """One character of prose as LaTeX that pdfLaTeX (T1, UTF-8) always accepts."""
+    if ch in _SPECIAL:
+        return _SPECIAL[ch]
+    if ch.isascii():
+        return " " if unicodedata.category(ch) == "Cc" else ch
+    if ch in _TEXT_SYMBOLS:
+        return _TEXT_SYMBOLS[ch]
+    math = _math_char(ch)
+    if math is not None:
+        return rf"\ensuremath{{{math}}}"
+    if "\u00c0" <= ch <= "\u00ff" and ch.isalpha():
+        return ch  # Latin-1 letters: set by LaTeX's UTF-8 input with T1 fonts (hyphenated)
+    accented = _accented(ch)
+    if accented is not None:
+        return accented
+    if unicodedata.category(ch)[0] in "CZ":
+        return " "  # line and paragraph separators, other control and format characters
+    return rf"\texttt{{[U+{ord(ch):04X}]}}"
+
 
 def escape_tex(text: str) -> str:
-    """Text safe inside LaTeX prose (``h_prev`` → ``h\\_prev``)."""
-    return "".join(_SPECIAL.get(ch, ch) for ch in str(text))
+    """Text safe inside LaTeX prose, whatever it holds (``h_prev`` → ``h\\_prev``).
+
+    LaTeX's specials are escaped; a newline or tab becomes a space; Greek letters and math
+    symbols (σ, ⊙, ≤, …) are set in math; accented letters outside Latin-1 (ŷ) become
+    accent commands; any other character is written as its code point, so no text of a
+    cell (description, meaning, name) can stop a report's PDF (issue 12).
+    """
+    text = unicodedata.normalize("NFC", str(text))
+    return "".join(_tex_char(ch) for ch in text)
+
+
+def escape_math(text: str) -> str:
+    """A name inside math mode: ASCII as is, σ as ``\\sigma``, anything else as text."""
+    out = []
+    for ch in unicodedata.normalize("NFC", str(text)):
+        if ch.isascii() and (ch.isalnum() or ch in ",'"):
+            out.append(ch)
+        else:
+            math = _math_char(ch)
+            out.append(math + " " if math is not None and math.startswith("\\")
+                       else rf"\text{{{escape_tex(ch)}}}" if math is None else math)
+    return "".join(out).rstrip()
 
 
 def _base(name: str) -> tuple[str, str]:
@@ -30,8 +138,8 @@ def _base(name: str) -> tuple[str, str]:
     decoration = None
     if rest and rest[-1] in ("tilde", "hat", "bar"):
         decoration = rest.pop()
-    letter, sub = head[0], head[1:]
-    sub = ",".join(p for p in [sub, *rest] if p)
+    letter, sub = escape_math(head[0]), escape_math(head[1:])
+    sub = ",".join(p for p in [sub, *map(escape_math, rest)] if p)
     base = rf"\mathbf{{{letter}}}"
     if decoration:
         base = rf"\{decoration}{{{base}}}"
@@ -116,8 +224,8 @@ class Notation:
         """A value's name as a subscript: ``h_tilde`` → ``\\tilde{h}``."""
         parts = name.split("_")
         if parts[-1] in ("tilde", "hat", "bar"):
-            return rf"\{parts[-1]}{{{''.join(parts[:-1])}}}"
-        return name.replace("_", "")
+            return rf"\{parts[-1]}{{{escape_math(''.join(parts[:-1]))}}}"
+        return escape_math(name.replace("_", ""))
 
     def _symbol(self, name: str) -> str:
         if name in self.params:

@@ -18,6 +18,8 @@ row between matrices of one step keeps a label the check reads (``eq:par:…``).
 
 from __future__ import annotations
 
+import re
+
 from sympy import HadamardProduct, MatMul, MatrixSymbol, Transpose
 
 from . import ops
@@ -116,6 +118,11 @@ def affine_parameters(d: Derivation) -> dict | None:
     return None
 
 
+def _label_name(name: str) -> str:
+    """A name inside a LaTeX label: ASCII letters and digits, anything else a dash."""
+    return re.sub(r"[^A-Za-z0-9]", "-", name)
+
+
 def entrywise_rows(d: Derivation, printer) -> list[str]:
     """∂L/∂W_ij and ∂L/∂b_i of one affine pre-activation from the chain rule, entry by entry."""
     found = affine_parameters(d)
@@ -133,10 +140,10 @@ def entrywise_rows(d: Derivation, printer) -> list[str]:
         rf"\frac{{\partial L}}{{\partial [{pre}]_{{in}}}}\, \frac{{\partial [{pre}]_{{in}}}}{{\partial [{w}]_{{ij}}}}"
         rf" = \sum_{{t=1}}^{{T}} \sum_{{n=1}}^{{m}} [{delta}]_{{in}}\, [{u}]_{{jn}} \label{{eq:ent:weight}}"),
         (rf"{dw} &= \sum\nolimits_{{t=1}}^{{T}} {delta} {u}^{{\top}}"
-        rf" \label{{eq:par:entry-{found['weight'].target}}}"),
+        rf" \label{{eq:par:entry-{_label_name(found['weight'].target)}}}"),
         (rf"\frac{{\partial L}}{{\partial [{b}]_{{i}}}} &= \sum_{{t=1}}^{{T}} \sum_{{n=1}}^{{m}} [{delta}]_{{in}}"
         rf" \label{{eq:ent:bias}}"),
-        rf"{db} &= \sum\nolimits_{{t=1}}^{{T}} {delta}\,\mathbf{{1}} \label{{eq:par:entry-{found['bias'].target}}}",
+        rf"{db} &= \sum\nolimits_{{t=1}}^{{T}} {delta}\,\mathbf{{1}} \label{{eq:par:entry-{_label_name(found['bias'].target)}}}",
     ]
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from symbptt import Cell, derive, sigmoid
+from symbptt import Cell, derive, odot, sigmoid
 from symbptt import pdf as pdfmod
 from symbptt.codegen import kernel_module
 from symbptt.loader import load
@@ -56,6 +56,23 @@ def odd_cell() -> Cell:
     return cell
 
 
+#: Every character issue 12 found to stop a PDF or break LaTeX, and a newline.
+UNICODE_TEXT = "σ ⊙ ŷ é % $ # _ { } ~ ^ \\ and\na newline"
+
+
+def unicode_cell() -> Cell:
+    """A cell whose name, description and meanings hold Unicode and LaTeX's specials."""
+    cell = Cell("σ_cell", f"Description: {UNICODE_TEXT}.")
+    (n_x,) = cell.dims("n_x")
+    x = cell.input("x", n_x, f"input {UNICODE_TEXT}")
+    h_prev = cell.state("h", n_x, f"state {UNICODE_TEXT}")
+    W = cell.weight("Wσ", n_x, n_x, f"weights {UNICODE_TEXT}")
+    b = cell.bias("b", n_x, f"bias {UNICODE_TEXT}")
+    z = cell.let("z", sigmoid(W @ x + b), f"gate {UNICODE_TEXT}")
+    cell.update("h", odot(z, h_prev), f"next {UNICODE_TEXT}")
+    return cell
+
+
 @pytest.fixture(scope="module")
 def derivations() -> dict:
     return {name: derive(load(name)) for name in CELLS}
@@ -81,6 +98,10 @@ def pdfs(texts, tmp_path_factory) -> dict:
     odd = out / "odd_cell_en.tex"
     odd.write_text(report_tex(derive(odd_cell())), encoding="utf-8")
     jobs[("odd_cell", "en")] = odd
+    for lang in LANGS:
+        uni = out / f"unicode_cell_{lang}.tex"
+        uni.write_text(report_tex(derive(unicode_cell()), lang), encoding="utf-8")
+        jobs[("unicode_cell", lang)] = uni
     with ThreadPoolExecutor(max_workers=2) as pool:
         futures = {key: pool.submit(build_pdf, tex, tex.with_suffix(".pdf")) for key, tex in jobs.items()}
         return {key: future.result() for key, future in futures.items()}
@@ -209,6 +230,27 @@ def test_pdf_of_escaped_names_compiles(pdfs):
     assert "odd_cell" in pdf_text(pdfs[("odd_cell", "en")])
 
 
+@pytest.mark.parametrize("lang", LANGS)
+def test_pdf_of_unicode_texts_compiles(pdfs, lang):
+    """σ, ⊙, ŷ, é and LaTeX's specials in a name, description and meanings (issue 12)."""
+    text = pdf_text(pdfs[("unicode_cell", lang)])
+    for ch in "σ⊙é%$#_{}":
+        assert ch in text, ch
+    assert "ŷ" in unicodedata.normalize("NFC", text) or "yˆ" in text or "^y" in text
+
+
+def test_unicode_texts_are_escaped_for_latex():
+    from symbptt.notation import escape_math, escape_tex
+
+    assert escape_tex("σ ⊙ ŷ é") == r"\ensuremath{\sigma} \ensuremath{\odot} \^{y} é"
+    assert escape_tex("a\nb\tc") == "a b c"
+    assert escape_tex("✓") == r"\texttt{[U+2713]}"
+    assert escape_math("σW") == r"\sigma W"
+    tex = report_tex(derive(unicode_cell()))
+    body = tex[tex.index(r"\begin{document}"):]
+    assert not set("σ⊙ŷ\n") & set(" ".join(line for line in body.splitlines()))
+
+
 def test_rebuilt_pdf_is_byte_identical(pdfs, tmp_path):
     first = pdfs[("gru", "en")]
     again = build_pdf(first.with_suffix(".tex"), tmp_path / "gru.pdf")
@@ -304,3 +346,19 @@ def test_repr_latex_renders(derivations, tmp_path):
     tex.write_text("\\documentclass{article}\n\\usepackage{amsmath,amssymb}\n\\begin{document}\n"
                    + "\n\n".join(blocks) + "\n\\end{document}\n", encoding="utf-8")
     assert build_pdf(tex, tmp_path / "repr.pdf").stat().st_size > 0
+
+
+@pytest.mark.parametrize("lang, phrase", [
+    ("en", "per-unit vector, one factor per unit, broadcast over the batch"),
+    ("es", "vector por unidad, un factor por unidad, replicado sobre el lote (broadcasting)"),
+])
+def test_vector_parameters_are_described(lang, phrase):
+    """``cell.vector`` parameters (peepholes, IndRNN's u) have their line in the symbol table."""
+    peephole = report_tex(derive(load("lstm_peephole")), lang)
+    indrnn = report_tex(derive(load("indrnn")), lang)
+    assert peephole.count(phrase) == 3 and indrnn.count(phrase) == 1
+    if lang == "es":
+        for words in ("mirilla (peephole) de la compuerta de olvido", "pesos recurrentes, uno por unidad",
+                      "pesos de la entrada"):
+            assert words in peephole + indrnn
+        assert "peephole:" not in peephole and "one per unit" not in indrnn
