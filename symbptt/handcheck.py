@@ -11,7 +11,7 @@ this subset: ``+ - ( ) [a; b]``, ``\odot \circ *`` (elementwise), ``\cdot \times
 juxtaposition (matrix product, binding tighter than ⊙), ``^\top ^T`` (transpose), ``^2``
 (elementwise square), every function of :data:`symbptt.ops.FUNCTIONS` by the names its
 declaration gives (``\sigma \tanh \exp \log \operatorname{softmax}``, …) applied to a
-parenthesised argument, ``\oslash`` (elementwise division), ``\mathbb{1}[u > 0]`` (the step),
+parenthesised argument, ``\oslash`` and ``/`` (elementwise division), ``\mathbb{1}[u > 0]`` (the step),
 ``\mathbf{1}\mathbf{1}^\top(…)`` (column sums), numbers (``1 − z`` is ones minus z), ``\mathbf{1}``, the ``\delta``
 prefix of adjoints, ``\tilde{h} \hat{y} \bar{x}`` decorations, ``\mathbf{…} \boldsymbol{…}``
 wrappers and subscripts with a time index (``h_{t-1}`` → ``h_prev``, ``x_t`` → ``xt``,
@@ -296,10 +296,10 @@ class Parser:
         return value
 
     def term(self):
-        """term := product ((⊙ | ∘ | * | ⊘) product)*  (elementwise, binds looser than a product)"""
+        """term := product ((⊙ | ∘ | * | ⊘ | /) product)*  (elementwise, binds looser than a product)"""
         value = self.product()
-        while self.peek() in (*_ELEMENTWISE, r"\oslash"):
-            if self.take() == r"\oslash":  # a ⊘ b: elementwise division, a ⊙ (1 ⊘ b)
+        while self.peek() in (*_ELEMENTWISE, r"\oslash", "/"):
+            if self.take() in (r"\oslash", "/"):  # a ⊘ b, a / b: elementwise division, a ⊙ (1 ⊘ b)
                 value = _elementwise(value, ops.Reciprocal(_matrix(self.product())))
             else:
                 value = _elementwise(value, self.product())

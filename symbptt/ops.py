@@ -359,7 +359,7 @@ class Softplus(Pointwise):
     out += rest
     return out'''
     latex_name = r"\operatorname{softplus}"
-    latex_derivative = r"1 - e^{-\operatorname{softplus}(u)}"
+    latex_derivative = r"1 - \exp(-\operatorname{softplus}(u))"
     parser_names = (r"\operatorname{softplus}",)
     summary = "softplus log(1 + e^u)"
 
@@ -386,7 +386,7 @@ class Elu(Pointwise):
     out += rest
     return out'''
     latex_name = r"\operatorname{elu}"
-    latex_derivative = r"\mathbb{1}[u > 0] + \mathbb{1}[u \le 0]\,(\operatorname{elu}(u) + 1)"
+    latex_derivative = r"\mathbb{1}[u > 0] + (1 - \mathbb{1}[u > 0])\,(\operatorname{elu}(u) + 1)"
     parser_names = (r"\operatorname{elu}",)
     summary = "elu: u where u > 0, else e^u − 1"
 

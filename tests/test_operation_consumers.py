@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import sympy as sp
 
@@ -118,6 +119,31 @@ def test_latex_reads_back_through_the_hand_derivation_parser(operation):
     same = (type(parsed) is type(expr) and parsed.args[0].name == expr.args[0].name
             and ops.same_dim(parsed.shape[0], expr.shape[0]))
     assert same, f"operation {name}: {written!r} read back as {parsed}, not {expr}"
+
+
+#: Where a printed derivative is compared with the function's slope (away from kinks at 0).
+SLOPE_POINTS = (-2.3, -0.7, -0.1, 0.2, 0.9, 2.6)
+
+
+@pytest.mark.parametrize("name,op", [(n, o) for n, o in OPERATIONS if issubclass(o, ops.Pointwise)],
+                         ids=[n for n, o in OPERATIONS if issubclass(o, ops.Pointwise)])
+def test_printed_derivative_is_the_slope_of_the_function(name, op):
+    """The report prints ``latex_derivative`` as d f(u)/du: read back by the hand-derivation
+    parser and evaluated, it must equal the central difference of the NumPy function."""
+    u = sp.MatrixSymbol("u", 1, 1)
+    try:
+        parsed = handcheck.parse_latex(op.latex_derivative, handcheck.Resolver({"u": u}))
+    except handcheck.HandParseError as err:
+        pytest.fail(f"operation {name}: the parser cannot read its printed derivative "
+                    f"{op.latex_derivative!r}: {err}")
+    points = [p for p in SLOPE_POINTS if getattr(op, "domain", "real") != "positive" or p > 0]
+    for p in points:
+        value = float(proof.Evaluator(proof.NumpyBackend(), {}, {"u": np.array([[p]])})(parsed)[0, 0])
+        h = 1e-6
+        slope = float((op.numpy_eval(np.array(p + h)) - op.numpy_eval(np.array(p - h))) / (2 * h))
+        assert value == pytest.approx(slope, rel=1e-6, abs=1e-8), (
+            f"operation {name}: printed derivative {op.latex_derivative!r} gives {value} at u = {p}, "
+            f"the function's slope is {slope}")
 
 
 def test_derived_adjoint_in_latex_is_accepted_as_a_hand_derivation(operation):
