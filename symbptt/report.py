@@ -34,6 +34,7 @@ from .derive import Adjoint, Derivation, derive
 from .notation import Notation, escape_tex, latex_printer
 from .printers import TextbookLatexPrinter, latex_terms
 from .render import TEMPLATES, environment, text
+from .report_params import entry_row, weight_blocks
 from .report_steps import (
     calculus_label,
     calculus_rows,
@@ -499,7 +500,7 @@ def parameter_context(d: Derivation, p: Printers) -> list[dict]:
             body = rows(compact(p.expr(a.symbol)), pieces, prefix=sum_t, label=label_of("par", a.target))
         role = d.cell.symbols[a.target].role
         out.append({"name": escape_tex(a.target), "latex": p.sym(a.target), "role": role,
-                    "rows": body})
+                    "rows": body, "entry": entry_row(d, p.now, a)})
     return out
 
 
@@ -781,6 +782,7 @@ def report_context(d: Derivation, lang: str = "en", source: str = "", via: str =
         "parameters": parameter_context(d, p),
         "calculus": calculus_rows(d),
         "entrywise": entrywise_rows(d, p.now),
+        "blocks": weight_blocks(d, p.now),
         "names": [{**n, "latex": compact(n["latex"])} for n in names_table(d, p.now)],
         "variant": variant_context(d),
         "notebook_api": cell.notebook_api,

@@ -51,6 +51,7 @@ NOT_STEP_EQUATIONS = {
     "eps": "definition of the gradient arriving from outside the step",
     "ce": "cross-entropy's own gradient",
     "var": "the other reset-gate placement (another cell's derivation)",
+    "blk": "blocks of a weight, named for print",
 }
 
 
