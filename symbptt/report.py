@@ -34,6 +34,7 @@ from .derive import Adjoint, Derivation, derive
 from .notation import Notation, escape_tex, latex_printer
 from .printers import TextbookLatexPrinter, latex_terms
 from .render import TEMPLATES, environment, text
+from .report_figure import figure
 from .report_params import entry_row, weight_blocks
 from .report_steps import (
     calculus_label,
@@ -229,114 +230,6 @@ def target_latex(readout: str) -> str:
     letter = readout[0]
     rest = readout[1:].replace("_", "")
     return rf"\mathbf{{{letter}}}_{{{rest + ',' if rest else ''}t}}"
-
-
-# --------------------------------------------------------------------------------------
-# Dataflow diagram
-# --------------------------------------------------------------------------------------
-
-
-def _dependencies(d: Derivation) -> dict[str, list[str]]:
-    """Each shown value's inputs among shown values, looking through the lowering's names."""
-    params = {s.name for s in d.cell.parameters}
-    auto = {e.name: e for e in d.forward if e.auto}
-
-    def sources(expr) -> list[str]:
-        found: list[str] = []
-        for s in sorted(expr.atoms(MatrixSymbol), key=lambda s: s.name):
-            if s.name in params:
-                continue
-            if s.name in auto:
-                found.extend(sources(auto[s.name].expr))
-            else:
-                found.append(s.name)
-        return list(dict.fromkeys(found))
-
-    return {e.name: sources(e.expr) for e in d.forward if not e.auto}
-
-
-def _node_style(d: Derivation, name: str) -> str:
-    cell = d.cell
-    if name in {prev_name(s) for s in cell.states} or name in {step_name(i) for i in cell.inputs}:
-        return "source"
-    eq = d.equation(name)
-    if eq.kind == "update":
-        return "state"
-    if eq.kind == "readout":
-        return "readout"
-    return "gate" if isinstance(eq.expr, ops.Sigmoid) else "value"
-
-
-def _op_label(d: Derivation, name: str) -> str:
-    """The nonlinearity that makes a value (σ, tanh, softmax), shown under its node."""
-    try:
-        expr = d.equation(name).expr
-    except StopIteration:
-        return ""
-    return expr.latex_name if type(expr) in ops.FUNCTIONS.values() else ""
-
-
-def _layers(deps: dict[str, list[str]], sources: list[str]) -> dict[str, int]:
-    """Longest-path layering: a node sits one layer right of its latest input."""
-    layer = {s: 0 for s in sources}
-    for name, inputs in deps.items():  # equations are in dependency order
-        layer[name] = 1 + max((layer.get(i, 0) for i in inputs), default=0)
-    return layer
-
-
-def _bend(span: int, y_from: float, y_to: float) -> str:
-    """Curve an arrow that skips a layer away from the nodes it would cross (none otherwise)."""
-    if span <= 1:
-        return " "
-    return "[bend left=22] " if y_from >= y_to else "[bend right=22] "
-
-
-def diagram(d: Derivation, p: Printers) -> str:
-    """TikZ code of the step's dataflow, laid out in layers from its dependencies.
-
-    Inputs and previous states on the left, each value one layer right of its latest
-    input, next states and readouts on the right; within a layer nodes are ordered by the
-    mean height of their inputs (one barycentre pass), which keeps the small graphs of
-    recurrent cells free of most crossings.
-    """
-    cell = d.cell
-    sources = [prev_name(s) for s in cell.states] + [step_name(i) for i in cell.inputs]
-    deps = _dependencies(d)
-    layer = _layers(deps, sources)
-    consumers = {src: [layer[n] for n, ins in deps.items() if src in ins] for src in sources}
-    sources.sort(key=lambda src: sum(consumers[src]) / max(len(consumers[src]), 1))
-    columns: dict[int, list[str]] = {}
-    for name in sources + list(deps):
-        columns.setdefault(layer[name], []).append(name)
-    ypos: dict[str, float] = {}
-    for k in sorted(columns):
-        names = columns[k]
-        if k > 0:
-            names.sort(key=lambda n: (sum(ypos.get(i, 0) for i in deps[n]) / max(len(deps[n]), 1)))
-        for j, name in enumerate(names):
-            ypos[name] = ((len(names) - 1) / 2 - j) * 1.6
-    ids = {name: f"n{i}" for i, name in enumerate(sources + list(deps))}
-    lines = [r"\begin{tikzpicture}[>=Stealth, node distance=1cm,",
-             r"  every node/.style={font=\small},",
-             (r"  box/.style={draw, rounded corners=2pt, minimum height=7mm, minimum width=10mm, "
-              r"inner sep=2pt, fill=white},"),
-             r"  source/.style={box, fill=blue!8}, gate/.style={box, fill=orange!15},",
-             r"  value/.style={box, fill=green!12}, state/.style={box, fill=red!10, thick},",
-             r"  readout/.style={box, fill=violet!12}]"]
-    for name in sources + list(deps):
-        op = _op_label(d, name)
-        label = rf", label={{[font=\scriptsize]below:${op}$}}" if op else ""
-        lines.append(rf"\node[{_node_style(d, name)}{label}] ({ids[name]}) at "
-                     rf"({layer[name] * 3.0:.2f}, {ypos[name]:.2f}) {{${p.sym(name)}$}};")
-    for name, inputs in deps.items():
-        for i in inputs:
-            lines.append(rf"\draw[->] ({ids[i]}) to{_bend(layer[name] - layer[i], ypos[i], ypos[name])}"
-                         rf"({ids[name]});")
-    for s in cell.states:
-        lines.append(rf"\draw[->, dashed] ({ids[s]}.north) -- ++(0, 0.8) node[above] "
-                     rf"{{\scriptsize $t{{+}}1$}};")
-    lines.append(r"\end{tikzpicture}")
-    return "\n".join(lines)
 
 
 # --------------------------------------------------------------------------------------
@@ -775,7 +668,8 @@ def report_context(d: Derivation, lang: str = "en", source: str = "", via: str =
         "inputs": [{"name": i, "latex": p.sym(step_name(i))} for i in cell.inputs],
         "forward": forward_context(d, p),
         "symbols": symbol_rows(d, p),
-        "diagram": diagram(d, p),
+        "diagram": figure(d, p.now),
+        "diagram_back": figure(d, p.now, backward=True),
         "loss": loss_context(d, p),
         "steps": [step_context(d, p, adj, a, via) for a in d.intermediate_adjoints],
         "boundary": [step_context(d, p, adj, a, via) for a in d.carries + d.input_adjoints],

@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+import tempfile
 import unicodedata
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -362,3 +363,46 @@ def test_vector_parameters_are_described(lang, phrase):
                       "pesos de la entrada"):
             assert words in peephole + indrnn
         assert "peephole:" not in peephole and "one per unit" not in indrnn
+
+
+def test_dataflow_figure_shows_every_operation_and_the_backward_pass(texts):
+    """Issue 9: ⊙, 1−z, + and the stacks are nodes; the backward figure reverses every arrow."""
+    tex = texts[("gru", "en")]
+    figure = tex[tex.index(r"\begin{figure}"):tex.index(r"\label{fig:diagram}")]
+    for op in (r"{$\odot$}", r"{$1{-}$}", r"{$+$}", r"\mathbf{u}_{t}$\\[-1pt]{\scriptsize $[\cdot;\cdot]$}",
+               r"\mathbf{s}_{t}$\\[-1pt]{\scriptsize $\odot$}"):
+        assert op in figure, op
+    forward = figure.count(r"\draw[->]")
+    assert forward >= 15 and figure.count(r"\draw[<-, red!70!black]") == forward
+    assert "label=" not in figure  # text only inside nodes: no arrow crosses a label
+
+
+def page_blank_fractions(pdf: Path) -> list[float]:
+    """For each page, the share of the text block left blank below its last ink (gray render)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        subprocess.run(["pdftoppm", "-gray", "-r", "30", str(pdf), f"{tmp}/p"], check=True)
+        fractions = []
+        for page in sorted(Path(tmp).glob("p*.pgm")):
+            data = page.read_bytes()
+            _, width, height, _, pixels = data.split(maxsplit=4)
+            image = np.frombuffer(pixels[:int(width) * int(height)], np.uint8).reshape(int(height), int(width))
+            margin = round(2.2 / 29.7 * int(height))  # the geometry margin of report.tex.j2
+            bottom = int(height) - margin
+            ink = np.nonzero((image[:bottom] < 200).any(axis=1))[0]
+            last = ink.max() if len(ink) else margin
+            fractions.append((bottom - last) / (bottom - margin))
+    return fractions
+
+
+@pytest.mark.skipif(shutil.which("pdftoppm") is None, reason="pdftoppm (poppler-utils) not installed")
+@pytest.mark.parametrize("lang", LANGS)
+@pytest.mark.parametrize("name", CELLS)
+def test_no_page_is_mostly_blank(pdfs, name, lang):
+    """Issue 9: no page but the last more than about a third blank, no lone figure page."""
+    path = pdfs[(name, lang)]
+    blank = page_blank_fractions(path)
+    assert all(f <= 0.34 for f in blank[:-1]), [round(f, 2) for f in blank]
+    for page in range(1, len(blank)):
+        text = subprocess.run(["pdftotext", "-f", str(page), "-l", str(page), str(path), "-"], check=True,
+                              capture_output=True, text=True).stdout
+        assert len([line for line in text.splitlines() if line.strip()]) >= 15, f"page {page} is nearly empty"
