@@ -65,6 +65,7 @@ def loss(kernel: ModuleType, problem: Problem, parameters=None, x=None, initial=
         if start == 0:
             states = initial
         else:
+            assert reference_states is not None, "truncate needs the reference states"
             states = {s: reference_states[s][:, :, start - 1] for s in kernel.STATES}
         outputs, _ = kernel.forward(parameters, x[:, :, start:stop], states)
         total += float(sum(np.sum(problem.upstream[k][:, :, start:stop] * v)

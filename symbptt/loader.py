@@ -50,6 +50,8 @@ def load(spec: str | Path, directory: Path = DERIVATIONS) -> Cell:
     path = resolve(str(spec), directory)
     module_name = f"_symbptt_cell_{path.stem}"
     loader_spec = importlib.util.spec_from_file_location(module_name, path)
+    if loader_spec is None or loader_spec.loader is None:  # not a Python source file
+        raise LoadError(f"{path}: cannot be loaded as a Python file")
     module = importlib.util.module_from_spec(loader_spec)
     try:
         loader_spec.loader.exec_module(module)
@@ -111,9 +113,11 @@ def _statement_at(source: str, line: int) -> ast.stmt | None:
         tree = ast.parse(source)
     except SyntaxError:
         return None
-    found = None
+    found: ast.stmt | None = None
     for node in ast.walk(tree):
-        spans = isinstance(node, ast.stmt) and node.lineno <= line <= (node.end_lineno or line)
+        if not isinstance(node, ast.stmt):
+            continue
+        spans = node.lineno <= line <= (node.end_lineno or line)
         if spans and (found is None or node.lineno >= found.lineno):
             found = node
     return found

@@ -69,8 +69,8 @@ class EvaluationError(TypeError):
 FUNCTIONS: dict[str, type] = {}
 
 
-def function(cls: type) -> type:
-    """Declare ``cls`` a function of the DSL, under its ``op_name``."""
+def function(cls: Any) -> Any:
+    """Declare ``cls`` (an operation class with an ``op_name``) a function of the DSL."""
     FUNCTIONS[cls.op_name] = cls
     return cls
 
@@ -107,7 +107,7 @@ def scale(coeff, expr: MatrixExpr) -> MatrixExpr:
 
 def matmul(*factors: MatrixExpr) -> MatrixExpr:
     """Matrix product of the factors, scalar coefficients pulled to the front."""
-    coeff, flat = sp.Integer(1), []
+    coeff, flat = sp.Integer(1), list[MatrixExpr]()
     for f in factors:
         if isinstance(f, MatMul):
             c, inner = _matmul_split(f)
@@ -716,7 +716,7 @@ def shape_matmul(node: MatMul) -> Shape:
 def vjp_matmul(node: MatMul, out, G):
     """d(A B C)/dB applied to G: Aᵀ G Cᵀ (and the scalar coefficient carried along)."""
     coeff, factors = _matmul_split(node)
-    grads = []
+    grads: list = []
     for a in node.args:
         if not a.is_Matrix:
             grads.append(None)
@@ -912,8 +912,9 @@ def kernel_helpers(exprs: Iterable) -> list[str]:
     The helpers of :data:`ALWAYS_HELPERS` first, then those of the other operations used,
     in declaration order (never hash order), each once.
     """
-    used: set[type] = set()
+    used: set[Any] = set()  # operation classes (their declared attributes are read below)
     for expr in exprs:
         used.update(operations(expr))
     declared = [op for op in FUNCTIONS.values() if op in used and op not in ALWAYS_HELPERS]
-    return [op.numpy_helper for op in (*ALWAYS_HELPERS, *declared) if op.numpy_helper]
+    helpers: list[Any] = [*ALWAYS_HELPERS, *declared]
+    return [op.numpy_helper for op in helpers if op.numpy_helper]

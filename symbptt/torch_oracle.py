@@ -24,7 +24,7 @@ from .proof import Backend, ExplicitProblem, concrete, dimension_values, loss, r
 try:  # PyTorch is optional: the oracle is skipped where it is missing
     import torch
 except ImportError:  # pragma: no cover - depends on the environment
-    torch = None
+    torch = None  # type: ignore[assignment]
 
 
 def available() -> bool:

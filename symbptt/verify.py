@@ -26,6 +26,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import sympy as sp
@@ -74,7 +75,11 @@ def _error_rows(check: str, errors: dict[str, float], tolerance: float) -> list[
     return [Row(check, key, f"{err:.1e}", err <= tolerance) for key, err in errors.items()]
 
 
-def _guarded(check: str, run: Callable[[], list[Row]]) -> list[Row]:
+#: What a guarded check returns (its rows, or None for a proof that ran out of time).
+_Result = TypeVar("_Result")
+
+
+def _guarded(check: str, run: Callable[[], _Result]) -> _Result | list[Row]:
     """Run one check; an exception becomes a failed row naming it instead of a crash."""
     try:
         return run()

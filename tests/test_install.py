@@ -44,7 +44,9 @@ def test_a_builtin_cell_names_its_source_the_same_way_installed_or_not():
 
 def test_version_is_single_sourced():
     text = (ROOT / "pyproject.toml").read_text()
-    assert not re.search(r"^version\s*=", text, re.MULTILINE) and re.search(r'^dynamic = \["version"\]', text, re.MULTILINE)
+    project = text.split("[project]\n", 1)[1].split("\n[", 1)[0]
+    assert not re.search(r"^version\s*=", project, re.MULTILINE)
+    assert re.search(r'^dynamic = \["version"\]', project, re.MULTILINE)
     assert re.fullmatch(r"\d+\.\d+\.\d+", symbptt.__version__)
     assert importlib.metadata.version("symbptt") == symbptt.__version__
     assert (ROOT / "symbptt" / "py.typed").exists()
