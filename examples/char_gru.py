@@ -21,8 +21,6 @@ Run from the repository (``pip install -e .[examples]`` for matplotlib and torch
 picture's path. The printout ends with a sample of text the trained model writes.
 """
 
-# ruff: noqa: E402 - the thread settings come before NumPy is imported
-
 from __future__ import annotations
 
 import os
@@ -261,7 +259,7 @@ def plot(run: Run, args: argparse.Namespace, corpus: Corpus, path: Path) -> None
     left.axhline(np.log(corpus.size), color="grey", ls=":", lw=1, label=f"uniform guess, log {corpus.size}")
     left.set(xlabel="step (Adam)", ylabel="cross-entropy per character (nats)",
              title=f"Generated GRU kernel, n_h={args.hidden}, batch {args.batch}×{args.seq} characters")
-    left.legend(loc="upper right", fontsize=8)
+    left.legend(loc="center right", fontsize=8)
     left.grid(alpha=0.3)
     if run.torch_losses:
         k = np.arange(1, len(run.loss_differences) + 1)
