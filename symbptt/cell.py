@@ -83,7 +83,7 @@ KERNEL_NAMES = frozenset({
     "cache", "upstream", "truncate", "outputs", "gradients", "cut", "rng", "dims", "missing",
     "unknown", "DIMS", "PARAMETERS", "STATES", "INPUTS", "READOUTS", "forward", "backward",
     "init_parameters", "rows", "cross_entropy", "cross_entropy_upstream", "sigmoid", "softmax",
-    "relu", "gates", "dgates",
+    "relu", "gates", "dgates", "chunk", "workspace", "release_workspace",
 }) | frozenset(n for n in dir(builtins) if not n.startswith("__"))
 
 #: Suffixes and prefixes of the arrays a kernel makes for a cell's value ``v``: a declared
