@@ -16,6 +16,8 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+from .tree import write_atomic
+
 #: Engine options shared by latexmk and pdflatex: no shell escape, no prompts, stop at the
 #: first error and write errors as ``file:line: message`` so they can be reported as such.
 ENGINE_OPTIONS = ("-no-shell-escape", "-interaction=nonstopmode", "-halt-on-error",
@@ -111,14 +113,7 @@ def build_pdf(tex_path: str | Path, pdf_path: str | Path, timeout: float = 120,
         if not built.is_file():
             raise LatexError(f"{tex_path.name}: LaTeX reported success but wrote no PDF")
         pdf_path.parent.mkdir(parents=True, exist_ok=True)
-        fd, partial = tempfile.mkstemp(prefix=f".{pdf_path.name}.", suffix=".part", dir=pdf_path.parent)
-        try:
-            with os.fdopen(fd, "wb") as out, built.open("rb") as src:
-                shutil.copyfileobj(src, out)
-            os.replace(partial, pdf_path)
-        except BaseException:
-            Path(partial).unlink(missing_ok=True)
-            raise
+        write_atomic(pdf_path, built.read_bytes())
     return pdf_path
 
 
