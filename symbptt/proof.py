@@ -82,7 +82,7 @@ class Backend:
     #: The attribute of an operation's declaration this backend calls (``numpy_eval``, …).
     evaluator = ""
 
-    def apply(self, op: type, a):
+    def apply(self, op: type[ops.Node], a):
         """``op`` applied to ``a`` with the evaluator its declaration gives for this backend."""
         fn = getattr(op, self.evaluator, None)
         if fn is None:
@@ -105,6 +105,30 @@ class Backend:
     def scale(self, coeff, a):  # pragma: no cover - interface
         raise NotImplementedError
 
+    def ones(self, rows: int, cols: int):  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def zeros(self, rows: int, cols: int):  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def stack(self, parts):  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def row_slice(self, a, start: int, stop: int):  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def broadcast(self, column, cols: int):  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def feature_sum(self, a):  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def batch_sum(self, a):  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def total(self, a):  # pragma: no cover - interface
+        raise NotImplementedError
+
 
 class OperationFunction(sp.Function):
     """A declared pointwise operation f as an opaque SymPy function of one scalar.
@@ -114,7 +138,7 @@ class OperationFunction(sp.Function):
     SymPy definition, used for numbers and for :func:`check_derivative`.
     """
 
-    operation: type = ops.Pointwise
+    operation: type[ops.Node] = ops.Pointwise
 
     def fdiff(self, argindex: int = 1):
         return scalar_derivative(self.operation, self.args[0])
@@ -127,7 +151,7 @@ class OperationFunction(sp.Function):
 
 
 @functools.cache
-def scalar_function(op: type) -> type[OperationFunction]:
+def scalar_function(op: type[ops.Node]) -> type[OperationFunction]:
     """The opaque SymPy function of one pointwise operation (one class per operation)."""
     if getattr(op, "sympy_scalar", None) is None:
         raise EvaluationError(f"operation {op.op_name} declares no SymPy definition "
@@ -136,18 +160,19 @@ def scalar_function(op: type) -> type[OperationFunction]:
 
 
 @functools.cache
-def _derivative_template(op: type) -> tuple[sp.Dummy, sp.Expr]:
+def _derivative_template(op: type[ops.Node]) -> tuple[sp.Dummy, sp.Expr]:
     """f'(u) for a dummy u, from the declared ``derivative`` evaluated on 1×1 matrices."""
     u, n = sp.Dummy("u"), sp.Dummy("n")
     operand, value = MatrixSymbol("__u__", n, BATCH), MatrixSymbol("__y__", n, BATCH)
-    env = {"__u__": sp.Matrix([[u]]), "__y__": sp.Matrix([[scalar_function(op)(u)]])}
+    f = scalar_function(op)  # type: ignore[arg-type]  # a class is Hashable: python/mypy#11470
+    env = {"__u__": sp.Matrix([[u]]), "__y__": sp.Matrix([[f(u)]])}
     evaluate = Evaluator(SympyBackend(), {n: 1, BATCH: 1}, env)
     return u, evaluate(op(operand).derivative(value))[0, 0]
 
 
-def scalar_derivative(op: type, arg: sp.Expr) -> sp.Expr:
+def scalar_derivative(op: type[ops.Node], arg: sp.Expr) -> sp.Expr:
     """The declared derivative of ``op`` at ``arg``, in the proof's atoms."""
-    u, template = _derivative_template(op)
+    u, template = _derivative_template(op)  # type: ignore[arg-type]  # Hashable: python/mypy#11470
     return template.xreplace({u: arg})
 
 
@@ -162,7 +187,7 @@ def _definitions(expr: sp.Expr) -> sp.Expr:
 
 
 @functools.cache
-def check_derivative(op: type) -> str:
+def check_derivative(op: type[ops.Node]) -> str:
     """"" when ``op``'s declared derivative is d/du of its definition, else what is wrong.
 
     Exact when SymPy simplifies the difference to zero; otherwise (piecewise functions such
@@ -188,11 +213,11 @@ def check_derivative(op: type) -> str:
 class SympyBackend(Backend):
     """Explicit ``sympy.Matrix`` values; each pointwise operation as its opaque function."""
 
-    def apply(self, op: type, a):
+    def apply(self, op: type[ops.Node], a):
         """Pointwise operations as atoms, other elementwise ones by their scalar definition,
         softmax by its own matrix rule."""
         if issubclass(op, ops.Pointwise):
-            return a.applyfunc(scalar_function(op))
+            return a.applyfunc(scalar_function(op))  # type: ignore[arg-type]  # python/mypy#11470
         if getattr(op, "sympy_scalar", None) is not None:
             return a.applyfunc(op.sympy_scalar)
         if getattr(op, "sympy_matrix", None) is not None:
@@ -398,7 +423,7 @@ def run_backward(derivation: Derivation, steps: list[dict], problem: ExplicitPro
     carry = {s: backend.zeros(*output_shape(cell, s, dims)) for s in cell.states}
     totals: dict[str, Any] = {}
     inputs: dict[str, list] = {i: [None] * problem.T for i in cell.inputs}
-    per_step: list[dict] = [None] * problem.T
+    per_step: list[dict | None] = [None] * problem.T  # every step filled below
     for t in reversed(range(problem.T)):
         env = dict(steps[t])
         for name, sym in derivation.incoming.items():
