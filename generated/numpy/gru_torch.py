@@ -68,6 +68,7 @@ PARAMETERS = {
 STATES = ("h",)
 INPUTS = ("x",)
 READOUTS = ()
+_SIZES = "n_x = W_ir.shape[1], n_h = W_ir.shape[0]"  # where forward reads each size
 
 
 def sigmoid(u, out=None):
@@ -122,9 +123,7 @@ def _chunk_steps(chunk, T, m):
     else enough steps for about 2048 columns, so that each product runs near the matrix
     product's peak while only C steps' adjoints are kept, not T."""
     if chunk is not None:
-        if int(chunk) != chunk or chunk < 1:
-            raise ValueError(f"chunk must be a positive integer or None, got {chunk!r}")
-        return min(int(chunk), max(T, 1))
+        return min(_checked_steps("chunk", chunk), max(T, 1))
     return max(1, min(T, -(-2048 // max(m, 1))))
 
 
@@ -168,10 +167,54 @@ def rows(dims):
     }
 
 
-def _check_parameters(parameters):
+def _real_array(what, value, ndim):
+    """``value`` as a NumPy array of real numbers with ``ndim`` axes (no copy when it already
+    is one), or an error that names ``what``: a kernel computes in real floating point."""
+    array = np.asarray(value) if not isinstance(value, np.ndarray) else value
+    if array.dtype.kind not in "fiub":
+        kind = "complex numbers" if array.dtype.kind == "c" else f"dtype {array.dtype}"
+        raise TypeError(f"{what} holds {kind}; expected real numbers (a float array)")
+    if array.ndim != ndim:
+        raise ValueError(f"{what} has {array.ndim} axes (shape {array.shape}); expected {ndim} axes")
+    return array
+
+
+def _check_shape(what, array, expected, formula):
+    if array.shape != expected:
+        raise ValueError(f"{what} has shape {array.shape}, expected {formula} = {expected}, where {_SIZES}")
+
+
+def _checked_parameters(parameters):
+    """The parameters as real 2-D arrays, every key of PARAMETERS and no other."""
+    if not isinstance(parameters, dict):
+        raise TypeError(f"parameters must be a dict of arrays, got {type(parameters).__name__}")
     missing = [k for k in PARAMETERS if k not in parameters]
     if missing:
         raise KeyError(f"parameters lack {', '.join(missing)}")
+    unknown = sorted(str(k) for k in parameters if k not in PARAMETERS)
+    if unknown:
+        raise KeyError(f"parameters has unknown key(s) {', '.join(unknown)}; the cell's are {', '.join(PARAMETERS)}")
+    return {k: _real_array(f"parameter {k}", parameters[k], 2) for k in PARAMETERS}
+
+
+def _checked_steps(what, value):
+    """A number of steps: an int ≥ 1, or None (bool is refused: True is not a step count)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{what} must be a positive integer or None, got {value!r}")
+    return int(value)
+
+
+def _checked_initial_states(initial_states):
+    if initial_states is None:
+        return {}
+    if not isinstance(initial_states, dict):
+        raise TypeError(f"initial_states must be a dict of arrays, got {type(initial_states).__name__}")
+    unknown = sorted(str(k) for k in initial_states if k not in STATES)
+    if unknown:
+        raise KeyError(f"initial_states has unknown state(s) {', '.join(unknown)}; states are {', '.join(STATES)}")
+    return {k: _real_array(f"initial_states[{k!r}]", v, 2) for k, v in initial_states.items()}
 
 
 def forward(parameters, x, initial_states=None, workspace=None):
@@ -180,11 +223,8 @@ def forward(parameters, x, initial_states=None, workspace=None):
     outputs maps "h", to (rows, m, T) arrays; initial_states maps a
     state name to its (rows, m) start (zeros where missing).
     """
-    _check_parameters(parameters)
-    initial_states = initial_states or {}
-    unknown = sorted(set(initial_states) - set(STATES))
-    if unknown:
-        raise KeyError(f"initial_states has unknown state(s) {', '.join(unknown)}; states are {', '.join(STATES)}")
+    parameters = _checked_parameters(parameters)
+    initial_states = _checked_initial_states(initial_states)
     W_ir = parameters["W_ir"]
     W_iz = parameters["W_iz"]
     W_in = parameters["W_in"]
@@ -197,35 +237,30 @@ def forward(parameters, x, initial_states=None, workspace=None):
     b_hr = parameters["b_hr"]
     b_hz = parameters["b_hz"]
     b_hn = parameters["b_hn"]
+    x = _real_array("x", x, 3)
     dtype = np.result_type(x, *parameters.values())
-    x_seq = np.ascontiguousarray(np.asarray(x, dtype=dtype).transpose(0, 2, 1))  # (rows, T, m)
+    if dtype.kind != "f":
+        dtype = np.dtype(np.float64)  # integer or boolean arrays only: compute in float64
+    x_seq = np.ascontiguousarray(x.transpose(0, 2, 1), dtype=dtype)  # (rows, T, m)
     n_x = W_ir.shape[1]
     n_h = W_ir.shape[0]
+    _check_shape("parameter W_ir", W_ir, (n_h, n_x), "(n_h, n_x)")
+    _check_shape("parameter W_iz", W_iz, (n_h, n_x), "(n_h, n_x)")
+    _check_shape("parameter W_in", W_in, (n_h, n_x), "(n_h, n_x)")
+    _check_shape("parameter W_hr", W_hr, (n_h, n_h), "(n_h, n_h)")
+    _check_shape("parameter W_hz", W_hz, (n_h, n_h), "(n_h, n_h)")
+    _check_shape("parameter W_hn", W_hn, (n_h, n_h), "(n_h, n_h)")
+    _check_shape("parameter b_ir", b_ir, (n_h, 1), "(n_h, 1)")
+    _check_shape("parameter b_iz", b_iz, (n_h, 1), "(n_h, 1)")
+    _check_shape("parameter b_in", b_in, (n_h, 1), "(n_h, 1)")
+    _check_shape("parameter b_hr", b_hr, (n_h, 1), "(n_h, 1)")
+    _check_shape("parameter b_hz", b_hz, (n_h, 1), "(n_h, 1)")
+    _check_shape("parameter b_hn", b_hn, (n_h, 1), "(n_h, 1)")
+    if x.shape[0] != n_x:
+        raise ValueError(f"x has shape {x.shape}; expected (n_x, m, T) = ({n_x}, m, T)")
     _, T, m = x_seq.shape
-    if W_ir.shape != (n_h, n_x):
-        raise ValueError(f"parameter W_ir has shape {W_ir.shape}, expected {(n_h, n_x)}")
-    if W_iz.shape != (n_h, n_x):
-        raise ValueError(f"parameter W_iz has shape {W_iz.shape}, expected {(n_h, n_x)}")
-    if W_in.shape != (n_h, n_x):
-        raise ValueError(f"parameter W_in has shape {W_in.shape}, expected {(n_h, n_x)}")
-    if W_hr.shape != (n_h, n_h):
-        raise ValueError(f"parameter W_hr has shape {W_hr.shape}, expected {(n_h, n_h)}")
-    if W_hz.shape != (n_h, n_h):
-        raise ValueError(f"parameter W_hz has shape {W_hz.shape}, expected {(n_h, n_h)}")
-    if W_hn.shape != (n_h, n_h):
-        raise ValueError(f"parameter W_hn has shape {W_hn.shape}, expected {(n_h, n_h)}")
-    if b_ir.shape != (n_h, 1):
-        raise ValueError(f"parameter b_ir has shape {b_ir.shape}, expected {(n_h, 1)}")
-    if b_iz.shape != (n_h, 1):
-        raise ValueError(f"parameter b_iz has shape {b_iz.shape}, expected {(n_h, 1)}")
-    if b_in.shape != (n_h, 1):
-        raise ValueError(f"parameter b_in has shape {b_in.shape}, expected {(n_h, 1)}")
-    if b_hr.shape != (n_h, 1):
-        raise ValueError(f"parameter b_hr has shape {b_hr.shape}, expected {(n_h, 1)}")
-    if b_hz.shape != (n_h, 1):
-        raise ValueError(f"parameter b_hz has shape {b_hz.shape}, expected {(n_h, 1)}")
-    if b_hn.shape != (n_h, 1):
-        raise ValueError(f"parameter b_hn has shape {b_hn.shape}, expected {(n_h, 1)}")
+    if "h" in initial_states:
+        _check_shape('initial_states["h"]', initial_states["h"], (n_h, m), "(n_h, m)")
 
     # Sequence buffers, time first: state s enters step t as s_seq[t] and leaves as s_seq[t + 1].
     h_seq = _workspace("h_seq", (T + 1, n_h, m), dtype, workspace)
@@ -294,7 +329,7 @@ def _upstream(upstream, name, rows, m, T, dtype, workspace=None, flat=False, plu
     With ``into``, plus is the kernel's own buffer: the gradient is added into it."""
     g = upstream.get(name)
     if g is not None:
-        g = np.asarray(g, dtype=dtype)
+        g = _real_array(f"upstream[{name!r}]", g, 3).astype(dtype, copy=False)
         if g.shape != (rows, m, T):
             raise ValueError(f"upstream[{name!r}] has shape {g.shape}, expected {(rows, m, T)}")
     if flat:
@@ -324,8 +359,9 @@ def backward(cache, upstream, truncate=None, chunk=None, workspace=None):
     same numbers to rounding, memory grows with it). workspace: where reused buffers are
     kept (None: this module, per thread; a dict you own; False: fresh arrays every call).
     """
-    if truncate is not None and (int(truncate) != truncate or truncate < 1):
-        raise ValueError(f"truncate must be a positive integer or None, got {truncate!r}")
+    truncate = _checked_steps("truncate", truncate)
+    if not isinstance(upstream, dict):
+        raise TypeError(f"upstream must be a dict of arrays, got {type(upstream).__name__}")
     unknown = sorted(set(upstream) - set(STATES) - set(READOUTS))
     if unknown:
         raise KeyError(f"upstream has unknown output(s) {', '.join(unknown)}; outputs are {', '.join(STATES + READOUTS)}")

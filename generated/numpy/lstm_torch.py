@@ -81,6 +81,7 @@ PARAMETERS = {
 STATES = ("h", "c")
 INPUTS = ("x",)
 READOUTS = ()
+_SIZES = "n_x = W_ii.shape[1], n_h = W_ii.shape[0]"  # where forward reads each size
 
 
 def sigmoid(u, out=None):
@@ -135,9 +136,7 @@ def _chunk_steps(chunk, T, m):
     else enough steps for about 2048 columns, so that each product runs near the matrix
     product's peak while only C steps' adjoints are kept, not T."""
     if chunk is not None:
-        if int(chunk) != chunk or chunk < 1:
-            raise ValueError(f"chunk must be a positive integer or None, got {chunk!r}")
-        return min(int(chunk), max(T, 1))
+        return min(_checked_steps("chunk", chunk), max(T, 1))
     return max(1, min(T, -(-2048 // max(m, 1))))
 
 
@@ -186,10 +185,54 @@ def rows(dims):
     }
 
 
-def _check_parameters(parameters):
+def _real_array(what, value, ndim):
+    """``value`` as a NumPy array of real numbers with ``ndim`` axes (no copy when it already
+    is one), or an error that names ``what``: a kernel computes in real floating point."""
+    array = np.asarray(value) if not isinstance(value, np.ndarray) else value
+    if array.dtype.kind not in "fiub":
+        kind = "complex numbers" if array.dtype.kind == "c" else f"dtype {array.dtype}"
+        raise TypeError(f"{what} holds {kind}; expected real numbers (a float array)")
+    if array.ndim != ndim:
+        raise ValueError(f"{what} has {array.ndim} axes (shape {array.shape}); expected {ndim} axes")
+    return array
+
+
+def _check_shape(what, array, expected, formula):
+    if array.shape != expected:
+        raise ValueError(f"{what} has shape {array.shape}, expected {formula} = {expected}, where {_SIZES}")
+
+
+def _checked_parameters(parameters):
+    """The parameters as real 2-D arrays, every key of PARAMETERS and no other."""
+    if not isinstance(parameters, dict):
+        raise TypeError(f"parameters must be a dict of arrays, got {type(parameters).__name__}")
     missing = [k for k in PARAMETERS if k not in parameters]
     if missing:
         raise KeyError(f"parameters lack {', '.join(missing)}")
+    unknown = sorted(str(k) for k in parameters if k not in PARAMETERS)
+    if unknown:
+        raise KeyError(f"parameters has unknown key(s) {', '.join(unknown)}; the cell's are {', '.join(PARAMETERS)}")
+    return {k: _real_array(f"parameter {k}", parameters[k], 2) for k in PARAMETERS}
+
+
+def _checked_steps(what, value):
+    """A number of steps: an int ≥ 1, or None (bool is refused: True is not a step count)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{what} must be a positive integer or None, got {value!r}")
+    return int(value)
+
+
+def _checked_initial_states(initial_states):
+    if initial_states is None:
+        return {}
+    if not isinstance(initial_states, dict):
+        raise TypeError(f"initial_states must be a dict of arrays, got {type(initial_states).__name__}")
+    unknown = sorted(str(k) for k in initial_states if k not in STATES)
+    if unknown:
+        raise KeyError(f"initial_states has unknown state(s) {', '.join(unknown)}; states are {', '.join(STATES)}")
+    return {k: _real_array(f"initial_states[{k!r}]", v, 2) for k, v in initial_states.items()}
 
 
 def forward(parameters, x, initial_states=None, workspace=None):
@@ -198,11 +241,8 @@ def forward(parameters, x, initial_states=None, workspace=None):
     outputs maps "h", "c", to (rows, m, T) arrays; initial_states maps a
     state name to its (rows, m) start (zeros where missing).
     """
-    _check_parameters(parameters)
-    initial_states = initial_states or {}
-    unknown = sorted(set(initial_states) - set(STATES))
-    if unknown:
-        raise KeyError(f"initial_states has unknown state(s) {', '.join(unknown)}; states are {', '.join(STATES)}")
+    parameters = _checked_parameters(parameters)
+    initial_states = _checked_initial_states(initial_states)
     W_ii = parameters["W_ii"]
     W_if = parameters["W_if"]
     W_ig = parameters["W_ig"]
@@ -219,43 +259,36 @@ def forward(parameters, x, initial_states=None, workspace=None):
     b_hf = parameters["b_hf"]
     b_hg = parameters["b_hg"]
     b_ho = parameters["b_ho"]
+    x = _real_array("x", x, 3)
     dtype = np.result_type(x, *parameters.values())
-    x_seq = np.ascontiguousarray(np.asarray(x, dtype=dtype).transpose(0, 2, 1))  # (rows, T, m)
+    if dtype.kind != "f":
+        dtype = np.dtype(np.float64)  # integer or boolean arrays only: compute in float64
+    x_seq = np.ascontiguousarray(x.transpose(0, 2, 1), dtype=dtype)  # (rows, T, m)
     n_x = W_ii.shape[1]
     n_h = W_ii.shape[0]
+    _check_shape("parameter W_ii", W_ii, (n_h, n_x), "(n_h, n_x)")
+    _check_shape("parameter W_if", W_if, (n_h, n_x), "(n_h, n_x)")
+    _check_shape("parameter W_ig", W_ig, (n_h, n_x), "(n_h, n_x)")
+    _check_shape("parameter W_io", W_io, (n_h, n_x), "(n_h, n_x)")
+    _check_shape("parameter W_hi", W_hi, (n_h, n_h), "(n_h, n_h)")
+    _check_shape("parameter W_hf", W_hf, (n_h, n_h), "(n_h, n_h)")
+    _check_shape("parameter W_hg", W_hg, (n_h, n_h), "(n_h, n_h)")
+    _check_shape("parameter W_ho", W_ho, (n_h, n_h), "(n_h, n_h)")
+    _check_shape("parameter b_ii", b_ii, (n_h, 1), "(n_h, 1)")
+    _check_shape("parameter b_if", b_if, (n_h, 1), "(n_h, 1)")
+    _check_shape("parameter b_ig", b_ig, (n_h, 1), "(n_h, 1)")
+    _check_shape("parameter b_io", b_io, (n_h, 1), "(n_h, 1)")
+    _check_shape("parameter b_hi", b_hi, (n_h, 1), "(n_h, 1)")
+    _check_shape("parameter b_hf", b_hf, (n_h, 1), "(n_h, 1)")
+    _check_shape("parameter b_hg", b_hg, (n_h, 1), "(n_h, 1)")
+    _check_shape("parameter b_ho", b_ho, (n_h, 1), "(n_h, 1)")
+    if x.shape[0] != n_x:
+        raise ValueError(f"x has shape {x.shape}; expected (n_x, m, T) = ({n_x}, m, T)")
     _, T, m = x_seq.shape
-    if W_ii.shape != (n_h, n_x):
-        raise ValueError(f"parameter W_ii has shape {W_ii.shape}, expected {(n_h, n_x)}")
-    if W_if.shape != (n_h, n_x):
-        raise ValueError(f"parameter W_if has shape {W_if.shape}, expected {(n_h, n_x)}")
-    if W_ig.shape != (n_h, n_x):
-        raise ValueError(f"parameter W_ig has shape {W_ig.shape}, expected {(n_h, n_x)}")
-    if W_io.shape != (n_h, n_x):
-        raise ValueError(f"parameter W_io has shape {W_io.shape}, expected {(n_h, n_x)}")
-    if W_hi.shape != (n_h, n_h):
-        raise ValueError(f"parameter W_hi has shape {W_hi.shape}, expected {(n_h, n_h)}")
-    if W_hf.shape != (n_h, n_h):
-        raise ValueError(f"parameter W_hf has shape {W_hf.shape}, expected {(n_h, n_h)}")
-    if W_hg.shape != (n_h, n_h):
-        raise ValueError(f"parameter W_hg has shape {W_hg.shape}, expected {(n_h, n_h)}")
-    if W_ho.shape != (n_h, n_h):
-        raise ValueError(f"parameter W_ho has shape {W_ho.shape}, expected {(n_h, n_h)}")
-    if b_ii.shape != (n_h, 1):
-        raise ValueError(f"parameter b_ii has shape {b_ii.shape}, expected {(n_h, 1)}")
-    if b_if.shape != (n_h, 1):
-        raise ValueError(f"parameter b_if has shape {b_if.shape}, expected {(n_h, 1)}")
-    if b_ig.shape != (n_h, 1):
-        raise ValueError(f"parameter b_ig has shape {b_ig.shape}, expected {(n_h, 1)}")
-    if b_io.shape != (n_h, 1):
-        raise ValueError(f"parameter b_io has shape {b_io.shape}, expected {(n_h, 1)}")
-    if b_hi.shape != (n_h, 1):
-        raise ValueError(f"parameter b_hi has shape {b_hi.shape}, expected {(n_h, 1)}")
-    if b_hf.shape != (n_h, 1):
-        raise ValueError(f"parameter b_hf has shape {b_hf.shape}, expected {(n_h, 1)}")
-    if b_hg.shape != (n_h, 1):
-        raise ValueError(f"parameter b_hg has shape {b_hg.shape}, expected {(n_h, 1)}")
-    if b_ho.shape != (n_h, 1):
-        raise ValueError(f"parameter b_ho has shape {b_ho.shape}, expected {(n_h, 1)}")
+    if "h" in initial_states:
+        _check_shape('initial_states["h"]', initial_states["h"], (n_h, m), "(n_h, m)")
+    if "c" in initial_states:
+        _check_shape('initial_states["c"]', initial_states["c"], (n_h, m), "(n_h, m)")
 
     # Sequence buffers, time first: state s enters step t as s_seq[t] and leaves as s_seq[t + 1].
     h_seq = _workspace("h_seq", (T + 1, n_h, m), dtype, workspace)
@@ -330,7 +363,7 @@ def _upstream(upstream, name, rows, m, T, dtype, workspace=None, flat=False, plu
     With ``into``, plus is the kernel's own buffer: the gradient is added into it."""
     g = upstream.get(name)
     if g is not None:
-        g = np.asarray(g, dtype=dtype)
+        g = _real_array(f"upstream[{name!r}]", g, 3).astype(dtype, copy=False)
         if g.shape != (rows, m, T):
             raise ValueError(f"upstream[{name!r}] has shape {g.shape}, expected {(rows, m, T)}")
     if flat:
@@ -360,8 +393,9 @@ def backward(cache, upstream, truncate=None, chunk=None, workspace=None):
     same numbers to rounding, memory grows with it). workspace: where reused buffers are
     kept (None: this module, per thread; a dict you own; False: fresh arrays every call).
     """
-    if truncate is not None and (int(truncate) != truncate or truncate < 1):
-        raise ValueError(f"truncate must be a positive integer or None, got {truncate!r}")
+    truncate = _checked_steps("truncate", truncate)
+    if not isinstance(upstream, dict):
+        raise TypeError(f"upstream must be a dict of arrays, got {type(upstream).__name__}")
     unknown = sorted(set(upstream) - set(STATES) - set(READOUTS))
     if unknown:
         raise KeyError(f"upstream has unknown output(s) {', '.join(unknown)}; outputs are {', '.join(STATES + READOUTS)}")

@@ -47,6 +47,7 @@ PARAMETERS = {
 STATES = ("h",)
 INPUTS = ("x",)
 READOUTS = ("y",)
+_SIZES = "n_x = Whx.shape[1], n_h = Whx.shape[0], n_y = Wyh.shape[0]"  # where forward reads each size
 
 
 def sigmoid(u, out=None):
@@ -101,9 +102,7 @@ def _chunk_steps(chunk, T, m):
     else enough steps for about 2048 columns, so that each product runs near the matrix
     product's peak while only C steps' adjoints are kept, not T."""
     if chunk is not None:
-        if int(chunk) != chunk or chunk < 1:
-            raise ValueError(f"chunk must be a positive integer or None, got {chunk!r}")
-        return min(int(chunk), max(T, 1))
+        return min(_checked_steps("chunk", chunk), max(T, 1))
     return max(1, min(T, -(-2048 // max(m, 1))))
 
 
@@ -153,10 +152,54 @@ def rows(dims):
     }
 
 
-def _check_parameters(parameters):
+def _real_array(what, value, ndim):
+    """``value`` as a NumPy array of real numbers with ``ndim`` axes (no copy when it already
+    is one), or an error that names ``what``: a kernel computes in real floating point."""
+    array = np.asarray(value) if not isinstance(value, np.ndarray) else value
+    if array.dtype.kind not in "fiub":
+        kind = "complex numbers" if array.dtype.kind == "c" else f"dtype {array.dtype}"
+        raise TypeError(f"{what} holds {kind}; expected real numbers (a float array)")
+    if array.ndim != ndim:
+        raise ValueError(f"{what} has {array.ndim} axes (shape {array.shape}); expected {ndim} axes")
+    return array
+
+
+def _check_shape(what, array, expected, formula):
+    if array.shape != expected:
+        raise ValueError(f"{what} has shape {array.shape}, expected {formula} = {expected}, where {_SIZES}")
+
+
+def _checked_parameters(parameters):
+    """The parameters as real 2-D arrays, every key of PARAMETERS and no other."""
+    if not isinstance(parameters, dict):
+        raise TypeError(f"parameters must be a dict of arrays, got {type(parameters).__name__}")
     missing = [k for k in PARAMETERS if k not in parameters]
     if missing:
         raise KeyError(f"parameters lack {', '.join(missing)}")
+    unknown = sorted(str(k) for k in parameters if k not in PARAMETERS)
+    if unknown:
+        raise KeyError(f"parameters has unknown key(s) {', '.join(unknown)}; the cell's are {', '.join(PARAMETERS)}")
+    return {k: _real_array(f"parameter {k}", parameters[k], 2) for k in PARAMETERS}
+
+
+def _checked_steps(what, value):
+    """A number of steps: an int ≥ 1, or None (bool is refused: True is not a step count)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{what} must be a positive integer or None, got {value!r}")
+    return int(value)
+
+
+def _checked_initial_states(initial_states):
+    if initial_states is None:
+        return {}
+    if not isinstance(initial_states, dict):
+        raise TypeError(f"initial_states must be a dict of arrays, got {type(initial_states).__name__}")
+    unknown = sorted(str(k) for k in initial_states if k not in STATES)
+    if unknown:
+        raise KeyError(f"initial_states has unknown state(s) {', '.join(unknown)}; states are {', '.join(STATES)}")
+    return {k: _real_array(f"initial_states[{k!r}]", v, 2) for k, v in initial_states.items()}
 
 
 def forward(parameters, x, initial_states=None, workspace=None):
@@ -165,32 +208,31 @@ def forward(parameters, x, initial_states=None, workspace=None):
     outputs maps "h", "y", to (rows, m, T) arrays; initial_states maps a
     state name to its (rows, m) start (zeros where missing).
     """
-    _check_parameters(parameters)
-    initial_states = initial_states or {}
-    unknown = sorted(set(initial_states) - set(STATES))
-    if unknown:
-        raise KeyError(f"initial_states has unknown state(s) {', '.join(unknown)}; states are {', '.join(STATES)}")
+    parameters = _checked_parameters(parameters)
+    initial_states = _checked_initial_states(initial_states)
     Whx = parameters["Whx"]
     Whh = parameters["Whh"]
     bh = parameters["bh"]
     Wyh = parameters["Wyh"]
     by = parameters["by"]
+    x = _real_array("x", x, 3)
     dtype = np.result_type(x, *parameters.values())
-    x_seq = np.ascontiguousarray(np.asarray(x, dtype=dtype).transpose(0, 2, 1))  # (rows, T, m)
+    if dtype.kind != "f":
+        dtype = np.dtype(np.float64)  # integer or boolean arrays only: compute in float64
+    x_seq = np.ascontiguousarray(x.transpose(0, 2, 1), dtype=dtype)  # (rows, T, m)
     n_x = Whx.shape[1]
     n_h = Whx.shape[0]
     n_y = Wyh.shape[0]
+    _check_shape("parameter Whx", Whx, (n_h, n_x), "(n_h, n_x)")
+    _check_shape("parameter Whh", Whh, (n_h, n_h), "(n_h, n_h)")
+    _check_shape("parameter bh", bh, (n_h, 1), "(n_h, 1)")
+    _check_shape("parameter Wyh", Wyh, (n_y, n_h), "(n_y, n_h)")
+    _check_shape("parameter by", by, (n_y, 1), "(n_y, 1)")
+    if x.shape[0] != n_x:
+        raise ValueError(f"x has shape {x.shape}; expected (n_x, m, T) = ({n_x}, m, T)")
     _, T, m = x_seq.shape
-    if Whx.shape != (n_h, n_x):
-        raise ValueError(f"parameter Whx has shape {Whx.shape}, expected {(n_h, n_x)}")
-    if Whh.shape != (n_h, n_h):
-        raise ValueError(f"parameter Whh has shape {Whh.shape}, expected {(n_h, n_h)}")
-    if bh.shape != (n_h, 1):
-        raise ValueError(f"parameter bh has shape {bh.shape}, expected {(n_h, 1)}")
-    if Wyh.shape != (n_y, n_h):
-        raise ValueError(f"parameter Wyh has shape {Wyh.shape}, expected {(n_y, n_h)}")
-    if by.shape != (n_y, 1):
-        raise ValueError(f"parameter by has shape {by.shape}, expected {(n_y, 1)}")
+    if "h" in initial_states:
+        _check_shape('initial_states["h"]', initial_states["h"], (n_h, m), "(n_h, m)")
 
     # Sequence buffers, time first: state s enters step t as s_seq[t] and leaves as s_seq[t + 1].
     h_seq = _workspace("h_seq", (T + 1, n_h, m), dtype, workspace)
@@ -246,7 +288,7 @@ def _upstream(upstream, name, rows, m, T, dtype, workspace=None, flat=False, plu
     With ``into``, plus is the kernel's own buffer: the gradient is added into it."""
     g = upstream.get(name)
     if g is not None:
-        g = np.asarray(g, dtype=dtype)
+        g = _real_array(f"upstream[{name!r}]", g, 3).astype(dtype, copy=False)
         if g.shape != (rows, m, T):
             raise ValueError(f"upstream[{name!r}] has shape {g.shape}, expected {(rows, m, T)}")
     if flat:
@@ -276,8 +318,9 @@ def backward(cache, upstream, truncate=None, chunk=None, workspace=None):
     same numbers to rounding, memory grows with it). workspace: where reused buffers are
     kept (None: this module, per thread; a dict you own; False: fresh arrays every call).
     """
-    if truncate is not None and (int(truncate) != truncate or truncate < 1):
-        raise ValueError(f"truncate must be a positive integer or None, got {truncate!r}")
+    truncate = _checked_steps("truncate", truncate)
+    if not isinstance(upstream, dict):
+        raise TypeError(f"upstream must be a dict of arrays, got {type(upstream).__name__}")
     unknown = sorted(set(upstream) - set(STATES) - set(READOUTS))
     if unknown:
         raise KeyError(f"upstream has unknown output(s) {', '.join(unknown)}; outputs are {', '.join(STATES + READOUTS)}")
