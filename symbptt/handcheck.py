@@ -34,10 +34,11 @@ the derivation) and a small numeric counterexample.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from types import MappingProxyType
+from typing import Any, NoReturn, cast
 
 import numpy as np
 import sympy as sp
@@ -65,6 +66,10 @@ CHECK_SIZES: dict[str, int] = {"n_x": 3, "n_h": 2, "n_y": 2, "m": 2}
 NUMERIC_TOLERANCE = 1e-9
 #: Errors of an expression that only fits at some sizes (skipped while searching sizes).
 _UNFIT = (ValueError, TypeError, IndexError)
+
+
+#: The default of the optional name mappings (aliases, dimensions): empty and read-only.
+_NONE: Mapping[str, Any] = MappingProxyType({})
 
 
 class HandParseError(ValueError):
@@ -169,8 +174,8 @@ def _subscript_parts(raw: str) -> tuple[tuple[str, ...], str]:
 class Resolver:
     """Maps parsed names to the MatrixSymbols of one derivation (plus optional aliases)."""
 
-    def __init__(self, symbols: Mapping[str, MatrixSymbol], aliases: Mapping[str, str] = (),
-                 dimensions: Mapping[str, sp.Symbol] = ()):
+    def __init__(self, symbols: Mapping[str, MatrixSymbol], aliases: Mapping[str, str] = _NONE,
+                 dimensions: Mapping[str, sp.Symbol] = _NONE):
         self.symbols = dict(symbols)
         self.aliases = dict(aliases)
         self.dimensions = dict(dimensions)
@@ -200,7 +205,7 @@ def _function_names() -> tuple[dict[str, type], dict[str, type]]:
     """
     commands: dict[str, type] = {}
     named: dict[str, type] = {}
-    for op in ops.FUNCTIONS.values():
+    for op in cast("Iterable[type[ops.Node]]", ops.FUNCTIONS.values()):  # operation classes
         for name in op.parser_names:
             match = _NAMED_FORM.fullmatch(name)
             if match:
@@ -248,7 +253,7 @@ class Parser:
         self.pos += 1
         return token
 
-    def fail(self, message: str):
+    def fail(self, message: str) -> NoReturn:
         seen = "".join(self.tokens[: self.pos])
         raise HandParseError(f"{message} at token {self.pos + 1} ({self.peek()!r}) of "
                              f"{self.text!r}, after {seen!r}")
@@ -258,7 +263,8 @@ class Parser:
         if self.peek() != "{":
             return self.take()
         self.take("{")
-        depth, out = 1, []
+        depth = 1
+        out: list[str] = []
         while True:
             token = self.take()
             depth += {"{": 1, "}": -1}.get(token, 0)
@@ -476,7 +482,8 @@ class Parser:
         if not base:
             self.pos = start
             self.fail("expected a name")
-        parts, time = (), ""
+        parts: tuple[str, ...] = ()
+        time = ""
         if self.peek() == "_":
             self.take()
             parts, time = _subscript_parts(self.group())
@@ -833,7 +840,7 @@ def _fmt(value: np.ndarray) -> str:
     return np.array2string(value, precision=2, separator=",").replace("\n", "")
 
 
-def check_one(derivation: Derivation, target: str, expr, aliases: Mapping[str, str] = ()) -> HandResult:
+def check_one(derivation: Derivation, target: str, expr, aliases: Mapping[str, str] = _NONE) -> HandResult:
     """Compare one hand expression with the derived adjoint of ``target``."""
     given_text = expr if isinstance(expr, str) else str(expr)
     symbols = _symbols(derivation)
@@ -852,7 +859,8 @@ def check_one(derivation: Derivation, target: str, expr, aliases: Mapping[str, s
         symbolic, how = _symbolic_verdict(derivation, name, given, dims)
         error = _numeric(derivation, name, given, dims)[0]
     except (HandParseError, EvaluationError, ValueError, TypeError, ZeroDivisionError, OverflowError) as err:
-        limit = {TooDeep: "too deep", TooLarge: "too large", Refused: "refused"}.get(type(err), "")
+        limits: dict[type[Exception], str] = {TooDeep: "too deep", TooLarge: "too large", Refused: "refused"}
+        limit = limits.get(type(err), "")
         return HandResult(target, given_text, False, error=str(err), limit=limit)
     numeric_ok = error <= NUMERIC_TOLERANCE if np.isfinite(error) else symbolic  # log of < 0
     result = HandResult(name, given_text, symbolic and numeric_ok, symbolic, error, how)
@@ -885,7 +893,7 @@ def _same_shape(a: MatrixExpr, b: MatrixExpr) -> bool:
 
 def check_hand_derivation(cell: Cell | Derivation,
                           derivations: Mapping[str, Any] | Iterable[tuple[str, Any]],
-                          aliases: Mapping[str, str] = ()) -> list[HandResult]:
+                          aliases: Mapping[str, str] = _NONE) -> list[HandResult]:
     """One :class:`HandResult` per ``{target: expression}`` (LaTeX string or SymPy).
 
     ``derivations`` may also be a sequence of (target, expression) pairs, so that one target
@@ -896,7 +904,7 @@ def check_hand_derivation(cell: Cell | Derivation,
     return [check_one(derivation, target, expr, aliases) for target, expr in pairs]
 
 
-def check_limited(derivation: Derivation, target: str, expr: str, aliases: Mapping[str, str] = (),
+def check_limited(derivation: Derivation, target: str, expr: str, aliases: Mapping[str, str] = _NONE,
                   seconds: float = LINE_SECONDS, memory: int = LINE_MEMORY) -> HandResult:
     """:func:`check_one` in a forked process with its own time and memory limit, so that no
     line can stall or exhaust the checker: past them it is "too slow" or "too large"."""
@@ -922,6 +930,7 @@ def read_entries(path: str | Path) -> tuple[list[tuple[int | str, str, str]], li
     """
     path = Path(path)
     notes: list[str] = []
+    numbered: Sequence[tuple[int | str, str]]  # (line number or notebook place, text)
     if path.suffix == ".ipynb":
         from .grading.notebook import derivation_lines
 
@@ -934,7 +943,7 @@ def read_entries(path: str | Path) -> tuple[list[tuple[int | str, str, str]], li
             text = data.decode("latin-1")
             notes.append(f"{path}: not UTF-8 (byte {data[err.start]:#04x} at position {err.start}); read as Latin-1")
         numbered = list(enumerate(text.splitlines(), 1))
-    entries = []
+    entries: list[tuple[int | str, str, str]] = []
     for number, line in numbered:
         line = line.strip().strip("$").strip()
         if not line or line.startswith(("#", "%")):
