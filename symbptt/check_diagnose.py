@@ -146,13 +146,17 @@ def _without_term(expr: ast.expr, index: int) -> ast.expr:
     return _sum([t for k, t in enumerate(terms) if k != index])
 
 
-def _carry_sites(tree: ast.Module, prefix: str | None, state: str) -> list[tuple[object, str]]:
+#: Where a carried gradient is formed: (a dict's values, index) or (an ``… if … else …``, "body").
+_Site = tuple[list[ast.expr], int] | tuple[ast.IfExp, str]
+
+
+def _carry_sites(tree: ast.Module, prefix: str | None, state: str) -> list[_Site]:
     """Where the gradient carried to the previous step is formed for ``state``.
 
     Returns (holder, attribute) pairs: the one-step backward's ``"d<state>_prev"`` dict value
     and the generic backward's ``d<state>_carry = … if not cut else …`` body.
     """
-    sites: list[tuple[object, str]] = []
+    sites: list[_Site] = []
     if prefix:
         step = _function(tree, f"{prefix}_one_step_backward")
         for node in ast.walk(step) if step else ():
@@ -168,15 +172,17 @@ def _carry_sites(tree: ast.Module, prefix: str | None, state: str) -> list[tuple
     return sites
 
 
-def _get(holder: object, where: object) -> ast.expr:
-    return holder[where] if isinstance(where, int) else getattr(holder, where)
+def _get(site: _Site) -> ast.expr:
+    if isinstance(site[1], int):
+        return site[0][site[1]]
+    return getattr(site[0], site[1])
 
 
-def _set(holder: object, where: object, value: ast.expr) -> None:
-    if isinstance(where, int):
-        holder[where] = value
+def _set(site: _Site, value: ast.expr) -> None:
+    if isinstance(site[1], int):
+        site[0][site[1]] = value
     else:
-        setattr(holder, where, value)
+        setattr(site[0], site[1], value)
 
 
 def _truncated(source: str, prefix: str | None) -> str:
@@ -215,14 +221,14 @@ def _term_drops(source: str, prefix: str | None, states: tuple[str, ...]) -> lis
         sites = _carry_sites(probe, prefix, state)
         if not sites:
             continue
-        counts = {len(_terms(_get(h, w))) for h, w in sites}
+        counts = {len(_terms(_get(site))) for site in sites}
         if len(counts) != 1:
             continue
-        first = _get(*sites[0])
+        first = _get(sites[0])
         for index, term in enumerate(_terms(first)):
             tree = ast.parse(source)
-            for holder, where in _carry_sites(tree, prefix, state):
-                _set(holder, where, _without_term(_get(holder, where), index))
+            for site in _carry_sites(tree, prefix, state):
+                _set(site, _without_term(_get(site), index))
             if len(_terms(first)) == 1:
                 name = f"contribution from step t+1 missing (d{state}_prev not carried)"
                 label = (f"d{state}_prev is never carried back, so the part of the gradient that reaches "

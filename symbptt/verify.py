@@ -134,7 +134,7 @@ def operation_rows(cell: Cell) -> list[Row]:
             rows.append(Row("derivative rule (symbolic)", op.op_name, "skipped: not elementwise "
                             "(no scalar definition); checked by the differences above", None))
             continue
-        problem = proof.check_derivative(op)
+        problem = proof.check_derivative(op)  # type: ignore[arg-type]  # a class is Hashable: python/mypy#11470
         rows.append(Row("derivative rule (symbolic)", op.op_name, problem or "d/du of its definition",
                         not problem))
     return rows
