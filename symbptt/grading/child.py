@@ -27,11 +27,17 @@ HERE = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
 sys.path.insert(0, str(HERE))
 import ctypes  # noqa: F401 - imported before the guard refuses dlopen (ctypes opens itself)
+from typing import TYPE_CHECKING
 
-import limits
 import numpy as np
-import person as person_module
-import wire
+
+if TYPE_CHECKING:  # the same three files, as the type checker finds them (never run)
+    from symbptt.grading import limits, wire
+    from symbptt.grading import person as person_module
+else:
+    import limits
+    import person as person_module
+    import wire
 
 sys.path.remove(str(HERE))
 for _name in ("limits", "person", "wire"):
@@ -64,8 +70,15 @@ class Server:
 
     def __init__(self, fd_in: int, fd_out: int):
         self.fd_in, self.fd_out = fd_in, fd_out
-        self.person = None
+        self.person: person_module.Person | None = None  # the module, after the first request (load)
         self.kept: dict[int, object] = {}
+
+    @property
+    def loaded(self) -> person_module.Person:
+        """The person's module; the parent's first request loads it."""
+        if self.person is None:
+            raise RuntimeError("no module loaded (the first request is load)")
+        return self.person
 
     def keep(self, value: object) -> int:
         handle = len(self.kept) + 1
@@ -87,21 +100,21 @@ class Server:
         return {"functions": names[:500], "verdicts": self.take_verdicts()}
 
     def take_verdicts(self) -> list:
-        rows = [list(map(str, row)) for row in self.person.verdicts]
-        self.person.verdicts.clear()
+        rows = [list(map(str, row)) for row in self.loaded.verdicts]
+        self.loaded.verdicts.clear()
         return rows
 
     def call(self, request: dict) -> dict:
         args = wire.decode_args(request["args"], self.kept)
-        outcome = self.person.call(request["fname"], tuple(args), tuple(request["argnames"]), request["timeout"])
+        outcome = self.loaded.call(request["fname"], tuple(args), tuple(request["argnames"]), request["timeout"])
         reply = {"hung": outcome.hung, "detail": outcome.detail, "changed": [str(c) for c in outcome.changed],
                  "verdicts": self.take_verdicts(), "error": None,
                  "value": wire.encode(outcome.value, keep_last=self.keep)}
         if outcome.error is not None:
             error = outcome.error
-            owner, line = self.person.where(error)
+            owner, line = self.loaded.where(error)
             reply["error"] = {"type": type(error).__name__, "owner": owner, "line": line,
-                              "text": self.person.describe(error)}
+                              "text": self.loaded.describe(error)}
         reply["locals"] = [[k, wire.encode(v)] for k, v in list(outcome.local_values.items())[:200]
                            if isinstance(k, str) and isinstance(v, np.ndarray)]
         return reply
@@ -118,7 +131,7 @@ class Server:
                 elif op == "call":
                     reply = self.call(request)
                 else:
-                    self.person.rename_keys(request["fname"], dict(request["renames"]))
+                    self.loaded.rename_keys(request["fname"], dict(request["renames"]))
                     reply = {}
             except BaseException as error:  # noqa: BLE001 - anything the person's code throws at us
                 reply = {"failure": f"{type(error).__name__}: {str(error)[:300]}"}

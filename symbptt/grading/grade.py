@@ -157,7 +157,8 @@ def grade_folder(folder: str | Path, cell: str, output: str | Path, rubric_path:
     (output / "feedback").mkdir(parents=True, exist_ok=True)
     grades: dict[str, Grade] = {}
     start = time.monotonic()
-    workers = workers or max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count())
+    if not workers:
+        workers = max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
     context = multiprocessing.get_context("spawn")
     pool = futures.ProcessPoolExecutor(max_workers=workers, mp_context=context)
     try:

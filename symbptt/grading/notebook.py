@@ -57,7 +57,8 @@ def _cell_code(source: str, number: int, notes: list[str]) -> str:
 def code_module(path: str | Path) -> tuple[str, list[str]]:
     """The notebook's code cells as one module's text, and the notes on what was left out."""
     notebook = read(path)
-    parts, notes = ["import numpy as np  # (added: notebooks import it in their first cell)"], []
+    parts = ["import numpy as np  # (added: notebooks import it in their first cell)"]
+    notes: list[str] = []
     for number, cell in enumerate(notebook.cells, 1):
         if cell.cell_type != "code" or not cell.source.strip():
             continue

@@ -258,9 +258,13 @@ class Person:
         self._tried: set[tuple[str, str]] = set()
         self.tree: ast.Module | None = None
         self.parameter_names: tuple[str, ...] = ()
-        file = getattr(source, "__file__", None) if isinstance(source, types.ModuleType) else source
-        if not isinstance(source, types.ModuleType) and not Path(file).is_file():
-            raise FileNotFoundError(f"no such file: {file}")
+        file: str | Path | None
+        if isinstance(source, types.ModuleType):
+            file = getattr(source, "__file__", None)
+        else:
+            file = source
+            if not Path(file).is_file():
+                raise FileNotFoundError(f"no such file: {file}")
         if file and Path(file).is_file():
             self.path = str(Path(file).resolve())
             self.namespace: dict[str, Any] = {"__name__": f"symbptt_checked_{Path(file).stem}",
@@ -312,7 +316,8 @@ class Person:
 
     def where(self, error: BaseException) -> tuple[str | None, int | None]:
         """The person's function and line where ``error`` was raised (the innermost such frame)."""
-        tb, found = error.__traceback__, (None, None)
+        tb = error.__traceback__
+        found: tuple[str | None, int | None] = (None, None)
         while tb is not None:
             if tb.tb_frame.f_code.co_filename == self.path:
                 found = (tb.tb_frame.f_code.co_name, tb.tb_lineno)

@@ -26,7 +26,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from . import wire
 from .limits import Limits, forbidden_paths
@@ -100,7 +100,7 @@ def helper_sources() -> dict[str, list[str]]:
     from .. import ops
 
     out = {}
-    for name, op in ops.FUNCTIONS.items():
+    for name, op in cast("dict[str, type[ops.Node]]", ops.FUNCTIONS).items():  # operation classes
         if op.numpy_helper:
             source = op.numpy_helper
         elif op.numpy_name.startswith("np."):
@@ -254,6 +254,8 @@ class RemotePerson:
     def _ask(self, request: dict, seconds: float) -> tuple[dict | None, str, str]:
         """(reply, status, detail): the reply, or why none came ("hung" or "crashed")."""
         child = self.child
+        if child is None:  # pragma: no cover - every caller has started the child
+            raise RuntimeError("the checked code's process was never started")
         try:
             reply = child.ask(request, seconds)
         except wire.WireError as error:
