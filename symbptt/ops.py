@@ -13,7 +13,9 @@ For each operation this module holds, in one place:
   tanh' = 1 − tanh²) and the adjoint ``G`` of the node, it returns one adjoint per operand
   (``None`` for an operand that receives nothing, such as a constant);
 * ``numpy`` and ``latex``: how the node prints (our own nodes only; SymPy's classes are
-  printed by :mod:`symbptt.printers`);
+  printed by :mod:`symbptt.printers`); a function's kernel name and helper per array
+  library (``numpy_name``/``numpy_helper`` for NumPy and CuPy, ``torch_name``/``torch_helper``
+  for PyTorch; :mod:`symbptt.array_module` chooses which);
 * ``evaluate``: how the explicit-matrix evaluators of :mod:`symbptt.proof` (SymPy, NumPy)
   and :mod:`symbptt.torch_oracle` (PyTorch) compute it.
 
@@ -49,6 +51,7 @@ from sympy import (
 from sympy.matrices.expressions.matexpr import MatrixExpr
 
 from .arith import NumberArithmetic
+from .array_module import NUMPY, ArrayModule
 
 Shape = tuple[sp.Expr, sp.Expr]
 
@@ -192,6 +195,10 @@ class Pointwise(Elementwise):
     numpy_out = False
     #: Source of the module-level helper ``def`` the kernel needs ("" for NumPy's own).
     numpy_helper = ""
+    #: The same for the PyTorch kernel: its callable, which must accept ``out=`` wherever
+    #: ``numpy_out`` is set (one plan is printed for both), and the source of its helper.
+    torch_name = ""
+    torch_helper = ""
     #: LaTeX of the function's name, applied as ``name(arg)``.
     latex_name = ""
     #: LaTeX of the derivative in terms of the output ``y`` (shown in reports).
@@ -213,7 +220,7 @@ class Pointwise(Elementwise):
         return (hadamard(G, self.derivative(out)),)
 
     def _numpycode(self, printer) -> str:
-        return f"{self.numpy_name}({printer.doprint(self.arg)})"
+        return f"{printer.module.function_name(type(self))}({printer.doprint(self.arg)})"
 
     def _latex(self, printer) -> str:
         return rf"{self.latex_name}\left({printer.doprint(self.arg)}\right)"
@@ -245,6 +252,7 @@ class Sigmoid(Pointwise):
     out *= 0.5
     out += 0.5
     return out'''
+    torch_name = "torch.sigmoid"
     latex_name = r"\sigma"
     latex_derivative = r"\sigma(u)\,(1 - \sigma(u))"
     text_name = "σ"
@@ -266,6 +274,7 @@ class Tanh(Pointwise):
     op_name = "tanh"
     numpy_name = "np.tanh"
     numpy_out = True
+    torch_name = "torch.tanh"
     latex_name = r"\tanh"
     latex_derivative = r"1 - \tanh^2(u)"
     parser_names = (r"\tanh",)
@@ -288,6 +297,9 @@ class Relu(Pointwise):
     numpy_out = True
     numpy_helper = '''def relu(u, out=None):
     return np.maximum(u, 0, out=out)'''
+    torch_name = "relu"
+    torch_helper = '''def relu(u, out=None):
+    return torch.clamp_min(u, 0, out=out)'''
     latex_name = r"\operatorname{relu}"
     latex_derivative = r"\mathbb{1}[u > 0]"
     parser_names = (r"\operatorname{relu}",)
@@ -308,6 +320,7 @@ class Exp(Pointwise):
     op_name = "exp"
     numpy_name = "np.exp"
     numpy_out = True
+    torch_name = "torch.exp"
     latex_name = r"\exp"
     latex_derivative = r"\exp(u)"
     parser_names = (r"\exp",)
@@ -328,6 +341,7 @@ class Log(Pointwise):
     op_name = "log"
     numpy_name = "np.log"
     numpy_out = True
+    torch_name = "torch.log"
     latex_name = r"\log"
     latex_derivative = r"1 / u"
     parser_names = (r"\log",)
@@ -358,6 +372,14 @@ class Softplus(Pointwise):
     out = np.maximum(u, 0, out=out)
     out += rest
     return out'''
+    torch_name = "softplus"
+    torch_helper = '''def softplus(u, out=None):
+    """log(1 + e^u) = max(u, 0) + log(1 + e^(-|u|)): no overflow for any u; out may be u."""
+    rest = torch.abs(u)
+    rest.neg_().exp_().log1p_()
+    out = torch.clamp_min(u, 0, out=out)
+    out += rest
+    return out'''
     latex_name = r"\operatorname{softplus}"
     latex_derivative = r"1 - \exp(-\operatorname{softplus}(u))"
     parser_names = (r"\operatorname{softplus}",)
@@ -383,6 +405,14 @@ class Elu(Pointwise):
     rest = np.minimum(u, 0)
     np.expm1(rest, out=rest)
     out = np.maximum(u, 0, out=out)
+    out += rest
+    return out'''
+    torch_name = "elu"
+    torch_helper = '''def elu(u, out=None):
+    """u where u > 0, else e^u - 1 (alpha = 1); out may be u."""
+    rest = torch.clamp_max(u, 0)
+    rest.expm1_()
+    out = torch.clamp_min(u, 0, out=out)
     out += rest
     return out'''
     latex_name = r"\operatorname{elu}"
@@ -455,6 +485,10 @@ class Softmax(Node):
     """Softmax over the feature axis (axis 0): each column sums to one."""
     e = np.exp(u - u.max(axis=0, keepdims=True))
     return e / e.sum(axis=0, keepdims=True)'''
+    torch_name = "softmax"
+    torch_helper = '''def softmax(u):
+    """Softmax over the feature axis (dim 0): each column sums to one."""
+    return torch.softmax(u, dim=0)'''
     latex_name = r"\operatorname{softmax}"
     text_name = "softmax"
     parser_names = (r"\operatorname{softmax}",)
@@ -495,7 +529,7 @@ class Softmax(Node):
         return (hadamard(out, add(G, scale(-1, FeatureSum(hadamard(out, G))))),)
 
     def _numpycode(self, printer):
-        return f"softmax({printer.doprint(self.arg)})"
+        return f"{printer.module.function_name(Softmax)}({printer.doprint(self.arg)})"
 
     def _latex(self, printer):
         return rf"\operatorname{{softmax}}\left({printer.doprint(self.arg)}\right)"
@@ -521,7 +555,7 @@ class FeatureSum(Node):
         return ev.backend.feature_sum(ev(self.args[0]))
 
     def _numpycode(self, printer):
-        return f"{printer.parenthesize_operand(self.args[0])}.sum(axis=0, keepdims=True)"
+        return printer.module.spell("sum", a=printer.parenthesize_operand(self.args[0]), axis=0)
 
     def _latex(self, printer):
         return rf"\mathbf{{1}}\mathbf{{1}}^{{\top}}\left({printer.doprint(self.args[0])}\right)"
@@ -547,7 +581,7 @@ class BatchSum(Node):
         return ev.backend.batch_sum(ev(self.args[0]))
 
     def _numpycode(self, printer):
-        return f"{printer.parenthesize_operand(self.args[0])}.sum(axis=1, keepdims=True)"
+        return printer.module.spell("sum", a=printer.parenthesize_operand(self.args[0]), axis=1)
 
     def _latex(self, printer):
         return rf"{printer.parenthesize_operand(self.args[0])}\,\mathbf{{1}}"
@@ -630,7 +664,8 @@ class Stack(Node):
         return ev.backend.stack([ev(p) for p in self.args])
 
     def _numpycode(self, printer):
-        return "np.concatenate((" + ", ".join(printer.doprint(p) for p in self.args) + "))"
+        items = ", ".join(printer.doprint(p) for p in self.args)
+        return printer.module.spell("concat", items=items, axis="")
 
     def _latex(self, printer):
         return r"\left[" + r";\, ".join(printer.doprint(p) for p in self.args) + r"\right]"
@@ -906,15 +941,16 @@ def operations(expr: sp.Basic) -> list[type]:
     return list(found)
 
 
-def kernel_helpers(exprs: Iterable) -> list[str]:
+def kernel_helpers(exprs: Iterable, module: ArrayModule = NUMPY) -> list[str]:
     """Source of every helper ``def`` a kernel computing ``exprs`` needs, in a fixed order.
 
     The helpers of :data:`ALWAYS_HELPERS` first, then those of the other operations used,
-    in declaration order (never hash order), each once.
+    in declaration order (never hash order), each once; ``module`` is the array library the
+    kernel is printed for (its declarations: ``numpy_helper`` or ``torch_helper``).
     """
     used: set[Any] = set()  # operation classes (their declared attributes are read below)
     for expr in exprs:
         used.update(operations(expr))
     declared = [op for op in FUNCTIONS.values() if op in used and op not in ALWAYS_HELPERS]
     helpers: list[Any] = [*ALWAYS_HELPERS, *declared]
-    return [op.numpy_helper for op in helpers if op.numpy_helper]
+    return [module.helper(op) for op in helpers if module.helper(op)]

@@ -1,8 +1,13 @@
-"""NumPy and LaTeX printers: SymPy's printers, taught our operations and a textbook's notation.
+"""Array-code and LaTeX printers: SymPy's printers, taught our operations and a textbook's notation.
 
 Our own nodes print themselves (``_numpycode`` / ``_latex`` in :mod:`symbptt.ops`); the
 methods here cover SymPy's matrix classes, whose stock output does not suit (``numpy.dot``,
 ``\\circ``, ``-z + 1``). Nothing outside this module formats mathematics.
+
+The code printer is one class for every array library, switched by its ``module`` (an
+:class:`~symbptt.array_module.ArrayModule`, as SymPy's own ``NumPyPrinter`` switches on
+``_module``): :class:`NumPyPrinter` prints NumPy (and CuPy), :class:`TorchPrinter` PyTorch.
+Operators (``@``, ``*``, ``.T``, slicing) are Python's and the same in every library.
 """
 
 from __future__ import annotations
@@ -13,6 +18,8 @@ import sympy as sp
 from sympy import HadamardProduct, MatAdd, MatMul, OneMatrix
 from sympy.printing.latex import LatexPrinter
 from sympy.printing.pycode import PythonCodePrinter
+
+from .array_module import NUMPY, TORCH, ArrayModule, array_module
 
 
 def _negative(term) -> tuple[bool, object]:
@@ -95,17 +102,23 @@ class _MatrixPrinting:
 
 
 class NumPyPrinter(_MatrixPrinting, PythonCodePrinter):
-    """Prints matrix expressions as NumPy code: ``Wz @ h_prev_xt + bz``, ``z * (1 - z)``."""
+    """Prints matrix expressions as NumPy code: ``Wz @ h_prev_xt + bz``, ``z * (1 - z)``.
+
+    ``module`` (default: the class's) names the array library whose calls it prints.
+    """
 
     printmethod = "_numpycode"
     power_format = "{base} ** {k}"
     hadamard_sep = " * "
     matmul_sep = " @ "
     scalar_sep = " * "
+    module: ArrayModule = NUMPY
 
-    def __init__(self, names: dict[str, str] | None = None):
+    def __init__(self, names: dict[str, str] | None = None, module: ArrayModule | None = None):
         super().__init__({"fully_qualified_modules": False})
         self.names = names or {}
+        if module is not None:
+            self.module = module
 
     def _print_MatrixSymbol(self, expr) -> str:
         return self.names.get(expr.name, expr.name)
@@ -117,7 +130,13 @@ class NumPyPrinter(_MatrixPrinting, PythonCodePrinter):
         return f"{self.parenthesize_operand(expr.arg)}.T"
 
     def _print_ZeroMatrix(self, expr) -> str:
-        return f"np.zeros(({self.doprint(expr.rows)}, {self.doprint(expr.cols)}), dtype=dtype)"
+        return self.module.spell("zero_matrix", rows=self.doprint(expr.rows), cols=self.doprint(expr.cols))
+
+
+class TorchPrinter(NumPyPrinter):
+    """Prints matrix expressions as PyTorch code: ``torch.tanh(z)``, ``torch.cat((h, x))``."""
+
+    module = TORCH
 
 
 class TextbookLatexPrinter(_MatrixPrinting, LatexPrinter):
@@ -159,6 +178,18 @@ class TextbookLatexPrinter(_MatrixPrinting, LatexPrinter):
 def numpy_code(expr, names: dict[str, str] | None = None) -> str:
     """``expr`` as a NumPy expression (symbols renamed through ``names``)."""
     return NumPyPrinter(names).doprint(expr)
+
+
+def code_printer(module: str | ArrayModule = NUMPY, names: dict[str, str] | None = None) -> NumPyPrinter:
+    """The expression printer for an array library (``"numpy"``, ``"cupy"``, ``"torch"``)."""
+    module = array_module(module)
+    printer = TorchPrinter if module is TORCH else NumPyPrinter
+    return printer(names, module)
+
+
+def array_code(expr, names: dict[str, str] | None = None, module: str | ArrayModule = NUMPY) -> str:
+    """``expr`` as an expression of an array library (symbols renamed through ``names``)."""
+    return code_printer(module, names).doprint(expr)
 
 
 def latex_terms(printer: TextbookLatexPrinter, expr) -> list[str]:

@@ -15,10 +15,11 @@ import sympy as sp
 from sympy import MatrixSymbol
 
 from . import ops
+from .array_module import NUMPY, ArrayModule, array_module
 from .cell import CellError, prev_name, step_name
 from .derive import Derivation, derive
 from .kernels import plan_kernel
-from .kernels.numpy_printer import dim, lines, value
+from .kernels.array_printer import ArrayPrinter, printer_for
 from .paths import TEMPLATES
 from .printers import NumPyPrinter, numpy_code
 from .text import TextPrinter, text  # noqa: F401 - re-exported for templates and tools
@@ -103,19 +104,21 @@ def _recurrent_parameters(derivation: Derivation) -> list[str]:
     return [p.name for p in derivation.cell.parameters if p.name in needed]
 
 
-def _section_lines(section) -> dict:
-    return {"setup": lines(section.setup), "loop": lines(section.loop), "after": lines(section.after)}
+def _section_lines(section, printer: ArrayPrinter) -> dict:
+    return {"setup": printer.lines(section.setup), "loop": printer.lines(section.loop),
+            "after": printer.lines(section.after)}
 
 
-def _plan_context(derivation: Derivation) -> tuple[dict, dict, list[str]]:
-    """The planned forward and backward as lines (see :mod:`symbptt.kernels`), and the
-    parameters the backward reads that the cache does not hold."""
+def _plan_context(derivation: Derivation, printer: ArrayPrinter) -> tuple[dict, dict, list[str]]:
+    """The planned forward and backward as lines of one array library (see
+    :mod:`symbptt.kernels`), and the parameters the backward reads that the cache does not hold."""
     plan = plan_kernel(derivation)
-    fwd = _section_lines(plan.forward)
+    fwd = _section_lines(plan.forward, printer)
     fwd["cache"] = plan.forward.cache
-    fwd["stored"] = [{"name": n, "rows": dim(rows)} for n, rows in plan.forward.stored]
-    bwd = _section_lines(plan.backward)
-    bwd["grads"] = [{"key": k, "code": value(v), "comment": note} for k, v, note in plan.backward.grads]
+    fwd["stored"] = [{"name": n, "rows": printer.dim(rows)} for n, rows in plan.forward.stored]
+    bwd = _section_lines(plan.backward, printer)
+    bwd["grads"] = [{"key": k, "code": printer.value(v), "comment": note}
+                    for k, v, note in plan.backward.grads]
     backward_text = "\n".join([s for _, s in _dim_sources(derivation)] + bwd["setup"] + bwd["loop"]
                               + bwd["after"] + [g["code"] for g in bwd["grads"]])
     cached = set(fwd["cache"])
@@ -124,8 +127,12 @@ def _plan_context(derivation: Derivation) -> tuple[dict, dict, list[str]]:
     return fwd, bwd, backward_params
 
 
-def kernel_context(derivation: Derivation, source: str = "") -> dict:
-    """Everything ``templates/numpy_kernel.py.j2`` prints for one cell."""
+def kernel_context(derivation: Derivation, source: str = "",
+                   module: str | ArrayModule = NUMPY) -> dict:
+    """Everything a kernel template (``module.template``: ``templates/numpy_kernel.py.j2``,
+    ``templates/torch_kernel.py.j2``) prints for one cell, spelled for the array library
+    ``module``. The notebook's own functions are NumPy's only (``notebook`` is None else)."""
+    module = array_module(module)
     cell = derivation.cell
     states, inputs, readouts = cell.states, cell.inputs, cell.readouts
     if len(inputs) != 1:
@@ -136,11 +143,13 @@ def kernel_context(derivation: Derivation, source: str = "") -> dict:
     def rows(shape) -> str:
         return dim_code(shape[0])
 
-    fwd, bwd, backward_params = _plan_context(derivation)
+    fwd, bwd, backward_params = _plan_context(derivation, printer_for(module))
     # The notebook interface: one step with no readout gradient (dy = 0).
-    notebook = notebook_context(cell, source) if cell.notebook_api else None
+    notebook = (notebook_context(cell, source)
+                if cell.notebook_api and module.declarations == NUMPY.declarations else None)
 
     return {
+        "module": module,
         "cell": cell.name,
         "doc": cell.doc,
         "source": source,
@@ -165,7 +174,8 @@ def kernel_context(derivation: Derivation, source: str = "") -> dict:
                              if e.kind == "readout" and isinstance(e.expr, ops.Softmax)],
         "notebook": notebook,
         "helpers": ops.kernel_helpers([e.expr for e in derivation.forward]
-                                      + [a.expr for a in derivation.backward + derivation.parameters]),
+                                      + [a.expr for a in derivation.backward + derivation.parameters],
+                                      module),
     }
 
 

@@ -3,7 +3,8 @@
 derivation → :mod:`~symbptt.kernels.rewrite` (split weight-times-stack products) →
 :mod:`~symbptt.kernels.layout` (loop, readouts, stacked rows) →
 :mod:`~symbptt.kernels.forward` and :mod:`~symbptt.kernels.backward` (statements,
-:mod:`~symbptt.kernels.code`) → :mod:`~symbptt.kernels.numpy_printer` (code lines).
+:mod:`~symbptt.kernels.code`) → :mod:`~symbptt.kernels.array_printer` (code lines of one
+array library: NumPy, CuPy or PyTorch, see :mod:`symbptt.array_module`).
 """
 
 from __future__ import annotations

@@ -3,8 +3,8 @@
 A kernel section (set-up, loop body, after the loop) is a list of :data:`Statement`. Values
 on the right-hand side are small expression trees (:data:`Value`): views of named arrays
 with symbolic row ranges, SymPy matrix expressions over those views, matrix products,
-calls and sums. Nothing here knows NumPy's spelling: :mod:`symbptt.kernels.numpy_printer`
-turns the same plan into code, and another printer could turn it into another library's.
+calls and sums. Nothing here knows a library's spelling: :mod:`symbptt.kernels.array_printer`
+turns the same plan into NumPy, CuPy or PyTorch code.
 """
 
 from __future__ import annotations
@@ -136,9 +136,9 @@ class Call:
     """A call of one of the kernel's own helpers or of the array library (by role name).
 
     ``fn`` is a role the printer maps to a spelling: ``concat`` (rows), ``concat_cols``,
-    ``zeros``, ``empty``, ``workspace``, ``flat``, ``upstream``, ``reshape_steps``
-    (a (rows, T·m) matrix as a (T, rows, m) view), ``colsum`` (over batch and steps),
-    ``copy``; or an elementwise function's kernel name.
+    ``zeros``, ``empty``, ``workspace``, ``matmul``, ``flat``, ``upstream``, ``reshape_steps``
+    (a (rows, T·m) matrix as a (T, rows, m) view), ``rowsum`` (over batch and steps),
+    ``copy``, … (see :class:`~symbptt.kernels.array_printer.ArrayPrinter`).
     """
 
     fn: str
@@ -243,7 +243,8 @@ class MatMulInto:
 @dataclass(frozen=True)
 class ApplyInPlace:
     """An elementwise function applied to rows, overwriting them: ``f(v, out=v)``; or, with
-    ``source``, ``f(source, out=target)``."""
+    ``source``, ``f(source, out=target)``. ``fn`` is the operation's ``op_name`` (``tanh``);
+    the printer spells it for its library."""
 
     fn: str
     target: View

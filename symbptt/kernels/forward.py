@@ -178,7 +178,7 @@ class ForwardPlanner:
                     for r, _ in run.members:
                         covered[L.rows.index(r)] = True
                 else:
-                    setup.append(c.Update(target, "+", c.Call("np.matmul", (w, xs))))
+                    setup.append(c.Update(target, "+", c.Call("matmul", (w, xs))))
             first = False
         return covered
 

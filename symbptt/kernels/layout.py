@@ -26,11 +26,12 @@ from .rewrite import names_in, product, split_cell, terms_of, uses
 
 
 def in_place_name(expr) -> str | None:
-    """The kernel function that applies ``expr``'s operation in place, if it has one."""
+    """The operation (its ``op_name``) whose kernel function applies ``expr`` in place
+    (``out=``), if it has one; the printer spells it for its array library."""
     cls = type(expr)
     if not issubclass(cls, ops.Pointwise):
         return None
-    return cls.numpy_name if getattr(cls, "numpy_out", False) else None
+    return cls.op_name if getattr(cls, "numpy_out", False) else None
 
 
 @dataclass
@@ -56,7 +57,7 @@ class Row:
     @property
     def family(self) -> str:
         """Rows of one family are activated by one call (σ with halved rows joins tanh)."""
-        return "np.tanh" if self.half else self.act_kind
+        return ops.Tanh.op_name if self.half else self.act_kind
 
 
 def total_rows(rows) -> sp.Expr:
