@@ -17,14 +17,13 @@ instead of autograd's tape of every step. The pieces, from the lowest:
   :func:`to_torch_state_dict`: the torch-layout cells ``lstm_torch`` and ``gru_torch``
   against ``nn.LSTM``/``nn.GRU`` ``state_dict`` keys (gates stacked i, f, g, o and r, z, n).
 
-The kernel behind the Function is symbptt's generated kernel on torch tensors where the
-code generator offers one (``kernel_module(cell, module="torch")``, any device, no copy);
-otherwise the NumPy kernel through :class:`NumpyKernel` (tensors copied to the CPU and back).
+The kernel behind the Function is set by :data:`KERNEL`: symbptt's generated kernel on torch
+tensors (``kernel_module(cell, module="torch")``, any device, no copy), or the NumPy kernel
+through :class:`NumpyKernel` (tensors copied to the CPU and back).
 """
 
 from __future__ import annotations
 
-import inspect
 import math
 import threading
 from collections.abc import Mapping, Sequence
@@ -59,8 +58,10 @@ __all__ = [
 #: What the functions below accept as a cell: a built-in name, a cell file, or a Cell.
 CellSpec = str | Path | Cell
 
-#: Whether the code generator can print a kernel on torch tensors (``module="torch"``).
-TORCH_KERNEL = "module" in inspect.signature(kernel_module).parameters
+#: The generated kernel behind every cell: "torch" (symbptt's kernel on torch tensors, any
+#: device, no copy) or "numpy" (the NumPy kernel through :class:`NumpyKernel`: tensors go
+#: through the CPU). Kernels already made are kept per value.
+KERNEL = "numpy"
 
 
 # -- the kernel ----------------------------------------------------------------------------
@@ -103,7 +104,7 @@ class NumpyKernel:
 
 def _generated(cell: Cell) -> Any:
     """The cell's kernel on torch tensors: the torch printer's where it exists, else NumPy's."""
-    if TORCH_KERNEL:
+    if KERNEL == "torch":
         return kernel_module(cell, module="torch")  # type: ignore[call-arg]
     return NumpyKernel(kernel_module(cell))
 
@@ -147,10 +148,10 @@ _KERNELS_LOCK = threading.Lock()
 
 
 def _fingerprint(cell: Cell) -> tuple:
-    """What makes two cells the same kernel: name, declarations and equations."""
+    """What makes two cells the same kernel: the kernel kind, name, declarations, equations."""
     symbols = tuple((s.name, s.role, str(s.shape)) for s in cell.symbols.values())
     equations = tuple((e.name, e.kind, sp.srepr(e.expr)) for e in cell.equations)
-    return cell.name, symbols, equations
+    return KERNEL, cell.name, symbols, equations
 
 
 def _load_cell(spec: CellSpec) -> Cell:
