@@ -65,7 +65,8 @@ def loss(kernel: ModuleType, problem: Problem, parameters=None, x=None, initial=
         if start == 0:
             states = initial
         else:
-            assert reference_states is not None, "truncate needs the reference states"
+            if reference_states is None:
+                raise ValueError("loss: truncate needs reference_states (the unperturbed run's states)")
             states = {s: reference_states[s][:, :, start - 1] for s in kernel.STATES}
         outputs, _ = kernel.forward(parameters, x[:, :, start:stop], states)
         total += float(sum(np.sum(problem.upstream[k][:, :, start:stop] * v)
@@ -109,9 +110,15 @@ def numerical_gradients(kernel: ModuleType, problem: Problem, truncate: int | No
 
 
 def relative_error(analytic: np.ndarray, numeric: np.ndarray) -> float:
-    """max |a − n| / max(max |n|, 1e-8): one number per gradient, scale-free."""
-    scale = max(float(np.max(np.abs(numeric))) if numeric.size else 0.0, 1e-8)
-    return float(np.max(np.abs(analytic - numeric))) / scale if numeric.size else 0.0
+    """max |a − n| / max(max |n|, 1e-8): one number per gradient, scale-free; infinite when
+    either holds a NaN or an infinity (a NaN compares false with any tolerance, so it must
+    never reach one)."""
+    if not numeric.size:
+        return 0.0
+    if not (np.all(np.isfinite(analytic)) and np.all(np.isfinite(numeric))):
+        return float("inf")
+    scale = max(float(np.max(np.abs(numeric))), 1e-8)
+    return float(np.max(np.abs(analytic - numeric))) / scale
 
 
 def compare(kernel: ModuleType, expected_gradients, m: int = 2, T: int = 3,

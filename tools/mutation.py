@@ -1,0 +1,181 @@
+"""Mutation testing of symbptt with mutmut: plant small mistakes in one module at a time and
+count how many the tests catch.
+
+    python3 tools/mutation.py                      # every module in MODULES (long: hours)
+    python3 tools/mutation.py symbptt/fdcheck.py   # one module, with its fast test subset
+    python3 tools/mutation.py --list               # the modules and their test subsets
+
+Each module is mutated in a scratch copy of the checkout's tracked files (the checkout itself
+is never touched), and only the tests that exercise it run (MODULES below): the freshness test
+of ``generated/`` is left out, since regenerating makes any change "fresh". mutmut itself also
+runs, for each mutant, only the tests of that subset that reach the mutated function.
+
+The table printed at the end has, per module: killed, survived, equivalent (survivors listed
+in tools/mutation-equivalent.txt with the reason they change nothing observable), timed out,
+and the score killed / (total − equivalent). Survivors are written to
+``<scratch>/survivors.txt``; ``mutmut show NAME`` in the scratch copy prints one.
+Needs ``pip install mutmut==3.8.1`` (not part of the test extras: this is not the test
+command, and it takes long).
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+EQUIVALENT = ROOT / "tools" / "mutation-equivalent.txt"
+
+#: Module → the tests that exercise it (the fast subset run against its mutants).
+MODULES: dict[str, list[str]] = {
+    "symbptt/fdcheck.py": ["tests/test_fdcheck.py", "tests/test_finite_differences.py"],
+    "symbptt/derive.py": ["tests/test_finite_differences.py", "tests/test_against_references.py",
+                          "tests/test_random_cells.py"],
+    "symbptt/graph.py": ["tests/test_finite_differences.py", "tests/test_against_references.py",
+                         "tests/test_random_cells.py", "tests/test_cell_dsl.py"],
+    "symbptt/cell.py": ["tests/test_cell_dsl.py", "tests/test_bad_cells.py", "tests/test_hostile_inputs.py",
+                        "tests/test_against_references.py"],
+    "symbptt/ops.py": ["tests/test_operations.py", "tests/test_operation_consumers.py",
+                       "tests/test_finite_differences.py", "tests/test_against_references.py"],
+    "symbptt/printers.py": ["tests/test_numpy_printer.py", "tests/test_report.py",
+                            "tests/test_report_roundtrip.py", "tests/test_against_references.py"],
+    "symbptt/notation.py": ["tests/test_report.py", "tests/test_report_roundtrip.py", "tests/test_hostile_inputs.py"],
+    "symbptt/kernels/rewrite.py": ["tests/test_kernel_plan.py", "tests/test_against_references.py",
+                                   "tests/test_random_cells.py"],
+    "symbptt/kernels/layout.py": ["tests/test_kernel_plan.py", "tests/test_against_references.py",
+                                  "tests/test_random_cells.py"],
+    "symbptt/kernels/forward.py": ["tests/test_kernel_plan.py", "tests/test_against_references.py",
+                                   "tests/test_random_cells.py", "tests/test_finite_differences.py"],
+    "symbptt/kernels/backward.py": ["tests/test_kernel_plan.py", "tests/test_against_references.py",
+                                    "tests/test_random_cells.py", "tests/test_finite_differences.py"],
+    "symbptt/kernels/numpy_printer.py": ["tests/test_numpy_printer.py", "tests/test_kernel_plan.py",
+                                         "tests/test_against_references.py"],
+    "symbptt/report.py": ["tests/test_report.py", "tests/test_report_roundtrip.py"],
+    "symbptt/report_steps.py": ["tests/test_report.py", "tests/test_report_roundtrip.py"],
+    "symbptt/check.py": ["tests/test_check.py", "tests/test_pinned_tolerances.py"],
+    "symbptt/check_diagnose.py": ["tests/test_check.py", "tests/test_pinned_tolerances.py"],
+    "symbptt/handcheck.py": ["tests/test_handcheck.py", "tests/test_pinned_tolerances.py"],
+    "symbptt/verify.py": ["tests/test_verify.py", "tests/test_verify_scale.py"],
+    "symbptt/proof.py": ["tests/test_proof.py"],
+}
+
+#: What a test run needs besides the package and the tests (mutmut copies tests/ itself).
+ALSO_COPY = ["templates/", "derivations/", "generated/", "setup.py", "README.md", "docs/", "tools/",
+             "benchmarks/", "examples/"]
+
+_RESULT = re.compile(r"^\s*(?P<name>[\w.]+__mutmut_\d+): (?P<status>[\w ]+)$")
+
+
+@dataclass
+class Score:
+    module: str
+    killed: int = 0
+    survived: int = 0
+    equivalent: int = 0
+    timeout: int = 0
+    other: int = 0
+
+    @property
+    def score(self) -> float:
+        counted = self.killed + self.survived + self.timeout + self.other
+        return self.killed / counted if counted else 1.0
+
+    def row(self) -> str:
+        return (f"| {self.module} | {self.killed} | {self.survived} | {self.equivalent} | "
+                f"{self.timeout} | {100 * self.score:.1f} % |")
+
+
+def equivalents() -> dict[str, str]:
+    """Mutant name → why it changes nothing observable (tools/mutation-equivalent.txt)."""
+    out = {}
+    if EQUIVALENT.exists():
+        for line in EQUIVALENT.read_text().splitlines():
+            if line.strip() and not line.startswith("#"):
+                name, _, reason = line.partition(" ")
+                out[name] = reason.strip()
+    return out
+
+
+def scratch_copy(module: str, tests: list[str]) -> Path:
+    """The checkout's tracked files in a new folder, with mutmut configured for ``module``."""
+    where = Path(tempfile.mkdtemp(prefix="symbptt-mutation-"))
+    files = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True).stdout
+    for name in filter(None, files.decode().split("\0")):
+        target = where / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if (ROOT / name).is_file():
+            shutil.copy2(ROOT / name, target)
+    config = ["[mutmut]", "source_paths = symbptt/", f"only_mutate = {module}",
+              "pytest_add_cli_args_test_selection =", *[f"    {t}" for t in tests],
+              "pytest_add_cli_args = -x -q -p no:cacheprovider", "also_copy ="]
+    config += [f"    {p}" for p in ALSO_COPY]
+    (where / "setup.cfg").write_text("\n".join(config) + "\n")
+    return where
+
+
+def run_module(module: str, jobs: int, known: dict[str, str]) -> Score:
+    tests = MODULES[module]
+    where = scratch_copy(module, tests)
+    print(f"== {module}: tests {' '.join(tests)} (in {where})", flush=True)
+    subprocess.run(["mutmut", "run", "--max-children", str(jobs)], cwd=where,
+                   stdout=subprocess.DEVNULL, check=False)
+    listing = subprocess.run(["mutmut", "results", "--all", "true"], cwd=where,
+                             capture_output=True, text=True, check=False).stdout
+    score = Score(module)
+    survivors = []
+    for line in listing.splitlines():
+        match = _RESULT.match(line)
+        if not match:
+            continue
+        name, status = match["name"], match["status"].strip()
+        if status == "killed":
+            score.killed += 1
+        elif status == "survived" and name in known:
+            score.equivalent += 1
+        elif status == "survived":
+            score.survived += 1
+            survivors.append(name)
+        elif status == "timeout":
+            score.timeout += 1
+        else:
+            score.other += 1
+    (where / "survivors.txt").write_text("".join(f"{s}\n" for s in survivors))
+    print(score.row(), flush=True)
+    return score
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("modules", nargs="*", help="modules to mutate (default: every one in MODULES)")
+    parser.add_argument("--jobs", type=int, default=2, help="mutants run at once (default 2)")
+    parser.add_argument("--list", action="store_true", help="print the modules and their tests")
+    args = parser.parse_args(argv)
+    if args.list:
+        for module, tests in MODULES.items():
+            print(f"{module}: {' '.join(tests)}")
+        return 0
+    unknown = [m for m in args.modules if m not in MODULES]
+    if unknown:
+        parser.error(f"not in MODULES: {', '.join(unknown)} (see --list)")
+    if shutil.which("mutmut") is None:
+        parser.error("mutmut is not installed: pip install mutmut==3.8.1")
+    known = equivalents()
+    scores = [run_module(m, args.jobs, known) for m in (args.modules or list(MODULES))]
+    print("\n| module | killed | survived | equivalent | timed out | score |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    for s in scores:
+        print(s.row())
+    total = Score("all", *(sum(getattr(s, f) for s in scores)
+                           for f in ("killed", "survived", "equivalent", "timeout", "other")))
+    print(total.row())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
