@@ -360,13 +360,13 @@ class CellRNN(nn.Module):
             self.layer_sizes.append(_layer_sizes(self.kernel, sizes, width))
         self.input_size = self._rows(self.kernel.input, 0)
         self.hidden_size = self._rows(self.kernel.output, 0)
-        factory = {"device": device, "dtype": dtype or torch.get_default_dtype()}
+        dtype = dtype or torch.get_default_dtype()
         for layer, layer_sizes in enumerate(self.layer_sizes):
             for reverse in self._directions():
                 for p in self.kernel.cell.parameters:
                     shape = tuple(_concrete(d, self.kernel.cell, layer_sizes) for d in p.shape)
                     self.register_parameter(p.name + _suffix(layer, reverse),
-                                            nn.Parameter(torch.empty(shape, **factory)))
+                                            nn.Parameter(torch.empty(shape, device=device, dtype=dtype)))
         self.reset_parameters()
 
     def _directions(self) -> tuple[bool, ...]:
@@ -398,8 +398,8 @@ class CellRNN(nn.Module):
     def extra_repr(self) -> str:
         parts = [repr(self.kernel.name), f"input_size={self.input_size}",
                  f"hidden_size={self.hidden_size}", f"num_layers={self.num_layers}"]
-        parts += [f"{k}={v}" for k, v in self.layer_sizes[0].items()
-                  if v not in (self.input_size, self.hidden_size)]
+        named = {str(self.kernel.rows(self.kernel.input)), str(self.kernel.rows(self.kernel.output))}
+        parts += [f"{k}={v}" for k, v in self.layer_sizes[0].items() if k not in named]
         parts += [f"{k}=True" for k in ("bidirectional", "batch_first") if getattr(self, k)]
         return ", ".join(parts + ([f"truncate={self.truncate}"] if self.truncate else []))
 
@@ -419,7 +419,8 @@ class CellRNN(nn.Module):
         """
         x = self._check_input(x)
         starts = self._initial_states(hx, x)
-        layer_input, finals = x, {s: [] for s in self.kernel.states}
+        layer_input = x
+        finals: dict[str, list[torch.Tensor]] = {s: [] for s in self.kernel.states}
         for layer in range(self.num_layers):
             per_direction = []
             for reverse in self._directions():
@@ -502,7 +503,7 @@ class CellRNN(nn.Module):
         """The same network as an ``nn.LSTM`` or ``nn.GRU`` (cell ``lstm_torch``/``gru_torch``,
         same sizes, layers, directions, layout and a copy of the weights)."""
         name = _torch_cell_name(module)
-        weight = module.weight_ih_l0
+        weight: torch.Tensor = module.weight_ih_l0  # type: ignore[assignment]
         model = cls(name, module.input_size, module.hidden_size, module.num_layers,
                     bidirectional=module.bidirectional, batch_first=module.batch_first,
                     truncate=truncate, device=weight.device, dtype=weight.dtype)
