@@ -127,6 +127,15 @@ def _plan_context(derivation: Derivation, printer: ArrayPrinter) -> tuple[dict, 
     return fwd, bwd, backward_params
 
 
+def _regenerate(cell: str, source: str, module: ArrayModule) -> str:
+    """How the kernel's docstring says to regenerate it (``symbptt build`` writes NumPy's)."""
+    if module is NUMPY:
+        return "`symbptt build`" if source else "symbptt.kernel_source(cell)"
+    if source:
+        return f"`symbptt codegen {cell} --module {module.name}`"
+    return f'symbptt.kernel_source(cell, module="{module.name}")'
+
+
 def kernel_context(derivation: Derivation, source: str = "",
                    module: str | ArrayModule = NUMPY) -> dict:
     """Everything a kernel template (``module.template``: ``templates/numpy_kernel.py.j2``,
@@ -150,6 +159,7 @@ def kernel_context(derivation: Derivation, source: str = "",
 
     return {
         "module": module,
+        "regenerate": _regenerate(cell.name, source, module),
         "cell": cell.name,
         "doc": cell.doc,
         "source": source,
