@@ -369,6 +369,19 @@ class CellRNN(nn.Module):
                                             nn.Parameter(torch.empty(shape, device=device, dtype=dtype)))
         self.reset_parameters()
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickling (``torch.save(model)``, ``copy.deepcopy``) keeps the cell, not its
+        generated kernel (a module object cannot be pickled); loading derives it again, or
+        finds it in this process's cache."""
+        state = dict(self.__dict__)
+        state["kernel"] = self.kernel.cell
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        state = dict(state)
+        state["kernel"] = cell_kernel(state["kernel"])
+        super().__setstate__(state)
+
     def _directions(self) -> tuple[bool, ...]:
         return (False, True) if self.bidirectional else (False,)
 

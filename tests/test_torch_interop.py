@@ -7,6 +7,7 @@ nn.LSTM / nn.GRU with the same weights.
 
 from __future__ import annotations
 
+import copy
 import datetime
 import os
 import socket
@@ -374,6 +375,18 @@ def test_kernel_is_derived_once_per_cell(tmp_path):
     assert cell_kernel(str(path)) is first
     path.write_text(CUSTOM_CELL.replace("tanh(W @ x", "tanh(2 * W @ x"))
     assert cell_kernel(path) is not first
+
+
+def test_deepcopy_and_torch_save_keep_the_module(tmp_path):
+    torch.manual_seed(0)
+    model = CellRNN("lstm_torch", 3, 4, bidirectional=True, dtype=F64)
+    x = torch.randn(5, 2, 3, dtype=F64)
+    torch.save(model, tmp_path / "model.pt")
+    for other in (copy.deepcopy(model), torch.load(tmp_path / "model.pt", weights_only=False)):
+        assert other.kernel is model.kernel
+        assert torch.equal(other(x)[0], model(x)[0])
+        other(x)[0].sum().backward()
+        assert other.W_hi_l0_reverse.grad is not None and model.W_hi_l0_reverse.grad is None
 
 
 # -- errors ------------------------------------------------------------------------------------
