@@ -21,8 +21,9 @@ from __future__ import annotations
 import types
 from pathlib import Path
 
+from .array_module import ArrayModule
 from .cell import Cell
-from .codegen import kernel_module, numpy_kernel
+from .codegen import kernel_module, kernel_text
 from .derive import derive
 from .loader import builtin_cells, load, resolve, source_label
 
@@ -44,23 +45,27 @@ def load_cell(spec: CellSpec) -> Cell:
     return spec if isinstance(spec, Cell) else load(spec)
 
 
-def kernel_source(spec: CellSpec) -> str:
-    """The NumPy kernel's module text for a cell, as ``symbptt codegen`` prints it.
+def kernel_source(spec: CellSpec, module: str | ArrayModule = "numpy") -> str:
+    """The kernel's module text for a cell, as ``symbptt codegen`` prints it.
 
     The interface of that module is in ``docs/kernels.md``. A cell file's kernel names the
-    file in its docstring; a Cell built in Python says it has no file.
+    file in its docstring; a Cell built in Python says it has no file. ``module`` is the
+    array library: ``"numpy"`` (default), ``"cupy"`` or ``"torch"``.
     """
     if isinstance(spec, Cell):
-        return numpy_kernel(derive(spec))
+        return kernel_text(derive(spec), "", module)
     path = resolve(str(spec))
-    return numpy_kernel(derive(load(path)), source_label(path))
+    return kernel_text(derive(load(path)), source_label(path), module)
 
 
-def load_kernel(spec: CellSpec, name: str | None = None) -> types.ModuleType:
+def load_kernel(spec: CellSpec, name: str | None = None,
+                module: str | ArrayModule = "numpy") -> types.ModuleType:
     """The cell's kernel, generated and imported as a module (nothing is written to disk):
     ``forward``, ``backward``, ``init_parameters``, … as ``docs/kernels.md`` describes.
-    ``name`` is the module's ``__name__`` (default ``symbptt_kernel_<cell>``)."""
-    return kernel_module(spec, name)
+    ``name`` is the module's ``__name__`` (default ``symbptt_kernel_<cell>``); ``module`` the
+    array library it computes with: ``"numpy"`` (default), ``"cupy"`` or ``"torch"``
+    (importing the kernel imports that library)."""
+    return kernel_module(spec, name, module)
 
 
 def adjoint_names(spec: CellSpec) -> list[str]:

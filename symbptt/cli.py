@@ -13,9 +13,10 @@ from pathlib import Path
 
 import jinja2
 
+from .array_module import MODULES
 from .build import build_all, default_output, stale_files, summary_table, write_atomic
 from .cell import CellError
-from .codegen import numpy_kernel
+from .codegen import kernel_text
 from .derive import derive
 from .loader import DERIVATIONS, LoadError, builtin_cells, load, resolve, source_label
 from .ops import ShapeError
@@ -37,7 +38,7 @@ def cmd_list(args) -> int:
 
 def cmd_codegen(args) -> int:
     path = resolve(args.cell)
-    code = numpy_kernel(derive(load(path)), source_label(path))
+    code = kernel_text(derive(load(path)), source_label(path), args.module)
     if args.output is None:
         sys.stdout.write(code)
     else:
@@ -129,9 +130,16 @@ def parser() -> argparse.ArgumentParser:
                                 "for recurrent cells written once in SymPy.")
     sub = p.add_subparsers(dest="command", required=True)
     sub.add_parser("list", help="the built-in cells and their equations").set_defaults(run=cmd_list)
-    c = sub.add_parser("codegen", help="print or write one cell's NumPy kernel")
+    c = sub.add_parser("codegen", help="print or write one cell's kernel (NumPy, CuPy or PyTorch)",
+                       description="Print one cell's generated kernel module: forward, full or "
+                                   "truncated BPTT backward, init_parameters, rows (docs/kernels.md).")
     c.add_argument("cell", help=CELL_HELP)
     c.add_argument("-o", "--output", help="write the kernel here instead of stdout")
+    c.add_argument("--module", choices=list(MODULES), default="numpy",
+                   help="the array library the kernel computes with: numpy (default; what "
+                        "`symbptt build` writes), cupy (the NumPy kernel with `import cupy as np`, "
+                        "arrays on a CUDA device) or torch (torch.Tensor on any device, the same "
+                        "interface; the body of a torch.autograd.Function)")
     c.set_defaults(run=cmd_codegen)
     b = sub.add_parser("build", help="every built-in cell into generated/ (kernels, LaTeX, PDFs)",
                        description="Derive every built-in cell, check its kernel against finite "
