@@ -186,9 +186,10 @@ class CellFunction(torch.autograd.Function):
     ``CellFunction.apply(kernel, truncate, x, *parameters, *initial_states)`` in the
     kernel's layout: ``x`` is ``(n_x, m, T)``, parameters in ``kernel.parameters`` order,
     one initial state per ``kernel.states`` (``None`` starts at zeros); returns one
-    ``(rows, m, T)`` tensor per ``kernel.outputs``. Parameters and ``x`` are saved for
-    backward so that an in-place change before backward is torch's usual error, not a
-    silently wrong gradient. Not twice differentiable.
+    ``(rows, m, T)`` tensor per ``kernel.outputs``. ``x``, the parameters and the outputs
+    (which may share memory with the kernel's cache) are saved for backward, so that an
+    in-place change of one before backward is torch's usual error, not a silently wrong
+    gradient. Not twice differentiable.
     """
 
     @staticmethod
@@ -199,11 +200,12 @@ class CellFunction(torch.autograd.Function):
         starts = tensors[count:]
         initial = {s: v for s, v in zip(kernel.states, starts, strict=True) if v is not None}
         outputs, cache = kernel.kernel.forward(parameters, x, initial)
+        results = tuple(outputs[name] for name in kernel.outputs)
         ctx.set_materialize_grads(False)
-        ctx.save_for_backward(x, *tensors[:count])
+        ctx.save_for_backward(x, *tensors[:count], *results)
         ctx.kernel, ctx.truncate, ctx.cache = kernel, truncate, cache
         ctx.given = [v is not None for v in starts]
-        return tuple(outputs[name] for name in kernel.outputs)
+        return results
 
     @staticmethod
     @once_differentiable

@@ -438,6 +438,10 @@ def test_in_place_change_before_backward_is_an_error():
         model.W_hz_l0.add_(1.0)
     with pytest.raises(RuntimeError, match="modified by an inplace operation"):
         output.sum().backward()
+    outputs = cell_apply("gru_torch", leaves(model.layer_parameters()), torch.randn(3, 2, 4, dtype=F64))
+    outputs["h"].mul_(2.0)  # the output may share memory with the kernel's cache
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        outputs["h"].sum().backward()
 
 
 def test_symbptt_imports_without_torch():
