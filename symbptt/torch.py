@@ -61,7 +61,7 @@ CellSpec = str | Path | Cell
 #: The generated kernel behind every cell: "torch" (symbptt's kernel on torch tensors, any
 #: device, no copy) or "numpy" (the NumPy kernel through :class:`NumpyKernel`: tensors go
 #: through the CPU). Kernels already made are kept per value.
-KERNEL = "numpy"
+KERNEL = "torch"
 
 
 # -- the kernel ----------------------------------------------------------------------------
@@ -75,9 +75,10 @@ def _numpy(tensor: torch.Tensor) -> np.ndarray:
 class NumpyKernel:
     """The NumPy kernel behind the torch kernel's interface: tensors in, tensors out.
 
-    Used until the torch-tensor kernel exists: ``forward`` and ``backward`` take and return
-    tensors as ``kernel_module(cell, module="torch")`` does, moving them through NumPy on
-    the CPU and back to the input's device.
+    With ``KERNEL = "numpy"``: ``forward`` and ``backward`` take and return tensors as
+    ``kernel_module(cell, module="torch")``'s do, moving them through NumPy on the CPU and
+    back to the input's device. A second implementation to compare the torch kernel with,
+    and a way to run a cell on a torch that the torch kernel does not support.
     """
 
     def __init__(self, module: Any) -> None:
@@ -103,9 +104,9 @@ class NumpyKernel:
 
 
 def _generated(cell: Cell) -> Any:
-    """The cell's kernel on torch tensors: the torch printer's where it exists, else NumPy's."""
+    """The cell's kernel on torch tensors, as :data:`KERNEL` says."""
     if KERNEL == "torch":
-        return kernel_module(cell, module="torch")  # type: ignore[call-arg]
+        return kernel_module(cell, module="torch")
     return NumpyKernel(kernel_module(cell))
 
 

@@ -439,8 +439,10 @@ def test_in_place_change_before_backward_is_an_error():
     with pytest.raises(RuntimeError, match="modified by an inplace operation"):
         output.sum().backward()
     outputs = cell_apply("gru_torch", leaves(model.layer_parameters()), torch.randn(3, 2, 4, dtype=F64))
-    outputs["h"].mul_(2.0)  # the output may share memory with the kernel's cache
-    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+    # the output may share memory with the kernel's cache: refused when changed (a view made
+    # inside the Function, the torch kernel's) or at backward (the NumPy kernel's)
+    with pytest.raises(RuntimeError, match="inplace"):
+        outputs["h"].mul_(2.0)
         outputs["h"].sum().backward()
 
 
@@ -450,6 +452,40 @@ def test_symbptt_imports_without_torch():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=60, check=False)
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr
+
+
+def test_torch_kernel_never_goes_through_numpy(monkeypatch):
+    """With the torch kernel (the default) tensors stay tensors on their device: no .numpy()."""
+    import symbptt.torch as interop
+
+    assert interop.KERNEL == "torch"
+    assert not isinstance(cell_kernel("lstm_torch").kernel, interop.NumpyKernel)
+
+    def refuse(self, *args, **kwargs):
+        raise AssertionError("a tensor went through NumPy")
+
+    monkeypatch.setattr(torch.Tensor, "numpy", refuse)
+    _, ours = torch_reference("LSTM", 1, True)
+    output, _ = ours(torch.randn(4, 2, 3, dtype=F64))
+    output.sum().backward()
+    assert all(p.grad is not None for p in ours.parameters())
+
+
+def test_numpy_kernel_adapter_equals_the_torch_kernel(monkeypatch):
+    """The NumPy kernel behind NumpyKernel (KERNEL = "numpy") gives the same gradients."""
+    import symbptt.torch as interop
+
+    results = []
+    for kind in ("torch", "numpy"):
+        monkeypatch.setattr(interop, "KERNEL", kind)
+        torch.manual_seed(0)
+        model = CellRNN("lstm", 3, 4, 2, dims={"n_y": 2}, truncate=2, dtype=F64)
+        assert isinstance(model.kernel.kernel, interop.NumpyKernel) == (kind == "numpy")
+        x = torch.randn(5, 2, 3, dtype=F64, requires_grad=True)
+        output, _, readouts = model(x, readouts=True)
+        (output.sin().sum() + readouts["y"][..., 0].sum()).backward()
+        results.append([x.grad] + [p.grad for p in model.parameters()])
+    assert max(rel(a, b) for a, b in zip(*results)) <= 1e-12
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
