@@ -2,7 +2,8 @@
 
 The operations come from the registry (``symbptt.ops.FUNCTIONS``), never from a list kept
 here: declaring a new one in ``symbptt/ops.py`` is enough for it to be walked through the
-generated kernel (against finite differences), the symbolic proof (and the check of its
+generated kernel (against finite differences), the PyTorch kernel (against the NumPy one),
+the symbolic proof (and the check of its
 declared derivative), the PyTorch oracle, the LaTeX printer and the hand-derivation parser,
 the docstring printer and the report's gradient-norm plot.
 """
@@ -16,7 +17,8 @@ import pytest
 import sympy as sp
 
 from symbptt import Cell, derive, fdcheck, handcheck, odot, ops, proof, torch_oracle
-from symbptt.codegen import kernel_module
+from symbptt.array_module import TORCH
+from symbptt.codegen import kernel_module, torch_kernel
 from symbptt.notation import latex_printer
 from symbptt.report import gradient_norms
 from symbptt.text import text
@@ -66,6 +68,42 @@ def test_declaration_is_complete(operation):
             f"operation {name}: kernel callable {op.numpy_name} needs a helper def")
 
 
+def test_torch_declaration_is_complete(operation):
+    """The PyTorch kernel's spelling: a torch function, or a helper ``def`` of that name
+    written with torch (never NumPy); ``out=`` wherever the NumPy one takes it."""
+    name, op, _ = operation
+    assert op.torch_name, f"operation {name} declares no torch_name"
+    if op.torch_name.startswith("torch."):
+        assert not op.torch_helper, f"operation {name}: torch's own {op.torch_name} needs no helper"
+        return
+    assert f"def {op.torch_name}(" in op.torch_helper, (
+        f"operation {name}: kernel callable {op.torch_name} needs a torch_helper def")
+    assert "np." not in op.torch_helper, f"operation {name}: torch_helper calls NumPy"
+    if op.numpy_out:
+        assert f"def {op.torch_name}(u, out=None)" in op.torch_helper, (
+            f"operation {name}: the plan applies it in place, so its torch helper takes out=")
+
+
+@pytest.mark.skipif(not torch_oracle.available(), reason="PyTorch is not installed")
+def test_torch_kernel_equals_the_numpy_kernel(operation):
+    import torch
+
+    name, _, cell = operation
+    source = torch_kernel(derive(cell))
+    assert "np." not in source, f"operation {name}: NumPy in the torch kernel"
+    kernel, tkernel = kernel_module(cell), kernel_module(cell, module="torch")
+    problem = fdcheck.random_problem(kernel, fdcheck.dims_for(kernel, {"n_x": 3, "n_h": 4}), 2, 3)
+    as_tensors = lambda arrays: {k: torch.tensor(v) for k, v in arrays.items()}
+    for truncate in (None, 2):
+        _, cache = kernel.forward(problem.parameters, problem.x, problem.initial_states)
+        expected = kernel.backward(cache, problem.upstream, truncate=truncate)
+        _, tcache = tkernel.forward(as_tensors(problem.parameters), torch.tensor(problem.x),
+                                    as_tensors(problem.initial_states))
+        actual = tkernel.backward(tcache, as_tensors(problem.upstream), truncate=truncate)
+        errors = {k: fdcheck.relative_error(v, actual[k].numpy()) for k, v in expected.items()}
+        assert max(errors.values()) <= 1e-12, f"operation {name} (truncate={truncate}): {errors}"
+
+
 def test_kernel_matches_finite_differences(operation):
     name, _, cell = operation
     kernel = kernel_module(cell)
@@ -83,6 +121,9 @@ def test_kernel_helpers_are_emitted_in_a_fixed_order(operation):
     assert helpers[:2] == [ops.Sigmoid.numpy_helper, ops.Softmax.numpy_helper], name
     if op.numpy_helper:
         assert helpers.count(op.numpy_helper) == 1, f"operation {name}: helper missing or twice"
+    torch_helpers = ops.kernel_helpers(exprs, TORCH)
+    if op.torch_helper:
+        assert torch_helpers.count(op.torch_helper) == 1, f"operation {name}: torch helper missing or twice"
 
 
 def test_declared_derivative_is_the_derivative_of_the_definition(operation):
