@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import math
 import threading
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -517,13 +518,23 @@ class CellRNN(nn.Module):
     @classmethod
     def from_torch(cls, module: nn.LSTM | nn.GRU, truncate: int | None = None) -> CellRNN:
         """The same network as an ``nn.LSTM`` or ``nn.GRU`` (cell ``lstm_torch``/``gru_torch``,
-        same sizes, layers, directions, layout and a copy of the weights)."""
+        same sizes, layers, directions, layout and a copy of the weights). A module built
+        with ``bias=False`` gives zero biases that do not train; one with dropout, a warning
+        (no dropout here)."""
         name = _torch_cell_name(module)
         weight: torch.Tensor = module.weight_ih_l0  # type: ignore[assignment]
         model = cls(name, module.input_size, module.hidden_size, module.num_layers,
                     bidirectional=module.bidirectional, batch_first=module.batch_first,
                     truncate=truncate, device=weight.device, dtype=weight.dtype)
         model.load_state_dict(from_torch_state_dict(name, module.state_dict()))
+        if not module.bias:  # torch's module has none: ours stay zero
+            for key, parameter in model.named_parameters():
+                if key.startswith("b_"):
+                    parameter.requires_grad_(False)
+        if module.dropout:
+            warnings.warn(f"nn.{type(module).__name__}(dropout={module.dropout}): CellRNN has no "
+                          f"dropout between layers; it computes the module in eval mode",
+                          stacklevel=2)
         return model
 
     def to_torch(self) -> nn.LSTM | nn.GRU:

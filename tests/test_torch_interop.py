@@ -311,6 +311,13 @@ def test_torch_module_without_bias_gives_zero_biases():
     module = torch.nn.GRU(3, 4, bias=False)
     params = layer_from_torch("gru_torch", module.state_dict())
     assert params["b_hn"].shape == (4, 1) and not params["b_hn"].any()
+    model = CellRNN.from_torch(module)
+    frozen = {k for k, p in model.named_parameters() if not p.requires_grad}
+    assert frozen == {f"b_{k}{g}_l0" for k in "ih" for g in "rzn"}
+    x = torch.randn(4, 2, 3)
+    assert rel(model(x)[0], module(x)[0]) <= 1e-6
+    with pytest.warns(UserWarning, match="no dropout"):
+        CellRNN.from_torch(torch.nn.LSTM(3, 4, 2, dropout=0.5))
 
 
 @pytest.mark.parametrize("call", [
