@@ -34,7 +34,7 @@ from .derive import Adjoint, Derivation, derive
 from .notation import Notation, escape_tex, latex_printer
 from .printers import TextbookLatexPrinter, latex_terms
 from .render import TEMPLATES, environment, text
-from .report_figure import figure
+from .report_figure import figure, inline_printed
 from .report_params import entry_row, weight_blocks
 from .report_steps import (
     calculus_label,
@@ -216,6 +216,8 @@ def symbol_rows(d: Derivation, p: Printers) -> list[dict]:
             add(p.sym(e.name), shape, "next", e.meaning or cell.symbols[prev_name(e.name)].meaning)
         else:
             add(p.sym(e.name), shape, "readout" if e.kind == "readout" else "intermediate", e.meaning)
+    for latex, meaning, expr in inline_printed(d).values():
+        add(rf"{latex}_{{t}}", ops.shape_of(expr), "printed", meaning, of=p.expr(expr))
     for name in cell.readouts:
         shape = ops.shape_of(d.equation(name).expr)
         add(target_latex(name), shape, "target", of=p.sym(name))

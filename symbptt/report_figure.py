@@ -13,6 +13,8 @@ box showing its gradient δ: the chain rule sums what arrives at a node along it
 
 from __future__ import annotations
 
+import math
+import re
 from dataclasses import dataclass, field
 
 from sympy import HadamardProduct, MatAdd, MatMul, MatrixSymbol
@@ -20,6 +22,7 @@ from sympy import HadamardProduct, MatAdd, MatMul, MatrixSymbol
 from . import ops
 from .cell import prev_name, step_name
 from .derive import Derivation
+from .notation import canonical
 
 #: Horizontal room for the figure's columns (cm) and the widest column step.
 WIDTH = 15.5
@@ -42,6 +45,26 @@ class Graph:
         return node
 
 
+def inline_printed(d: Derivation) -> dict:
+    """Operands the cell named for print (``cell.print_as``) that stay inside an equation.
+
+    The lowering gives a stack or a product used twice its own equation, which prints under
+    the cell's name; a product used once (gru_torch's ``r ⊙ h_n``) stays inline, and only the
+    figure's node and the symbol table show its name. Keyed by :func:`canonical`:
+    ``(LaTeX base, meaning, the expression)``.
+    """
+    lowered = {canonical(_expanded(d, e.expr)) for e in d.forward if e.auto}
+    return {key: (latex, meaning, expr) for expr, (latex, meaning) in d.cell.printed_names.items()
+            if (key := canonical(expr)) not in lowered}
+
+
+def _expanded(d: Derivation, expr):
+    """``expr`` with the lowering's names replaced by their definitions, recursively."""
+    auto = {s: d.equation(s.name).expr for s in expr.atoms(MatrixSymbol)
+            if any(e.name == s.name and e.auto for e in d.forward)}
+    return _expanded(d, expr.xreplace(auto)) if auto else expr
+
+
 class _Builder:
     """Turns a derivation's forward equations into a :class:`Graph` (one pass, in order)."""
 
@@ -50,6 +73,7 @@ class _Builder:
         self.params = {s.name for s in d.cell.parameters}
         self.graph = Graph()
         self.node_of: dict[str, list[str]] = {}  # value name → nodes that stand for it
+        self.inline = inline_printed(d)
 
     def value_text(self, name: str) -> str:
         return self.p.doprint(MatrixSymbol(name, 1, 1)) if name not in self.d.cell.symbols else \
@@ -80,7 +104,17 @@ class _Builder:
         values = [f for f in expr.args if not isinstance(f, ops.Broadcast)]
         if len(values) == 1:
             return self.feed(values[0])  # p ⊙ c with a per-unit vector p
-        return [self.graph.add(r"$\odot$", "op", self._all(values))]
+        node = self.graph.add(r"$\odot$", "op", self._all(values))
+        printed = self.inline.get(canonical(expr))
+        if printed is not None:  # a product the cell named for print, left inside its equation
+            self._name(node, rf"{printed[0]}_{{t}}")
+        return [node]
+
+    def _name(self, node: str, sym: str) -> None:
+        """An operation node the cell named: its name above the operation, a named box."""
+        self.graph.text[node] = rf"${sym}$\\[-1pt]{{\scriptsize {self.graph.text[node]}}}"
+        self.graph.style[node] = "named"
+        self.graph.delta[node] = rf"$\delta {sym}$"
 
     def _stack(self, expr) -> list[str]:
         return [self.graph.add(r"$[\cdot;\cdot]$", "op", self._all(expr.args))]
@@ -115,10 +149,7 @@ class _Builder:
             inner = self.feed(e.expr)
             named = self.d.cell.printed_names and not sym.startswith((r"\left", "("))
             if named and len(inner) == 1 and self.graph.style[inner[0]] == "op":
-                node = inner[0]
-                self.graph.text[node] = rf"${sym}$\\[-1pt]{{\scriptsize {self.graph.text[node]}}}"
-                self.graph.style[node] = "named"
-                self.graph.delta[node] = rf"$\delta {sym}$"
+                self._name(inner[0], sym)
             self.node_of[e.name] = inner
             return
         style = self._style(e)
@@ -166,13 +197,72 @@ def _layout(graph: Graph, sources: list[str]) -> dict[str, tuple[float, float]]:
     return pos
 
 
-def _bend(graph: Graph, pos: dict, src: str, dst: str) -> str:
-    """Curve an arrow that skips a column away from the nodes between (straight otherwise)."""
+#: Bends tried for an arrow (degrees, TikZ ``bend left``; negative bends right), each with
+#: these loosenesses (a steep start that flattens keeps a long arrow low).
+BENDS = (0, 15, -15, 25, -25, 35, -35, 45, -45, 55, -55, 65, -65, 75, -75)
+LOOSENESS = (1.0, 0.6, 0.4)
+#: Room an arrow keeps from every node it does not join (cm).
+CLEARANCE = 0.15
+
+
+def _half_size(graph: Graph, node: str) -> tuple[float, float]:
+    """A node's half width and half height in cm, estimated from its text (font \\small)."""
+    if graph.style[node] == "op":
+        return 0.3, 0.3
+    lines = graph.text[node].split(r"\\")
+    visible = max(len(re.sub(r"\\[a-zA-Z]+|[{}$_^]|\[[^]]*\]", "", line)) for line in lines)
+    return 0.15 + 0.065 * visible, 0.3 if len(lines) == 1 else 0.42
+
+
+def _curve(p0: tuple[float, float], p1: tuple[float, float], bend: float, looseness: float = 1.0,
+           samples: int = 24):
+    """Points of TikZ's ``to[bend left=bend, looseness=…]`` from p0 to p1 (a cubic Bézier)."""
+    (x0, y0), (x1, y1) = p0, p1
+    length, angle = math.hypot(x1 - x0, y1 - y0), math.atan2(y1 - y0, x1 - x0)
+    out, into = angle + math.radians(bend), angle + math.pi - math.radians(bend)
+    d = 0.3915 * length * looseness
+    c0 = (x0 + d * math.cos(out), y0 + d * math.sin(out))
+    c1 = (x1 + d * math.cos(into), y1 + d * math.sin(into))
+    for k in range(1, samples):
+        t = k / samples
+        a, b, c, e = (1 - t) ** 3, 3 * (1 - t) ** 2 * t, 3 * (1 - t) * t ** 2, t ** 3
+        yield (a * x0 + b * c0[0] + c * c1[0] + e * x1, a * y0 + b * c0[1] + c * c1[1] + e * y1)
+
+
+def _clearance(graph: Graph, pos: dict, src: str, dst: str, bend: float, looseness: float = 1.0) -> float:
+    """How far (cm) the arrow passes from the nearest node it does not join (< 0: through it)."""
+    others = [(pos[n], _half_size(graph, n)) for n in pos if n not in (src, dst)]
+    nearest = math.inf
+    for x, y in _curve(pos[src], pos[dst], bend, looseness):
+        for (nx, ny), (w, h) in others:
+            nearest = min(nearest, max(abs(x - nx) - w, abs(y - ny) - h))
+    return nearest
+
+
+def _route(graph: Graph, pos: dict, src: str, dst: str) -> tuple[float, float]:
+    """(bend, looseness) of an arrow: of those clear of every node, the one that strays least
+    from the straight line, a full looseness first (a smooth arc); when none is clear, the
+    clearest."""
     (x0, y0), (x1, y1) = pos[src], pos[dst]
-    between = [n for n, (x, y) in pos.items() if x0 < x < x1 and abs(y - (y0 + (y1 - y0) * (x - x0) / (x1 - x0))) < 0.6]
-    if not between:
+    length = math.hypot(x1 - x0, y1 - y0)
+    best, best_key = (0.0, 1.0), (1, 0, math.inf)
+    for bend in BENDS:
+        for looseness in LOOSENESS if bend else (1.0,):
+            room = _clearance(graph, pos, src, dst, bend, looseness)
+            stray = 0.3915 * length * looseness * abs(math.sin(math.radians(bend)))
+            key = (0, looseness != 1.0, stray) if room >= CLEARANCE else (1, 0, -room)
+            if key < best_key:
+                best, best_key = (bend, looseness), key
+    return best
+
+
+def _bend(graph: Graph, pos: dict, src: str, dst: str) -> str:
+    """The TikZ options of an arrow's path (a space when it goes straight)."""
+    bend, looseness = _route(graph, pos, src, dst)
+    if not bend:
         return " "
-    return "[bend left=18] " if y0 >= y1 else "[bend right=18] "
+    side = f"bend left={bend:g}" if bend > 0 else f"bend right={-bend:g}"
+    return f"[{side}] " if looseness == 1.0 else f"[{side}, looseness={looseness:g}] "
 
 
 _STYLES = [r"\begin{tikzpicture}[>=Stealth, every node/.style={font=\small},",

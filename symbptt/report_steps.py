@@ -83,7 +83,7 @@ def softmax_rows(yhat: str, y: str, a: str, dy: str) -> dict[str, list[str]]:
         r"\frac{[i = j]\, e^{a_{i}} \sum_{k} e^{a_{k}} - e^{a_{i}} e^{a_{j}}}{\bigl(\sum_{k} e^{a_{k}}\bigr)^{2}}"
         r" = \hat{y}_{i}\bigl([i = j] - \hat{y}_{j}\bigr) \label{eq:soft:jac}"),
         (rf"\frac{{\partial {yhat}}}{{\partial {a}}} &= \operatorname{{diag}}(\hat{{\mathbf{{y}}}}) - "
-        r"\hat{\mathbf{y}}\hat{\mathbf{y}}^{\top} \quad \text{(one column)} \label{eq:soft:matrix}"),
+        r"\hat{\mathbf{y}}\hat{\mathbf{y}}^{\top} \label{eq:soft:matrix}"),
         (r"[\delta \mathbf{a}]_{j} &= \sum_{i} \frac{\partial \hat{y}_{i}}{\partial a_{j}}\,[\delta\hat{\mathbf{y}}]_{i}"
         r" = \hat{y}_{j}\Bigl([\delta\hat{\mathbf{y}}]_{j} - \sum_{i} \hat{y}_{i}\,[\delta\hat{\mathbf{y}}]_{i}\Bigr)"
         r" \label{eq:soft:vjp}"),

@@ -351,7 +351,7 @@ def test_repr_latex_renders(derivations, tmp_path):
 
 @pytest.mark.parametrize("lang, phrase", [
     ("en", "per-unit vector, one factor per unit, broadcast over the batch"),
-    ("es", "vector por unidad, un factor por unidad, replicado sobre el lote (broadcasting)"),
+    ("es", "vector con un factor por unidad, replicado sobre el lote (broadcasting)"),
 ])
 def test_vector_parameters_are_described(lang, phrase):
     """``cell.vector`` parameters (peepholes, IndRNN's u) have their line in the symbol table."""
@@ -365,6 +365,24 @@ def test_vector_parameters_are_described(lang, phrase):
         assert "peephole:" not in peephole and "one per unit" not in indrnn
 
 
+#: Spanish a native reader stumbles on (issue 9): contractions a blind "a el" → "al" once
+#: produced ("hastal", "maneral"), calques and the words the course notebook does not use.
+SPANISH_SLIPS = (" a el ", " de el ", "hastal ", "maneral ", "instancial ", "multiplical ", " puerta",
+                 "paso hacia atrás", "arrastre", "truncación", "difundido", "BPTT truncada",
+                 "jacobiano de softmax", "que lo lee", "(one column)", "aplicados a las compuertas")
+
+
+def test_spanish_reads_as_written_by_a_native_speaker(texts):
+    """The Spanish reports avoid known slips and use the notebook's words (compuerta, truncado)."""
+    for name in CELLS:
+        es = texts[(name, "es")]
+        found = [s for s in SPANISH_SLIPS if s in es]
+        assert not found, f"{name}: {found}"
+        assert "BPTT truncado" in es and "pasada hacia atrás" in es
+        assert "compuerta" in es or name == "rnn"
+        assert "Un paso toma la entrada" in es and "al estado siguiente" not in es
+
+
 def test_dataflow_figure_shows_every_operation_and_the_backward_pass(texts):
     """Issue 9: ⊙, 1−z, + and the stacks are nodes; the backward figure reverses every arrow."""
     tex = texts[("gru", "en")]
@@ -375,6 +393,30 @@ def test_dataflow_figure_shows_every_operation_and_the_backward_pass(texts):
     forward = figure.count(r"\draw[->]")
     assert forward >= 15 and figure.count(r"\draw[<-, red!70!black]") == forward
     assert "label=" not in figure  # text only inside nodes: no arrow crosses a label
+
+
+def test_figure_names_a_product_the_cell_named_for_print(texts):
+    """gru_torch's r ⊙ h_n stays inside its equation; its print name s_t still labels the node."""
+    tex = texts[("gru_torch", "es")]
+    figure = tex[tex.index(r"\begin{figure}"):tex.index(r"\label{fig:diagram}")]
+    assert r"{$\mathbf{s}_{t}$\\[-1pt]{\scriptsize $\odot$}}" in figure
+    assert r"{$\delta \mathbf{s}_{t}$}" in figure
+    assert (r"\mathbf{s}_{t} & n_{h} \times m & parte oculta tras la compuerta de reinicio, "
+            r"$\mathbf{r}_{t} \odot \mathbf{h}_{n,t}$ (solo se nombra en la figura)") in tex
+
+
+@pytest.mark.parametrize("name", CELLS + ("mgu", "indrnn", "lstm_peephole"))
+def test_figure_arrows_pass_clear_of_the_nodes(derivations, name):
+    """Each arrow bends, if it must, so that it passes no node it does not join."""
+    from symbptt.report_figure import _Builder, _clearance, _layout, _route
+
+    d = derivations[name] if name in derivations else derive(load(name))
+    graph, sources, _ = _Builder(d, Printers.of(d).now).build()
+    pos = _layout(graph, sources)
+    for node, inputs in graph.inputs.items():
+        for i in inputs:
+            assert _clearance(graph, pos, i, node, *_route(graph, pos, i, node)) > 0, \
+                (name, graph.text[i], graph.text[node])
 
 
 def page_blank_fractions(pdf: Path) -> list[float]:
