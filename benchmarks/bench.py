@@ -16,6 +16,12 @@ Implementations, timed interleaved (the order rotates every round), median after
 
 Run as ``env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/bench.py``;
 ``--quick`` is a tiny run for tests. Figures go to ``benchmarks/results/bench.json``.
+
+``--torch-kernel [--device cpu|cuda]`` times something else: the generated kernel printed
+for torch tensors (``kernel_module(cell, module="torch")``) against ``nn.LSTM``/``nn.GRU``
+with autograd on that device, for ``lstm_torch`` and ``gru_torch`` (the cells that are one
+layer of those modules, same weights), with the ratios and a check that h and dx agree
+(``benchmarks/results/bench_torch_kernel.json``).
 """
 
 from __future__ import annotations
@@ -1119,6 +1125,102 @@ def print_report(results: dict) -> None:
 # ---------------------------------------------------------------------------------------
 
 
+# ---------------------------------------------------------------------------------------
+# --torch-kernel: the generated kernel on torch tensors against nn.LSTM / nn.GRU
+# ---------------------------------------------------------------------------------------
+
+#: The cells whose function is exactly one layer of nn.LSTM / nn.GRU (same weights).
+TORCH_LAYOUT_CELLS = ("lstm_torch", "gru_torch")
+
+
+def _synchronized(run: Runner, device: str) -> Runner:
+    """``run`` followed by a wait for the device, so that a CUDA run's time is its own."""
+    if device != "cuda":
+        return run
+
+    def timed() -> None:
+        run()
+        torch.cuda.synchronize()
+
+    return timed
+
+
+def torch_kernel_case(p: Problem, device: str) -> tuple[dict[str, Runner], dict[str, float]]:
+    """Runners (forward + full-BPTT backward) of the torch-tensor kernel and of nn.LSTM/nn.GRU
+    with autograd, same weights, data and upstream on ``device`` (and, on the CPU, the NumPy
+    kernel); and the largest differences of h and dx between the kernel and torch's module."""
+    tkernel = kernel_module(p.cell, module="torch")
+
+    def on_device(a: np.ndarray) -> object:
+        return torch.from_numpy(np.ascontiguousarray(a)).to(device)
+
+    params = {k: on_device(v) for k, v in p.params.items()}
+    x, upstream = on_device(p.x), {k: on_device(v) for k, v in p.upstream.items()}
+    initial = {k: on_device(v) for k, v in p.initial.items()}
+    rec, readout, _ = torch_modules(p)
+    rec.to(device)
+    h0 = tuple(on_device(p.initial[s].T[None]).requires_grad_(True) for s in p.kernel.STATES)
+    case = TorchCase(rec, readout, True, to_torch(p.x).to(device).requires_grad_(True), h0,
+                     to_torch(p.upstream["h"]).to(device), None)
+
+    def kernel_run() -> None:
+        _, cache = tkernel.forward(params, x, initial)
+        tkernel.backward(cache, upstream)
+
+    runners = {"torch_kernel": _synchronized(kernel_run, device), "nn": _synchronized(case.run, device)}
+    if device == "cpu":
+        runners["numpy_kernel"] = generated_runner(p)
+    outputs, cache = tkernel.forward(params, x, initial)
+    grads = tkernel.backward(cache, upstream)
+    out, _ = case.forward()
+    case.loss().backward()
+    check = {"h": float((outputs["h"].permute(2, 1, 0) - out.detach()).abs().max()),
+             "dx": float((grads["dx"].permute(2, 1, 0) - case.x.grad).abs().max())}
+    case.clear()
+    return runners, check
+
+
+def run_torch_kernel(args) -> dict:
+    """Time the torch-tensor kernel against nn.LSTM/nn.GRU for the torch-layout cells."""
+    if torch is None:
+        raise SystemExit("--torch-kernel needs PyTorch")
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("--device cuda: no CUDA device is available")
+    set_threads()
+    cells = [c for c in (args.cells.split(",") if args.cells else TORCH_LAYOUT_CELLS)
+             if c in TORCH_LAYOUT_CELLS]
+    runs = []
+    for size in args.sizes.split(","):
+        for dtype in args.dtypes.split(","):
+            for cell in cells:
+                kernel, _ = load_kernel(cell)
+                p = make_problem(cell, kernel, SIZES[size], DTYPES[dtype])
+                runners, check = torch_kernel_case(p, device)
+                samples, _ = time_interleaved(runners, args.timing)
+                runs.append({"cell": cell, "size": size, "dtype": dtype, "device": device,
+                             "seconds": {k: statistics.median(v) for k, v in samples.items()},
+                             "check": check})
+    return {"meta": metadata(args), "device": device, "runs": runs}
+
+
+def torch_kernel_table(results: dict) -> str:
+    """Median seconds of forward + backward and the ratios, one line per case."""
+    lines = [(f"device {results['device']}; kernel = the generated kernel on torch tensors, "
+              "nn = nn.LSTM/nn.GRU with autograd, numpy = the NumPy kernel (CPU runs only)"),
+             (f"{'cell':<11} {'size':<7} {'dtype':<8} {'kernel ms':>10} {'nn ms':>9} {'numpy ms':>9} "
+              f"{'kernel/nn':>10} {'kernel/numpy':>13} {'max|Δh|':>9} {'max|Δdx|':>9}")]
+    for r in results["runs"]:
+        s = r["seconds"]
+        numpy_s = s.get("numpy_kernel")
+        lines.append(f"{r['cell']:<11} {r['size']:<7} {r['dtype']:<8} {1e3 * s['torch_kernel']:>10.2f} "
+                     f"{1e3 * s['nn']:>9.2f} {_fmt(numpy_s and 1e3 * numpy_s, '9.2f'):>9} "
+                     f"{s['torch_kernel'] / s['nn']:>10.2f} "
+                     f"{_fmt(numpy_s and s['torch_kernel'] / numpy_s, '13.2f'):>13} "
+                     f"{r['check']['h']:>9.1e} {r['check']['dx']:>9.1e}")
+    return "\n".join(lines)
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="tiny sizes, one repeat (for tests)")
@@ -1140,6 +1242,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                     "side by side with the generated ones (column gen/baseline)")
     ap.add_argument("--build", action="store_true",
                     help="build every kernel in memory from the current planner (ignore generated/)")
+    ap.add_argument("--torch-kernel", action="store_true",
+                    help="only time the generated kernel on torch tensors (forward + backward) against "
+                         "nn.LSTM/nn.GRU with autograd, for the torch-layout cells lstm_torch and "
+                         "gru_torch, side by side with ratios (and the NumPy kernel on the CPU)")
+    ap.add_argument("--device", choices=["cpu", "cuda"],
+                    help="--torch-kernel's device (default: cuda when available, else cpu)")
     ap.add_argument("--memory-worker", help=argparse.SUPPRESS)
     ap.add_argument("--torch-worker", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -1169,6 +1277,14 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.torch_worker:
         torch_worker(args.torch_worker)
+        return 0
+    if args.torch_kernel:
+        results = run_torch_kernel(args)
+        print(torch_kernel_table(results))
+        path = args.json.with_name("bench_torch_kernel.json")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(results, indent=1, default=str))
+        print(f"figures: {path}")
         return 0
     set_threads()
     results: dict = {"meta": metadata(args)}
