@@ -127,6 +127,8 @@ class Cell:
     notebook_api: bool = False
     #: Names for print only (reports): operand expression → (LaTeX base, meaning).
     printed_names: dict = field(default_factory=dict)
+    #: The sums each equation's source writes, terms in source order (reports print them so).
+    term_order: dict = field(default_factory=dict, repr=False, compare=False)
 
     def __repr__(self) -> str:
         """A short summary (the dataclass's own repr dumps every SymPy expression)."""
@@ -356,6 +358,8 @@ class Cell:
         self._check_symbols(where, name, expr, kind)
         shape = self._shape(where, expr, expected)
         self.equations.append(Equation(name, expr, kind, meaning, latex))
+        from .report_order import source_sums  # the source's term order, for reports
+        self.term_order[name] = source_sums()
         return shape
 
     def _check_name(self, where: str, name: str, kind: str) -> None:
