@@ -23,6 +23,8 @@ def test_default_sizes_are_the_documented_distinct_ones():
     assert fdcheck.dims_for(_fake(["n_x", "n_h", "n_y"])) == {"n_x": 3, "n_h": 4, "n_y": 2}
     # A dimension without a default gets 3 + its position: positive and distinct from its neighbours.
     assert fdcheck.dims_for(_fake(["n_x", "n_h", "n_a", "n_b"])) == {"n_x": 3, "n_h": 4, "n_a": 5, "n_b": 6}
+    # The defaults go by name, not by position.
+    assert fdcheck.dims_for(_fake(["n_h", "n_x"])) == {"n_h": 4, "n_x": 3}
 
 
 def test_given_sizes_win_over_defaults():
@@ -65,7 +67,7 @@ def test_truncated_loss_is_the_sum_of_its_chunks(kernels):
     # states reproduce it too (the forward values do not depend on where gradients are cut).
     assert fdcheck.loss(kernel, problem, truncate=5, reference_states=reference) == pytest.approx(full, rel=1e-12)
     assert fdcheck.loss(kernel, problem, truncate=2, reference_states=reference) == pytest.approx(full, rel=1e-12)
-    with pytest.raises(ValueError, match="reference_states"):
+    with pytest.raises(ValueError, match="^loss: truncate needs reference_states"):
         fdcheck.loss(kernel, problem, truncate=2)
 
 

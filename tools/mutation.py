@@ -113,7 +113,7 @@ def scratch_copy(module: str, tests: list[str]) -> Path:
             shutil.copy2(ROOT / name, target)
     config = ["[mutmut]", "source_paths = symbptt/", f"only_mutate = {module}",
               "pytest_add_cli_args_test_selection =", *[f"    {t}" for t in tests],
-              "pytest_add_cli_args = -x -q -p no:cacheprovider", "also_copy ="]
+              "pytest_add_cli_args =", "    -p", "    no:cacheprovider", "also_copy ="]
     config += [f"    {p}" for p in ALSO_COPY]
     (where / "setup.cfg").write_text("\n".join(config) + "\n")
     return where
@@ -123,8 +123,10 @@ def run_module(module: str, jobs: int, known: dict[str, str]) -> Score:
     tests = MODULES[module]
     where = scratch_copy(module, tests)
     print(f"== {module}: tests {' '.join(tests)} (in {where})", flush=True)
-    subprocess.run(["mutmut", "run", "--max-children", str(jobs)], cwd=where,
-                   stdout=subprocess.DEVNULL, check=False)
+    run = subprocess.run(["mutmut", "run", "--max-children", str(jobs)], cwd=where,
+                         stdout=subprocess.DEVNULL, check=False)
+    if run.returncode != 0:
+        raise SystemExit(f"mutmut failed on {module} (exit {run.returncode}); see its message above")
     listing = subprocess.run(["mutmut", "results", "--all", "true"], cwd=where,
                              capture_output=True, text=True, check=False).stdout
     score = Score(module)
