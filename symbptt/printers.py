@@ -13,6 +13,7 @@ Operators (``@``, ``*``, ``.T``, slicing) are Python's and the same in every lib
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import sympy as sp
 from sympy import HadamardProduct, MatAdd, MatMul, OneMatrix
@@ -50,6 +51,11 @@ class _MatrixPrinting:
     plus, minus, one = " + ", " - ", "1"
     hadamard_sep = ""
     matmul_sep = ""
+    scalar_sep = ""
+    power_format = ""
+
+    if TYPE_CHECKING:  # SymPy's printer, which every printer here also derives from, has it
+        def doprint(self, expr: Any) -> str: ...
     neg = "-"
 
     def parenthesize_operand(self, expr) -> str:
