@@ -908,7 +908,7 @@ def check_limited(derivation: Derivation, target: str, expr: str, aliases: Mappi
                   seconds: float = LINE_SECONDS, memory: int = LINE_MEMORY) -> HandResult:
     """:func:`check_one` in a forked process with its own time and memory limit, so that no
     line can stall or exhaust the checker: past them it is "too slow" or "too large"."""
-    from .grading.limited import run_limited
+    from .limited import run_limited
 
     def work() -> HandResult:
         with np.errstate(all="ignore"):

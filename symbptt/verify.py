@@ -21,7 +21,6 @@ The checks, each against the generated NumPy kernel's ``backward``:
 
 from __future__ import annotations
 
-import multiprocessing
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -35,6 +34,7 @@ from . import fdcheck, ops, proof, torch_oracle
 from .cell import Cell
 from .codegen import kernel_module
 from .derive import derive
+from .limited import run_limited
 
 #: Tolerances: differences lose about half the digits; torch and the kernel compute the
 #: same float64 operations in a different order.
@@ -140,32 +140,16 @@ def operation_rows(cell: Cell) -> list[Row]:
     return rows
 
 
-def _child(conn, work: Callable[[], list[Row]]) -> None:
-    try:
-        conn.send(("ok", work()))
-    except BaseException as err:  # noqa: BLE001 - sent to the parent, which decides
-        conn.send(("raised", err))
-
-
 def _in_child(work: Callable[[], list[Row]], timeout: float) -> list[Row] | None:
-    """``work()`` run in a forked child process; None when it did not finish in time."""
-    context = multiprocessing.get_context("fork")
-    parent, child = context.Pipe(duplex=False)
-    process = context.Process(target=_child, args=(child, work), daemon=True)
-    process.start()
-    child.close()
-    try:
-        if not parent.poll(timeout):
-            return None
-        status, value = parent.recv()
-    except EOFError:
-        raise RuntimeError(f"the proof's process ended with status {process.exitcode}") from None
-    finally:
-        process.kill()
-        process.join()
-    if status == "raised":
-        raise value
-    return value
+    """``work()`` run in a forked child process; None when it did not finish in time. No
+    memory limit: the time limit bounds the proof, and a limit on address space would also
+    count what the parent has mapped (PyTorch reserves gigabytes it never touches)."""
+    outcome = run_limited(work, timeout, memory_bytes=None)
+    if outcome.status == "too slow":
+        return None
+    if outcome.status != "ok":
+        raise RuntimeError(f"the proof's process: {outcome.status}: {outcome.message}")
+    return outcome.value
 
 
 def torch_rows(kernel, cell: Cell, truncate: int | None) -> list[Row]:

@@ -1,7 +1,8 @@
 """Run one function of ours in a forked process with a time and memory limit.
 
-For work whose cost a person's input decides (a hand derivation's line: ``z^2`` squared sixteen
-times is 47 bytes and takes minutes and gigabytes to expand). The work is our own code on
+For work whose cost an input decides: a hand derivation's line (``z^2`` squared sixteen times
+is 47 bytes and takes minutes and gigabytes to expand), or the exact symbolic proof of a large
+cell in ``verify``. The work is our own code on
 parsed input, never the person's code, so a fork (which shares the parent's loaded modules and
 cache) is safe and cheap; its result comes back pickled. Where ``fork`` is missing the function
 runs in this process, without limits.
@@ -29,12 +30,13 @@ class Outcome:
     message: str = ""
 
 
-def _child(function: Callable[[], Any], memory_bytes: int, write: int) -> None:
+def _child(function: Callable[[], Any], memory_bytes: int | None, write: int) -> None:
     """In the forked child: limit memory, run, send the outcome, exit without cleanup."""
     try:
         import resource
 
-        resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
+        if memory_bytes is not None:
+            resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     except (ImportError, ValueError, OSError):
         pass
@@ -57,9 +59,11 @@ def _child(function: Callable[[], Any], memory_bytes: int, write: int) -> None:
         os._exit(0)
 
 
-def run_limited(function: Callable[[], Any], seconds: float, memory_bytes: int = 2 * 2**30) -> Outcome:
+def run_limited(function: Callable[[], Any], seconds: float,
+                memory_bytes: int | None = 2 * 2**30) -> Outcome:
     """``function()`` in a forked child: its value, or why there is none (it took longer than
-    ``seconds``, needed more than ``memory_bytes``, recursed too deeply or raised)."""
+    ``seconds``, needed more than ``memory_bytes`` (None: no memory limit), recursed too
+    deeply or raised)."""
     if not hasattr(os, "fork"):
         return Outcome("ok", function())
     read, write = os.pipe()
