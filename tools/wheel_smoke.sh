@@ -5,9 +5,11 @@
 # installs it into a fresh venv (python3 -m venv) and, from an empty folder, runs the commands
 # a newcomer runs first: list, codegen gru, report gru --pdf, check on a small correct file,
 # verify rnn --skip-proof, build -o into that folder, and build --check (which must check every
-# built-in cell, not claim "up to date" having found none). torch is not installed: verify
-# reports its PyTorch rows as skipped. Needs pdflatex/latexmk (tools/setup.sh installs them)
-# and PyPI for the wheel's dependencies (sympy, numpy, jinja2). Exit status 0 means all passed.
+# built-in cell, not claim "up to date" having found none). torch is not installed until the
+# last step, so verify reports its PyTorch rows as skipped; the last step installs the wheel's
+# [torch] extra and trains a cell from a file with symbptt.torch on the CPU. Needs
+# pdflatex/latexmk (tools/setup.sh installs them) and PyPI for the wheel's dependencies
+# (sympy, numpy, jinja2, and torch for the last step). Exit status 0 means all passed.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 PYTHON="${PYTHON:-python3}"
@@ -103,6 +105,46 @@ status=$?
 set -e
 cat err.txt
 [ "$status" = 2 ] && [ "$(wc -l <err.txt)" = 1 ]
+
+step "pip install the wheel's [torch] extra; train a cell from a file with symbptt.torch on the CPU"
+"$VENV_PY" -m pip install -q --disable-pip-version-check "${WHEEL}[torch]"
+cat >my_cell.py <<'CELL'
+"""A small gated cell of one's own: one gate mixes the old state with a tanh candidate."""
+
+from symbptt import Cell, odot, sigmoid, softmax, stack, tanh
+
+cell = Cell("my_gated", "A gate g mixes the previous state with a tanh candidate.")
+n_x, n_h, n_y = cell.dims("n_x", "n_h", "n_y")
+x = cell.input("x", n_x, "input")
+h_prev = cell.state("h", n_h, "hidden state")
+Wg, bg = cell.weight("Wg", n_h, n_h + n_x, "gate weights"), cell.bias("bg", n_h, "gate bias")
+Wc, bc = cell.weight("Wc", n_h, n_h + n_x, "candidate weights"), cell.bias("bc", n_h, "candidate bias")
+Wy, by = cell.weight("Wy", n_y, n_h, "readout weights"), cell.bias("by", n_y, "readout bias")
+g = cell.let("g", sigmoid(Wg @ stack(h_prev, x) + bg), "gate")
+c = cell.let("c", tanh(Wc @ stack(h_prev, x) + bc), "candidate")
+h = cell.update("h", odot(1 - g, h_prev) + odot(g, c))
+cell.readout("y", softmax(Wy @ h + by), "prediction")
+CELL
+"$VENV_PY" - <<'PY'
+import torch
+from symbptt.torch import CellRNN
+
+torch.manual_seed(0)
+model = CellRNN("my_cell.py", input_size=4, hidden_size=12, dims={"n_y": 4}, truncate=5)
+symbols = (torch.randint(0, 4, (16,))[None, :] + torch.arange(13)[:, None]) % 4
+x = torch.nn.functional.one_hot(symbols[:-1], 4).float()
+optimizer = torch.optim.Adam(model.parameters(), lr=0.05)
+losses = []
+for step in range(40):
+    optimizer.zero_grad()
+    _, _, readouts = model(x, readouts=True)
+    loss = -readouts["y"].gather(2, symbols[1:, :, None]).log().mean()
+    loss.backward()
+    optimizer.step()
+    losses.append(loss.item())
+print(f"my_cell.py trained with symbptt.torch: loss {losses[0]:.3f} -> {losses[-1]:.3f}")
+assert losses[-1] < 0.5 * losses[0], losses
+PY
 
 echo
 echo "wheel smoke test: all passed"
