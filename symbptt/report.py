@@ -31,10 +31,11 @@ from sympy import HadamardProduct, MatAdd, MatrixSymbol
 from . import ops
 from .cell import Cell, Equation, prev_name, step_name
 from .derive import Adjoint, Derivation, derive
-from .notation import Notation, escape_tex, latex_printer
+from .notation import Notation, canonical, escape_tex, latex_printer
 from .printers import TextbookLatexPrinter, latex_terms
 from .render import TEMPLATES, environment, text
 from .report_figure import figure, inline_printed
+from .report_order import expanded, ordered
 from .report_params import entry_row, weight_blocks
 from .report_steps import (
     calculus_label,
@@ -183,8 +184,20 @@ def forward_context(d: Derivation, p: Printers) -> dict:
     """The step's forward equations, numbered, with labels the backward section cites."""
     eqs = []
     for e in shown_forward(d):
-        eqs.extend(rows(p.sym(e.name), p.terms(e.expr), label=label_of("fwd", e.name)))
+        eqs.extend(rows(p.sym(e.name), forward_terms(d, p, e.expr), label=label_of("fwd", e.name)))
     return {"rows": eqs}
+
+
+def forward_terms(d: Derivation, p: Printers, expr) -> list[str]:
+    """A forward sum's terms in the order the cell file writes them (SymPy's without source)."""
+    if not isinstance(expr, MatAdd):
+        return p.terms(expr)
+    sums = [written for sums in d.cell.term_order.values() for written in sums]
+    terms = ordered(expr.args, sums, lambda t: canonical(expanded(d, t)))
+    if terms == list(expr.args):
+        return p.terms(expr)
+    pieces = [p.expr(t) for t in terms]
+    return [pieces[0], *signed(pieces[1:])]
 
 
 def symbol_rows(d: Derivation, p: Printers) -> list[dict]:

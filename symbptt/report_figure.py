@@ -23,6 +23,7 @@ from . import ops
 from .cell import prev_name, step_name
 from .derive import Derivation
 from .notation import canonical
+from .report_order import expanded
 
 #: Horizontal room for the figure's columns (cm) and the widest column step.
 WIDTH = 15.5
@@ -53,16 +54,9 @@ def inline_printed(d: Derivation) -> dict:
     figure's node and the symbol table show its name. Keyed by :func:`canonical`:
     ``(LaTeX base, meaning, the expression)``.
     """
-    lowered = {canonical(_expanded(d, e.expr)) for e in d.forward if e.auto}
+    lowered = {canonical(expanded(d, e.expr)) for e in d.forward if e.auto}
     return {key: (latex, meaning, expr) for expr, (latex, meaning) in d.cell.printed_names.items()
             if (key := canonical(expr)) not in lowered}
-
-
-def _expanded(d: Derivation, expr):
-    """``expr`` with the lowering's names replaced by their definitions, recursively."""
-    auto = {s: d.equation(s.name).expr for s in expr.atoms(MatrixSymbol)
-            if any(e.name == s.name and e.auto for e in d.forward)}
-    return _expanded(d, expr.xreplace(auto)) if auto else expr
 
 
 class _Builder:

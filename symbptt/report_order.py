@@ -31,6 +31,7 @@ _TREES: dict[tuple[str, int], ast.AST | None] = {}
 
 def _tree(filename: str) -> ast.AST | None:
     """The parsed source of a file (cached while its text is unchanged), or None."""
+    linecache.checkcache(filename)  # a file rewritten since it was last read
     lines = linecache.getlines(filename)
     key = (filename, hash("".join(lines)))
     if key not in _TREES:
@@ -130,6 +131,16 @@ def source_sums() -> tuple[tuple, ...]:
         del frame
 
 
+def expanded(d, expr):
+    """``expr`` with the names a derivation's lowering gave (stacks, products) replaced by
+    their definitions, recursively: the expression as the cell file wrote it."""
+    from sympy import MatrixSymbol
+
+    auto = {s: d.equation(s.name).expr for s in expr.atoms(MatrixSymbol)
+            if any(e.name == s.name and e.auto for e in d.forward)}
+    return expanded(d, expr.xreplace(auto)) if auto else expr
+
+
 def ordered(terms, sums, key) -> list:
     """``terms`` of one sum in the order a recorded sum writes them (else as given).
 
@@ -143,4 +154,4 @@ def ordered(terms, sums, key) -> list:
     return list(terms)
 
 
-__all__ = ["ordered", "source_sums"]
+__all__ = ["expanded", "ordered", "source_sums"]

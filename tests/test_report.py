@@ -448,3 +448,46 @@ def test_no_page_is_mostly_blank(pdfs, name, lang):
         text = subprocess.run(["pdftotext", "-f", str(page), "-l", str(page), str(path), "-"], check=True,
                               capture_output=True, text=True).stdout
         assert len([line for line in text.splitlines() if line.strip()]) >= 15, f"page {page} is nearly empty"
+
+
+ORDER_CELL = '''from symbptt import Cell, odot, sigmoid
+cell = Cell("order")
+n_x, n_h = cell.dims("n_x", "n_h")
+x = cell.input("x", n_x, "input")
+h_prev = cell.state("h", n_h, "hidden state")
+W = cell.weight("W", n_h, n_x)
+U = cell.weight("U", n_h, n_h)
+b = cell.bias("b", n_h)
+z = cell.let("z", sigmoid({pre}))
+cell.update("h", {update})
+'''
+
+
+def forward_rows(tex: str) -> list[str]:
+    block = tex[tex.index(r"\begin{align}"):tex.index(r"\end{align}")]
+    return [re.sub(r" \\label.*", "", row) for row in block.splitlines()[1:]]
+
+
+def test_forward_equations_keep_the_order_of_the_cell_file(texts, tmp_path):
+    """Issue 9: the report writes each forward sum's terms as the cell file does, not SymPy's order."""
+    assert r"\mathbf{h}_{t} &= \mathbf{h}_{t-1} \odot \mathbf{z}_{t} + \left(\mathbf{1} - \mathbf{z}_{t}\right) " \
+           r"\odot \tilde{\mathbf{h}}_{t}" in forward_rows(texts[("gru", "en")])
+    assert (r"\mathbf{a}_{r,t} &= \mathbf{W}_{ir} \mathbf{x}_{t} + \mathbf{b}_{ir} + \mathbf{W}_{hr} "
+            r"\mathbf{h}_{t-1} + \mathbf{b}_{hr}") in forward_rows(texts[("gru_torch", "es")])
+    written = {}
+    for pre, update in (("W @ x + U @ h_prev + b", "odot(z, h_prev) + x_h - z"),
+                        ("b + U @ h_prev + W @ x", "x_h - z + odot(z, h_prev)")):
+        path = tmp_path / "order.py"
+        path.write_text(ORDER_CELL.format(pre=pre, update=update.replace("x_h", "tanh_h")).replace(
+            "tanh_h", "h_prev"), encoding="utf-8")
+        written[pre] = forward_rows(report_tex(derive(load(path)), "en"))
+    first, second = written.values()
+    assert first[0] == r"\mathbf{a}_{z,t} &= \mathbf{W} \mathbf{x}_{t} + \mathbf{U} \mathbf{h}_{t-1} + \mathbf{b}"
+    assert second[0] == r"\mathbf{a}_{z,t} &= \mathbf{b} + \mathbf{U} \mathbf{h}_{t-1} + \mathbf{W} \mathbf{x}_{t}"
+    assert first[2] == r"\mathbf{h}_{t} &= \mathbf{h}_{t-1} \odot \mathbf{z}_{t} + \mathbf{h}_{t-1} - \mathbf{z}_{t}"
+    assert second[2] == r"\mathbf{h}_{t} &= \mathbf{h}_{t-1} - \mathbf{z}_{t} + \mathbf{h}_{t-1} \odot \mathbf{z}_{t}"
+    namespace: dict = {}
+    exec(ORDER_CELL.format(pre="W @ x + U @ h_prev + b", update="h_prev - z"), namespace)  # noqa: S102 - no source
+    assert namespace["cell"].term_order == {"z": (), "h": ()}
+    sympy_order = forward_rows(report_tex(derive(namespace["cell"]), "en"))
+    assert sympy_order[0] == r"\mathbf{a}_{z,t} &= \mathbf{U} \mathbf{h}_{t-1} + \mathbf{W} \mathbf{x}_{t} + \mathbf{b}"
