@@ -69,7 +69,7 @@ class EvaluationError(TypeError):
 
 #: Functions a cell may call, by name (the DSL's vocabulary), in declaration order; filled
 #: by :func:`function`. ``symbptt`` exports one function per entry.
-FUNCTIONS: dict[str, type] = {}
+FUNCTIONS: dict[str, type[Node]] = {}
 
 
 def function(cls: Any) -> Any:
@@ -145,6 +145,8 @@ class Node(NumberArithmetic, MatrixExpr):
 
     #: Short name used in error messages, generated names and reports.
     op_name = "node"
+    #: How reports write the operation's name ("" where the report spells the node itself).
+    latex_name = ""
 
     @property
     def shape(self) -> Shape:  # pragma: no cover - every subclass overrides it

@@ -22,6 +22,7 @@ import tempfile
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import jinja2
 import numpy as np
@@ -742,7 +743,8 @@ def report_tex(derivation: Derivation, lang: str = "en", source: str = "",
         raise ValueError(f"unknown report language {lang!r}; choose one of {', '.join(LANGS)}")
     env = report_environment(templates)
     try:
-        words = env.get_template(f"lang_{lang}.j2").module.words
+        language: Any = env.get_template(f"lang_{lang}.j2").module  # the macros and sets of lang_*.j2
+        words = language.words
         context = report_context(derivation, lang, source, via=words["via"])
         return env.get_template("report.tex.j2").render(**context)
     except jinja2.TemplateError as err:
@@ -752,8 +754,8 @@ def report_tex(derivation: Derivation, lang: str = "en", source: str = "",
 def section_titles(lang: str = "en", templates: Path | None = None) -> dict[str, str]:
     """The titles of the report's sections in ``lang`` (as LaTeX source text)."""
     env = report_environment(templates)
-    module = env.get_template(f"lang_{lang}.j2").module
-    return {k: str(v) for k, v in module.titles.items()}
+    language: Any = env.get_template(f"lang_{lang}.j2").module
+    return {k: str(v) for k, v in language.titles.items()}
 
 
 def _derivation_of(spec) -> tuple[Derivation, str]:

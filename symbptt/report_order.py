@@ -20,6 +20,7 @@ import ast
 import linecache
 import sys
 from pathlib import Path
+from types import FrameType
 
 #: Node types a term may contain to be evaluated again (no method calls, no lambdas).
 _PLAIN = (ast.Name, ast.Load, ast.Constant, ast.BinOp, ast.UnaryOp, ast.operator, ast.unaryop,
@@ -104,7 +105,7 @@ def source_sums() -> tuple[tuple, ...]:
     """
     from .notation import canonical
 
-    frame = sys._getframe(1)
+    frame: FrameType | None = sys._getframe(1)
     while frame is not None and frame.f_code.co_filename == _CELL_FILE:
         frame = frame.f_back
     if frame is None:

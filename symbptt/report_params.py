@@ -52,8 +52,9 @@ def entry_row(d: Derivation, printer, a: Adjoint) -> str:
     """``[∂L/∂P]_{ij} = Σ_t Σ_n …`` for one parameter, or "" when a term has no entry rule."""
     if not a.terms:
         return ""
-    parts = [_term_entries(printer, t.expr) for t in a.terms]
-    if any(p is None for p in parts):
+    entries = [_term_entries(printer, t.expr) for t in a.terms]
+    parts = [p for p in entries if p is not None]
+    if len(parts) < len(entries):
         return ""
     body = " + ".join(parts)
     if len(parts) > 1:

@@ -41,9 +41,9 @@ _DEFINITIONS = {
 }
 
 
-def functions_used(d: Derivation) -> list[type]:
+def functions_used(d: Derivation) -> list[type[ops.Pointwise]]:
     """The elementwise functions of the cell (not softmax), in order of first use."""
-    found: list[type] = []
+    found: list[type[ops.Pointwise]] = []
     for eq in d.forward:
         if isinstance(eq.expr, ops.Pointwise) and type(eq.expr) not in found:
             found.append(type(eq.expr))

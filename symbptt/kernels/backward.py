@@ -85,7 +85,9 @@ class BackwardPlanner:
             ts = [t for t in a.terms if t.via in L.readout_names]
             if a.target not in L.readout_names and ts:
                 ro_into[a.target] = ts
-        self.extra_terms, self.state_plus, self.ro_names = {}, {}, {}
+        self.extra_terms: dict[str, MatrixSymbol] = {}
+        self.state_plus: dict[str, tuple] = {}
+        self.ro_names: dict = {}
         if not (self.ro_adjoints or ro_into):
             return
         self.out.setup.append(c.Comment("The readouts' backward for every step at once, before the loop."))
@@ -124,7 +126,7 @@ class BackwardPlanner:
     def _product_into_upstream(self, state: str, total) -> tuple | None:
         """``Wᵀ·da`` from the readouts written straight into the state's upstream buffer, step
         by step (no (rows, T·m) temporary, no copy); None when the terms are not one product."""
-        args = total.args if isinstance(total, MatMul) else ()
+        args: tuple = total.args if isinstance(total, MatMul) else ()
         if not (len(args) == 2 and isinstance(args[0], Transpose) and isinstance(args[0].arg, MatrixSymbol)
                 and isinstance(args[1], MatrixSymbol) and args[1].name in self.ro_names):
             return None
@@ -193,7 +195,8 @@ class BackwardPlanner:
         self.pending: list[Row] = []
         self.unbound: dict[str, Row] = {}  # flushed rows' adjoints not yet given their name
         self.uses_gates = False
-        self.carries, self.input_rest = {}, {}
+        self.carries: dict[str, tuple] = {}  # state -> (its adjoint, the expression carried)
+        self.input_rest: dict[str, object] = {}
         self.batched = self._batched()
         incoming = self._incoming()
         for a in L.d.backward:
@@ -212,9 +215,10 @@ class BackwardPlanner:
                                   "this step's column of the chunk"))
         self.out.loop = loads + incoming + self.body
 
-    def _incoming(self) -> list:
+    def _incoming(self) -> list[c.Statement]:
         """The states' adjoints entering the step: the loss's at t plus the carry from t + 1."""
-        L, out = self.L, []
+        L = self.L
+        out: list[c.Statement] = []
         for name, sym in L.d.incoming.items():
             if name not in L.states:
                 continue
@@ -238,8 +242,8 @@ class BackwardPlanner:
             out_adj = self.by_target.get(r.act.name) if r.act else None
             row_adj = self.by_target.get(r.name)
             if (out_adj is not None and row_adj is not None and len(row_adj.terms) == 1
-                    and row_adj.terms[0].via == r.act.name and row_adj.incoming is None):
-                batched[r.act.name] = r
+                    and row_adj.terms[0].via == r.activation.name and row_adj.incoming is None):
+                batched[r.activation.name] = r
                 batched[r.name] = r
         return batched
 
@@ -270,7 +274,7 @@ class BackwardPlanner:
         L = self.L
         lo, hi = run[0].start, run[-1].stop
         out = MatrixSymbol("__run__", hi - lo, ops.BATCH)
-        deriv = type(run[0].act.expr)(out).derivative(out)
+        deriv = type(run[0].activation.expr)(out).derivative(out)
         self.body.append(c.Comment(", ".join(f"{self.by_target[r.name].symbol.name} = "
                                              f"{text(self.by_target[r.name].expr)}" for r in run)))
         self.body.append(c.Update(rows_view(L.dbuf, lo, hi, L.total), "*",
@@ -418,7 +422,7 @@ class BackwardPlanner:
                 after.append(c.assign(f"{L.dbuf}_all", c.View(f"{L.dbuf}_chunk")))
         for i in L.inputs:
             self._input_gradient(i)
-        self.block = {}
+        self.block: dict[str, object] = {}
         for v, members in list(L.static_groups.items()) + list(L.groups.items()):
             self._weight_gradients(v, members)
         if any(b in L.covered for r in L.rows for b in r.biases):

@@ -42,7 +42,7 @@ def rows_view(base, start, stop, total, step_axis: bool = False):
     return c.View(base, lead + (c.Rows(sp.sympify(start), sp.sympify(stop), sp.sympify(total)),))
 
 
-def flat(layout: Layout, name: str, defined: dict, out: list) -> c.View:
+def flat(layout: Layout, name: str, defined: dict, out: list) -> c.View | c.Call:
     """``name`` at every step as one (rows, T·m) matrix, copied once per sequence buffer.
 
     A state's buffer holds T + 1 steps; its one copy serves both s (columns m:) and s_prev
@@ -183,7 +183,7 @@ class ForwardPlanner:
         return covered
 
     def _bias_value(self, rows: list[Row]):
-        parts = []
+        parts: list[c.Value] = []
         for r in rows:
             if not r.biases:
                 parts.append(c.Call("zeros", (c.Shape((c.Dim(r.rows), c.Dim(1))),)))
@@ -284,14 +284,15 @@ class ForwardPlanner:
             hi += 1
         run = L.rows[lo:hi + 1]
         target = self._buf_rows(run[0].start, run[-1].stop)
-        out = [c.Comment(", ".join(f"{x.act.name} = {text(x.act.expr)}" for x in run)),
-               c.ApplyInPlace(owner.family, target)]
+        out: list[c.Statement] = [
+            c.Comment(", ".join(f"{x.activation.name} = {text(x.activation.expr)}" for x in run)),
+            c.ApplyInPlace(owner.family, target)]
         out += self._half_rows(run)
-        later = [x for x in run if any(uses(y.expr, x.act.name) for y in L.loop)]
+        later = [x for x in run if any(uses(y.expr, x.activation.name) for y in L.loop)]
         if later:
-            out.append(c.Assign(tuple(x.act.name for x in later),
+            out.append(c.Assign(tuple(x.activation.name for x in later),
                                 tuple(self._buf_rows(x.start, x.stop) for x in later)))
-        self.activated |= {x.act.name for x in run}
+        self.activated |= {x.activation.name for x in run}
         return out
 
     def _half_rows(self, run: list[Row]) -> list:
@@ -311,7 +312,7 @@ class ForwardPlanner:
 
     def _equation(self, e) -> list:
         self.referenced |= names_in(e.expr)
-        out = [c.Comment(f"{e.name} = {text(e.expr)}")]
+        out: list[c.Statement] = [c.Comment(f"{e.name} = {text(e.expr)}")]
         if e.kind == "update" or e.name in {s.name for s in self.stored_names}:
             out.append(c.assign(e.name, seq_view(self.L, e.name) if e.kind == "update"
                                 else c.View(f"{e.name}_seq", (c.Name("t"),))))

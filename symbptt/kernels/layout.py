@@ -19,7 +19,7 @@ import sympy as sp
 from sympy import MatrixSymbol
 
 from .. import ops
-from ..cell import prev_name, step_name
+from ..cell import Equation, prev_name, step_name
 from ..derive import Derivation
 from .code import Rows, View
 from .rewrite import names_in, product, split_cell, terms_of, uses
@@ -45,7 +45,7 @@ class Row:
     biases: list = field(default_factory=list)  # bias names
     rest: list = field(default_factory=list)  # other terms (added in the loop)
     start: sp.Expr = sp.S.Zero
-    act: object = None  # the activation equation that reads only this row, if in place
+    act: Equation | None = None  # the activation equation that reads only this row, if in place
     act_kind: str = ""
     #: σ computed as (1 + tanh(u/2))/2 with the ½ folded into the row's weights and biases
     half: bool = False
@@ -53,6 +53,13 @@ class Row:
     @property
     def stop(self) -> sp.Expr:
         return self.start + self.rows
+
+    @property
+    def activation(self) -> Equation:
+        """The in-place activation, for a row known to have one."""
+        if self.act is None:
+            raise ValueError(f"row {self.name} has no in-place activation")
+        return self.act
 
     @property
     def family(self) -> str:
