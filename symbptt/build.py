@@ -148,10 +148,12 @@ def _pdf_problems(pdf_file: Path, base: Path) -> list[str]:
 
 def summary_table(results: list[CellBuild]) -> str:
     """The verification summary printed at the end of a build."""
-    header = f"{'cell':<12} {'equations':>9} {'parameters':>10} {'finite differences (full / truncated)':>40} {'time':>7}"
+    w = max([12] + [len(r.name) for r in results])  # a long cell name widens the column
+    header = (f"{'cell':<{w}} {'equations':>9} {'parameters':>10} "
+              f"{'finite differences (full / truncated)':>40} {'time':>7}")
     lines = [header, "-" * len(header)]
     for r in results:
         verdict = "ok" if r.fd_ok else "FAILED"
         fd = f"{verdict} {r.fd_error:.1e} / {r.fd_truncated_error:.1e}"
-        lines.append(f"{r.name:<12} {r.equations:>9} {r.parameters:>10} {fd:>40} {r.seconds:>6.2f}s")
+        lines.append(f"{r.name:<{w}} {r.equations:>9} {r.parameters:>10} {fd:>40} {r.seconds:>6.2f}s")
     return "\n".join(lines)
