@@ -139,8 +139,34 @@ def compare(kernel: ModuleType, expected_gradients, m: int = 2, T: int = 3,
     return {k: relative_error(analytic[k], expected[k]) for k in expected}
 
 
+#: Step sizes tried in turn by :func:`check` for a gradient whose error is above tolerance.
+STEPS = (1e-6, 1e-5, 1e-4)
+
+
 def check(kernel: ModuleType, m: int = 2, T: int = 3, truncate: int | None = None, seed: int = 0,
-          sizes: dict | None = None) -> dict[str, float]:
-    """Relative error of every gradient the kernel's backward returns, against differences."""
-    return compare(kernel, lambda problem: numerical_gradients(kernel, problem, truncate),
-                   m, T, truncate, seed, sizes)
+          sizes: dict | None = None, tolerance: float = 1e-6) -> dict[str, float]:
+    """Relative error of every gradient the kernel's backward returns, against differences.
+
+    A gradient whose error at eps = 1e-6 is above ``tolerance`` is measured again at the
+    larger steps of :data:`STEPS`, and its smallest error is kept: a gradient small next to
+    the loss (a saturated log∘σ, a deep composition) leaves round-off near 1e-6 at the
+    smallest step, which a larger step avoids, while a wrong gradient stays wrong at every
+    step (a relative mistake of 1e-5 is still 1e-5 at eps = 1e-4, where the differences'
+    own error is about 1e-8).
+    """
+    def against_steps(problem: Problem) -> dict[str, np.ndarray]:
+        numeric = numerical_gradients(kernel, problem, truncate)
+        _, cache = kernel.forward(problem.parameters, problem.x, problem.initial_states)
+        analytic = kernel.backward(cache, problem.upstream, truncate=truncate)
+        for eps in STEPS[1:]:
+            bad = [k for k in numeric if k in analytic
+                   and relative_error(analytic[k], numeric[k]) > tolerance]
+            if not bad:
+                break
+            retry = numerical_gradients(kernel, problem, truncate, eps=eps)
+            for k in bad:
+                if relative_error(analytic[k], retry[k]) < relative_error(analytic[k], numeric[k]):
+                    numeric[k] = retry[k]
+        return numeric
+
+    return compare(kernel, against_steps, m, T, truncate, seed, sizes)

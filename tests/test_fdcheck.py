@@ -130,3 +130,41 @@ def test_check_runs_on_the_instance_it_describes(kernels):
     assert shapes[0] == (2, 2, 3)
     b = fdcheck.check(spy, m=2, T=3, seed=1, sizes={"n_x": 2, "n_h": 5, "n_y": 3})
     assert a == b and max(a.values()) < 1e-6
+
+
+def _spy(kernel, shift=0.0, wrong_key=None, factor=1.0):
+    """The kernel with every output shifted by a constant (a large loss, the same gradients),
+    and optionally one gradient entry scaled (a wrong gradient)."""
+    spy = types.SimpleNamespace(**{k: getattr(kernel, k) for k in dir(kernel) if not k.startswith("__")})
+
+    def forward(parameters, x, initial_states=None):
+        outputs, cache = kernel.forward(parameters, x, initial_states)
+        return {k: v + shift for k, v in outputs.items()}, cache
+
+    def backward(cache, upstream, truncate=None):
+        grads = dict(kernel.backward(cache, upstream, truncate=truncate))
+        if wrong_key:
+            grads[wrong_key] = grads[wrong_key].copy()
+            grads[wrong_key].flat[0] *= factor
+        return grads
+
+    spy.forward, spy.backward = forward, backward
+    return spy
+
+
+def test_a_larger_step_clears_round_off_but_never_a_wrong_gradient(kernels):
+    # A loss of about 1e5 next to gradients of about 1: at eps = 1e-6 round-off alone gives
+    # a relative error of several 1e-6 (a false failure); check() measures again at 1e-5.
+    large_loss = _spy(kernels["rnn"], shift=1e4)
+    problem = fdcheck.random_problem(large_loss, fdcheck.dims_for(large_loss), 2, 3)
+    _, cache = large_loss.forward(problem.parameters, problem.x, problem.initial_states)
+    analytic = large_loss.backward(cache, problem.upstream)
+    smallest_step = fdcheck.numerical_gradients(large_loss, problem, eps=1e-6)
+    assert max(fdcheck.relative_error(analytic[k], smallest_step[k]) for k in analytic) > 1e-6
+    assert max(fdcheck.check(large_loss).values()) < 1e-6
+    # One entry wrong by 1e-5 (relative) stays wrong at every step, with or without round-off.
+    for shift in (0.0, 1e4):
+        wrong = _spy(kernels["rnn"], shift=shift, wrong_key="dWhh", factor=1 + 1e-5)
+        errors = fdcheck.check(wrong)
+        assert errors["dWhh"] > 1e-6, errors["dWhh"]
+        assert max(v for k, v in errors.items() if k != "dWhh") < 1e-6
