@@ -45,27 +45,30 @@ def load_cell(spec: CellSpec) -> Cell:
     return spec if isinstance(spec, Cell) else load(spec)
 
 
-def kernel_source(spec: CellSpec, module: str | ArrayModule = "numpy") -> str:
+def kernel_source(spec: CellSpec, module: str | ArrayModule = "numpy", backend: str = "numpy") -> str:
     """The kernel's module text for a cell, as ``symbptt codegen`` prints it.
 
     The interface of that module is in ``docs/kernels.md``. A cell file's kernel names the
     file in its docstring; a Cell built in Python says it has no file. ``module`` is the
-    array library: ``"numpy"`` (default), ``"cupy"`` or ``"torch"``.
+    array library: ``"numpy"`` (default), ``"cupy"`` or ``"torch"``; ``backend`` ``"numpy"``
+    (default), ``"numba"`` (the loops compiled) or ``"auto"`` (numba where installed).
     """
     if isinstance(spec, Cell):
-        return kernel_text(derive(spec), "", module)
+        return kernel_text(derive(spec), "", module, backend)
     path = resolve(str(spec))
-    return kernel_text(derive(load(path)), source_label(path), module)
+    return kernel_text(derive(load(path)), source_label(path), module, backend)
 
 
 def load_kernel(spec: CellSpec, name: str | None = None,
-                module: str | ArrayModule = "numpy") -> types.ModuleType:
+                module: str | ArrayModule = "numpy", backend: str = "numpy") -> types.ModuleType:
     """The cell's kernel, generated and imported as a module (nothing is written to disk):
     ``forward``, ``backward``, ``init_parameters``, … as ``docs/kernels.md`` describes.
     ``name`` is the module's ``__name__`` (default ``symbptt_kernel_<cell>``); ``module`` the
     array library it computes with: ``"numpy"`` (default), ``"cupy"`` or ``"torch"``
-    (importing the kernel imports that library)."""
-    return kernel_module(spec, name, module)
+    (importing the kernel imports that library); ``backend``: ``"numpy"`` (default),
+    ``"numba"`` (forward's loop and backward's steps compiled by Numba, docs/kernels.md) or
+    ``"auto"`` (numba where it is installed, else numpy)."""
+    return kernel_module(spec, name, module, backend)
 
 
 def adjoint_names(spec: CellSpec) -> list[str]:

@@ -16,7 +16,7 @@ import jinja2
 from .array_module import MODULES
 from .build import build_all, default_output, stale_files, summary_table, write_atomic
 from .cell import CellError
-from .codegen import kernel_text
+from .codegen import BACKENDS, kernel_text
 from .derive import derive
 from .loader import DERIVATIONS, LoadError, builtin_cells, load, resolve, source_label
 from .ops import ShapeError
@@ -38,7 +38,7 @@ def cmd_list(args) -> int:
 
 def cmd_codegen(args) -> int:
     path = resolve(args.cell)
-    code = kernel_text(derive(load(path)), source_label(path), args.module)
+    code = kernel_text(derive(load(path)), source_label(path), args.module, args.backend)
     if args.output is None:
         sys.stdout.write(code)
     else:
@@ -140,6 +140,10 @@ def parser() -> argparse.ArgumentParser:
                         "`symbptt build` writes), cupy (the NumPy kernel with `import cupy as np`, "
                         "arrays on a CUDA device) or torch (torch.Tensor on any device, the same "
                         "interface; the body of a torch.autograd.Function)")
+    c.add_argument("--backend", choices=list(BACKENDS), default="numpy",
+                   help="numpy (default): plain NumPy loops; numba: the NumPy kernel with its "
+                        "time loops compiled by Numba (falls back to its NumPy loops, with a "
+                        "warning, where numba is missing); auto: numba where it is installed")
     c.set_defaults(run=cmd_codegen)
     b = sub.add_parser("build", help="every built-in cell into generated/ (kernels, LaTeX, PDFs)",
                        description="Derive every built-in cell, check its kernel against finite "
