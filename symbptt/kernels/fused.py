@@ -42,9 +42,8 @@ class FusedModule(ArrayModule):
     elementwise functions through the compiled ``array_<op>`` helpers."""
 
     def function_name(self, op: type) -> str:
-        if issubclass(op, ops.Node) and (getattr(op, "numba_scalar", "") or getattr(op, "numba_helper", "")):
-            return f"array_{op.op_name}"
-        return ""
+        declared = bool(getattr(op, "numba_scalar", "")) or bool(getattr(op, "numba_helper", ""))
+        return f"array_{op.op_name}" if declared and issubclass(op, ops.Node) else ""
 
     def helper(self, op: type) -> str:
         return str(getattr(op, "numba_helper", ""))
@@ -282,6 +281,9 @@ PRELUDE = '''try:
     import numba
 except ImportError:  # optional: without it the NumPy loops below run
     numba = None
+else:  # a product of a column slice of a weight is as fast as it can be here: no note
+    warnings.filterwarnings("ignore", message=".* is faster on contiguous arrays",
+                            category=numba.NumbaPerformanceWarning)
 
 #: True: forward and backward run their steps compiled by Numba; False: the NumPy loops
 #: (without numba installed, or set by hand to compare).
