@@ -150,3 +150,29 @@ def test_stack_of_compound_parts_is_labelled_by_its_equation():
 ])
 def test_simple_values_are_the_cheap_ones(expr, simple):
     assert is_simple(expr) is simple
+
+
+def test_a_fresh_name_avoids_declared_parameters_and_earlier_fresh_names():
+    cell = Cell("collide", "a weight named like a pre-activation; two operands in one equation")
+    n_x, n_h = cell.dims("n_x", "n_h")
+    x, h_prev = cell.input("x", n_x), cell.state("h", n_h)
+    A = cell.weight("a_h", n_h, n_x)
+    U, V = cell.weight("U", n_h, n_h), cell.weight("V", n_h, n_h)
+    g = cell.let("g", tanh(A @ x))
+    # Two different compound operands of products in the equation of h: h_in, then h_in_2.
+    cell.update("h", tanh(U @ (g + h_prev) + V @ (g - h_prev)))
+    rows = listing(cell)
+    assert [r[0] for r in rows] == ["a_g", "g", "h_in", "h_in_2", "a_h_2", "h"]
+    assert rows[4][1] == "U*h_in + V*h_in_2"
+    problem, dims = explicit_problem(cell)
+    assert_gradients_match(cell, derived(derive(cell), problem, dims), numerical(cell, problem, dims))
+
+
+def test_a_stack_with_a_part_that_is_not_a_symbol_is_named_after_its_equation():
+    cell = Cell("one_minus_stack", "[1 - h_prev; x]")
+    n_x, n_h = cell.dims("n_x", "n_h")
+    x, h_prev = cell.input("x", n_x), cell.state("h", n_h)
+    cell.update("h", tanh(cell.weight("W", n_h, n_h + n_x) @ stack(1 - h_prev, x)))
+    rows = listing(cell)
+    assert [r[0] for r in rows] == ["h_in", "a_h", "h"]
+    assert rows[0][4] == "stacked rows"
