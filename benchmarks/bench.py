@@ -517,9 +517,36 @@ def _timed(fn: Runner) -> float:
 # ---------------------------------------------------------------------------------------
 
 
+NUMBA_KERNELS: dict[str, types.ModuleType] = {}  # --backend numba: the fused kernel of each cell
+
+
+def numba_runner(p: Problem) -> Runner | None:
+    """The same problem through the kernel compiled by Numba (``--backend numba``), or None.
+    Its first call (compilation) happens here, not in the timed runs."""
+    if not BACKEND_NUMBA:
+        return None
+    if p.cell not in NUMBA_KERNELS:
+        t0 = time.perf_counter()
+        NUMBA_KERNELS[p.cell] = kernel_module(p.cell, backend="numba")
+        print(f"numba kernel of {p.cell}: generated in {time.perf_counter() - t0:.1f} s", flush=True)
+    run = generated_runner(Problem(p.cell, p.size, p.dtype, NUMBA_KERNELS[p.cell], p.params, p.x,
+                                   p.initial, p.upstream))
+    t0 = time.perf_counter()
+    run()
+    print(f"numba kernel of {p.cell} {np.dtype(p.dtype).name}: first call {time.perf_counter() - t0:.1f} s "
+          "(compilation)", flush=True)
+    return run
+
+
+BACKEND_NUMBA = False  # --backend numba
+
+
 def build_runners(p: Problem) -> tuple[dict[str, Runner], TorchCase | None]:
     """Every available implementation of a problem."""
     runners = {"generated": generated_runner(p)}
+    fused = numba_runner(p)
+    if fused is not None:
+        runners["numba"] = fused
     base = baseline_runner(p)
     if base is not None:
         runners["baseline"] = base
@@ -565,6 +592,8 @@ def summarize(p: Problem, samples: dict[str, list[float]], peak: float) -> dict:
     flops = plan.flops(p.size) if plan else None
     gen = med["generated"]
     ratios = {f"generated/{k}": gen / v for k, v in med.items() if k != "generated"}
+    if "numba" in med and "floor" in med:
+        ratios["numba/floor"] = med["numba"] / med["floor"]
     peak_fraction = {k: flops / (v / 1e3) / (peak * 1e9) for k, v in med.items()} if flops else {}
     return {"cell": p.cell, "size": p.size.name, "dtype": np.dtype(p.dtype).name,
             "dims": asdict(p.size) | {"n_y": p.size.n_y}, "flops": flops,
@@ -1011,6 +1040,25 @@ def table(runs: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def numba_table(runs: list[dict]) -> str:
+    """The NumPy kernel, the kernel compiled by Numba and the floor, side by side (medians,
+    and the min of the per-round ratios: rounds are interleaved, so each is one moment)."""
+    head = ("| cell | size | dtype | numpy ms | numba ms | floor ms | numpy/floor | numba/floor "
+            "| numba/floor per round (min–max) |")
+    lines = [head, "| --- " * 9 + "|"]
+    for r in runs:
+        med, samples = r["median_ms"], r["samples_ms"]
+        if "numba" not in med:
+            continue
+        per_round = ([a / b for a, b in zip(samples["numba"], samples["floor"])]
+                     if "floor" in samples else [])
+        spread = f"{min(per_round):.2f}–{max(per_round):.2f}" if per_round else "—"
+        cells = [r["cell"], r["size"], r["dtype"]] + [_fmt(med.get(k), ".2f") for k in ("generated", "numba", "floor")]
+        cells += [_fmt(r["ratios"].get("generated/floor"), ".2f"), _fmt(r["ratios"].get("numba/floor"), ".2f"), spread]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def memory_table(rows: list[dict]) -> str:
     """Peak memory as Markdown: RSS delta for both, tracemalloc for the NumPy kernel."""
     lines = ["| cell | size | dtype | generated RSS Δ MiB | torch RSS Δ MiB | generated/torch "
@@ -1071,6 +1119,8 @@ def print_report(results: dict) -> None:
     peaks = ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in results["peak_gflops"].items())
     print(f"GEMM peak ({results['peak_n']}³ numpy matmul): {peaks}\n")
     print(table(results["runs"]) + "\n")
+    if any("numba" in r["median_ms"] for r in results["runs"]):
+        print(numba_table(results["runs"]) + "\n")
     print("% peak: the products' flops (forward, data and weight gradients) over the time, relative to "
           "the 2048³ matmul above; cache-resident products can beat that matmul, so values above 100 % "
           "can occur.")
@@ -1224,6 +1274,9 @@ def torch_kernel_table(results: dict) -> str:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="tiny sizes, one repeat (for tests)")
+    ap.add_argument("--backend", choices=["numpy", "numba"], default="numpy",
+                    help="numba: also time the kernel compiled by Numba, interleaved with the others, "
+                         "and print numpy kernel, numba kernel and floor side by side")
     ap.add_argument("--sizes", default="small,medium,large", help="comma-separated: " + ",".join(SIZES))
     ap.add_argument("--dtypes", default="float32,float64")
     ap.add_argument("--cells", default="", help="comma-separated (default: every built-in cell)")
@@ -1268,9 +1321,10 @@ def guarded(what: str, fn: Callable[[], dict]) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    global BUILD_IN_MEMORY, BASELINE_DIR
+    global BUILD_IN_MEMORY, BASELINE_DIR, BACKEND_NUMBA
     args = parse_args(argv)
     BUILD_IN_MEMORY = args.build
+    BACKEND_NUMBA = args.backend == "numba"
     BASELINE_DIR = args.baseline
     if args.memory_worker:
         memory_worker(args.memory_worker)
