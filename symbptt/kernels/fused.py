@@ -30,7 +30,7 @@ import re
 from dataclasses import dataclass, field
 
 from .. import ops
-from ..array_module import NUMPY, ArrayModule
+from ..array_module import ArrayModule
 from ..derive import Derivation
 from . import code as c
 from . import plan_kernel
@@ -328,8 +328,3 @@ def fused_kernel(numpy_text: str, derivation: Derivation) -> str:
     block = PRELUDE + "\n\n\n" + "\n\n\n".join(parts.functions) + "\n\n\n"
     anchor = "_workspaces = threading.local()\n"
     return text.replace(anchor, block + anchor, 1)
-
-
-def fused_module_spec(module: ArrayModule) -> bool:
-    """True where the fused backend applies: NumPy kernels only."""
-    return module is NUMPY
