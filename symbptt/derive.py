@@ -159,27 +159,34 @@ def derive(cell: Cell, include_readouts: bool = True) -> Derivation:
         for p in cell.parameters
     ]
     incoming = dict(reversed(list(incoming.items())))
-    return Derivation(cell, forward, share_common(backward), parameters, incoming)
+    outside = {e.name for e in forward} - {e.name for e in _without_readouts(forward)}
+    return Derivation(cell, forward, share_common(backward, outside), parameters, incoming)
 
 
-def _compound_counts(backward: list[Adjoint]) -> dict:
+def _compound_counts(backward: list[Adjoint], apart: set[str]) -> dict:
     counts: dict = {}
     for adjoint in backward:
-        for node in preorder_traversal(adjoint.expr):
-            if getattr(node, "is_Matrix", False) and not is_simple(node):
-                counts[node] = counts.get(node, 0) + 1
+        for term in adjoint.terms:
+            if term.via in apart:
+                continue
+            for node in preorder_traversal(term.expr):
+                if getattr(node, "is_Matrix", False) and not is_simple(node):
+                    counts[node] = counts.get(node, 0) + 1
     return counts
 
 
-def share_common(backward: list[Adjoint]) -> list[Adjoint]:
+def share_common(backward: list[Adjoint], apart: set[str] | frozenset[str] = frozenset()) -> list[Adjoint]:
     """Compute a subexpression used more than once in a step's backward only once.
 
     The largest repeated subexpression (ties: first met) becomes ``shared_k``, computed just
-    before the first statement that uses it; repeat until nothing compound repeats.
+    before the first statement that uses it; repeat until nothing compound repeats. Terms that
+    flow in through an equation of ``apart`` (the readouts and what only they read, which a
+    kernel runs for every step at once before its loop) are left whole: a ``shared_k`` is
+    computed inside the loop, too late for them.
     """
     k = 0
     while True:
-        counts = _compound_counts(backward)
+        counts = _compound_counts(backward, apart)
         repeated = [e for e, n in counts.items() if n > 1]
         if not repeated:
             return backward
@@ -187,9 +194,11 @@ def share_common(backward: list[Adjoint]) -> list[Adjoint]:
         k += 1
         symbol = MatrixSymbol(f"shared_{k}", *ops.shape_of(common))
         first = next(i for i, a in enumerate(backward)
-                     if any(node == common for node in preorder_traversal(a.expr)))
+                     if any(node == common for t in a.terms if t.via not in apart
+                            for node in preorder_traversal(t.expr)))
         replaced = [Adjoint(a.target, a.symbol,
-                            tuple(Term(t.expr.xreplace({common: symbol}), t.via) for t in a.terms),
+                            tuple(t if t.via in apart else Term(t.expr.xreplace({common: symbol}), t.via)
+                                  for t in a.terms),
                             a.incoming) for a in backward]
         shared = Adjoint(symbol.name, symbol, (Term(common, "shared"),))
         backward = replaced[:first] + [shared] + replaced[first:]

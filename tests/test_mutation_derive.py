@@ -270,3 +270,20 @@ def test_adjoint_names():
     assert [p.symbol.name for p in d.parameters] == ["dWhx", "dWhh", "dbh", "dWyh", "dby"]
     assert [p.target for p in d.parameters] == ["Whx", "Whh", "bh", "Wyh", "by"]
     assert d._repr_latex_().startswith("$")
+
+
+def test_terms_from_the_readouts_are_not_shared_with_the_loop():
+    # y reads h and c through one weight V: δh and δc both receive Vᵀ·δa_y from the readout.
+    # A kernel computes the readout's terms for every step before its loop, so they must
+    # stay whole (a shared_k is computed inside the loop, after they are needed).
+    d = derive(two_state_cell())
+    assert not any(a.target.startswith("shared_") for a in d.backward), [a.target for a in d.backward]
+    by = {a.target: a for a in d.backward}
+    assert [str(t.expr) for t in by["h"].terms if t.via == "a_y"] == ["V.T*da_y"]
+    assert [str(t.expr) for t in by["c"].terms if t.via == "a_y"] == ["V.T*da_y"]
+    # Without that restriction the same product would be shared.
+    a, W, c = MatrixSymbol("a", 2, 2), MatrixSymbol("W", 2, 2), MatrixSymbol("c", 2, 2)
+    adjoints = [Adjoint("p", MatrixSymbol("dp", 2, 2), (Term(W.T @ a, "y"), Term(c, "q"))),
+                Adjoint("r", MatrixSymbol("dr", 2, 2), (Term(W.T @ a, "y"),))]
+    assert [x.target for x in share_common(adjoints)] == ["shared_1", "p", "r"]
+    assert share_common(adjoints, {"y"}) == adjoints

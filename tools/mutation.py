@@ -50,12 +50,14 @@ MODULES: dict[str, list[str]] = {
     "symbptt/notation.py": ["tests/test_report.py", "tests/test_report_roundtrip.py", "tests/test_hostile_inputs.py"],
     "symbptt/kernels/rewrite.py": ["tests/test_mutation_rewrite.py", "tests/test_kernel_plan.py",
                                    "tests/test_cell_dsl.py"],
-    "symbptt/kernels/layout.py": ["tests/test_kernel_plan.py", "tests/test_against_references.py",
-                                  "tests/test_random_cells.py"],
-    "symbptt/kernels/forward.py": ["tests/test_kernel_plan.py", "tests/test_against_references.py",
-                                   "tests/test_random_cells.py", "tests/test_finite_differences.py"],
-    "symbptt/kernels/backward.py": ["tests/test_kernel_plan.py", "tests/test_against_references.py",
-                                    "tests/test_random_cells.py", "tests/test_finite_differences.py"],
+    # the planner: kernels of many cells against their equations and finite differences
+    # (test_mutation_layout), without the slow Hypothesis cells.
+    "symbptt/kernels/layout.py": ["tests/test_mutation_layout.py", "tests/test_kernel_plan.py",
+                                  "tests/test_cell_dsl.py"],
+    "symbptt/kernels/forward.py": ["tests/test_mutation_layout.py", "tests/test_kernel_plan.py",
+                                   "tests/test_cell_dsl.py"],
+    "symbptt/kernels/backward.py": ["tests/test_mutation_layout.py", "tests/test_kernel_plan.py",
+                                    "tests/test_cell_dsl.py"],
     "symbptt/kernels/code.py": ["tests/test_kernel_plan.py", "tests/test_numpy_printer.py"],
     "symbptt/array_module.py": ["tests/test_numpy_printer.py", "tests/test_operation_consumers.py",
                                 "tests/test_torch_kernel.py"],
@@ -64,7 +66,8 @@ MODULES: dict[str, list[str]] = {
     "symbptt/report.py": ["tests/test_report.py", "tests/test_report_roundtrip.py"],
     "symbptt/report_steps.py": ["tests/test_report.py", "tests/test_report_roundtrip.py"],
     "symbptt/check.py": ["tests/test_check.py", "tests/test_pinned_tolerances.py"],
-    "symbptt/check_diagnose.py": ["tests/test_check.py", "tests/test_pinned_tolerances.py"],
+    "symbptt/check_diagnose.py": ["tests/test_check.py", "tests/test_pinned_tolerances.py",
+                                  "tests/test_mutation_check_diagnose.py"],
     "symbptt/handcheck.py": ["tests/test_handcheck.py", "tests/test_pinned_tolerances.py"],
     "symbptt/verify.py": ["tests/test_verify.py", "tests/test_verify_scale.py"],
     "symbptt/proof.py": ["tests/test_proof.py"],
@@ -118,7 +121,12 @@ def scratch_copy(module: str, tests: list[str]) -> Path:
             shutil.copy2(ROOT / name, target)
     config = ["[mutmut]", "source_paths = symbptt/", f"only_mutate = {module}",
               "pytest_add_cli_args_test_selection =", *[f"    {t}" for t in tests],
-              "pytest_add_cli_args =", "    -p", "    no:cacheprovider", "also_copy ="]
+              "pytest_add_cli_args =", "    -p", "    no:cacheprovider",
+              # Each mutant's tests run in a child of a fork server that has only collected the
+              # tests: with mutmut's default (fork from the process that ran the clean tests),
+              # every functools.cache (the checker's mutated kernels, the reference kernels)
+              # would hold the clean run's values, and mutants of cached functions never ran.
+              "process_isolation = forkserver", "also_copy ="]
     config += [f"    {p}" for p in ALSO_COPY]
     (where / "setup.cfg").write_text("\n".join(config) + "\n")
     return where

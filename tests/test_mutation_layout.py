@@ -1,0 +1,118 @@
+"""Generated kernels of many cells (every built-in one, and cells with two states, nested
+nonlinearities, a stack multiplied by two weights): the forward is the cell's own equations
+run on explicit matrices, the backward is central differences of that forward, full and
+truncated; and the layout the kernel is planned on has the properties its module promises.
+
+These tests came from a mutation run over the kernel planner (symbptt/kernels/layout.py,
+forward.py, backward.py; tools/mutation.py): they reach it through kernel_module, without
+the slow Hypothesis cells.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+import pytest
+
+from symbptt import fdcheck
+from symbptt.codegen import kernel_module
+from symbptt.derive import derive
+from symbptt.kernels.layout import Layout
+from symbptt.loader import load
+from symbptt.proof import ExplicitProblem, NumpyBackend, dimension_values, run_forward
+from tests.test_mutation_derive import two_state_cell
+from tests.test_mutation_graph import nested_cell
+from tests.test_mutation_rewrite import stacked_cell
+
+TOLERANCE = 1e-6
+BUILT_IN = ["rnn", "gru", "lstm", "mgu", "indrnn", "lstm_peephole", "gru_torch", "lstm_torch"]
+CUSTOM = {"two_states": two_state_cell, "nested": nested_cell, "stacked": stacked_cell}
+
+
+@functools.cache
+def cell_and_kernel(name):
+    cell = CUSTOM[name]() if name in CUSTOM else load(name)
+    return cell, kernel_module(cell)
+
+
+def reference_outputs(cell, problem, dims, m):
+    """Every output at every step, from the cell's own equations on explicit matrices."""
+    T = problem.x.shape[2]
+    explicit = ExplicitProblem(problem.parameters, [{cell.inputs[0]: problem.x[:, :, t]} for t in range(T)],
+                               problem.initial_states, [{} for _ in range(T)])
+    steps = run_forward(cell, cell.equations, explicit, NumpyBackend(),
+                        dimension_values(cell, {**dims, "m": m}))
+    return {o: np.stack([env[o] for env in steps], axis=2) for o in list(cell.states) + list(cell.readouts)}
+
+
+@pytest.mark.parametrize("name", BUILT_IN + list(CUSTOM))
+@pytest.mark.parametrize("m, T, truncate", [(2, 3, None), (3, 4, 2), (1, 1, None)])
+def test_kernel_forward_is_the_equations_and_backward_matches_differences(name, m, T, truncate):
+    cell, kernel = cell_and_kernel(name)
+    dims = fdcheck.dims_for(kernel)
+    problem = fdcheck.random_problem(kernel, dims, m, T, seed=3)
+    outputs, _ = kernel.forward(problem.parameters, problem.x, problem.initial_states)
+    expected = reference_outputs(cell, problem, dims, m)
+    assert set(outputs) == set(expected)
+    for key, value in expected.items():
+        np.testing.assert_allclose(outputs[key], value, rtol=1e-12, atol=1e-12, err_msg=key)
+    errors = fdcheck.check(kernel, m=m, T=T, truncate=truncate, seed=3)
+    worst = max(errors, key=errors.get)
+    assert errors[worst] <= TOLERANCE, (name, worst, errors[worst])
+
+
+@pytest.mark.parametrize("name", ["gru", "lstm"])
+def test_float32_kernel_agrees_with_float64(name):
+    kernel = kernel_module(load(name))
+    dims = fdcheck.dims_for(kernel)
+    p64 = fdcheck.random_problem(kernel, dims, 2, 4, seed=1)
+    p32 = fdcheck.random_problem(kernel, dims, 2, 4, seed=1, dtype=np.float32)
+    out64, cache64 = kernel.forward(p64.parameters, p64.x, p64.initial_states)
+    out32, cache32 = kernel.forward(p32.parameters, p32.x, p32.initial_states)
+    g64 = kernel.backward(cache64, p64.upstream)
+    g32 = kernel.backward(cache32, p32.upstream)
+    for key in out64:
+        assert out32[key].dtype == np.float32
+        np.testing.assert_allclose(out32[key], out64[key], rtol=1e-4, atol=1e-5)
+    for key in g64:
+        assert g32[key].dtype == np.float32, key
+        np.testing.assert_allclose(g32[key], g64[key], rtol=1e-3, atol=1e-4, err_msg=key)
+
+
+# -- the layout's promises ----------------------------------------------------------------------
+
+
+def test_lstm_layout_stacks_every_gate_in_one_buffer_with_adjacent_operand_rows():
+    layout = Layout(derive(load("lstm")))
+    assert [r.name for r in layout.rows] == sorted((r.name for r in layout.rows),
+                                                   key=[r.name for r in layout.rows].index)
+    assert {r.name for r in layout.rows} == {"a_f", "a_i", "a_c_tilde", "a_o"}
+    # Each operand's rows form one run (one product per operand and step).
+    for operand, members in layout.groups.items():
+        assert len(layout.runs(members)) == 1, operand
+    for operand, members in layout.static_groups.items():
+        assert len(layout.runs(members)) == 1, operand
+    assert set(layout.groups) == {"h_prev"} and set(layout.static_groups) == {"xt"}
+    # Rows start where the previous ones stop; the buffer holds all of them.
+    start = 0
+    for r in layout.rows:
+        assert r.start == start
+        start = r.stop
+    assert layout.total == start
+    # σ gates are activated in place with their ½ folded in: one tanh family.
+    assert {r.name: (r.act_kind, r.half, r.family) for r in layout.rows} == {
+        "a_f": ("sigmoid", True, "tanh"), "a_i": ("sigmoid", True, "tanh"),
+        "a_c_tilde": ("tanh", False, "tanh"), "a_o": ("sigmoid", True, "tanh")}
+    # The readout runs after the loop.
+    assert [e.name for e in layout.readout_part] == ["a_y", "y"]
+    assert {"Wf", "bf", "Wo"} <= layout.covered or {"Wf_h_prev", "bf"} <= layout.covered
+
+
+def test_a_row_without_an_in_place_activation_says_so():
+    layout = Layout(derive(load("rnn")))
+    row = next(iter(layout.rows), None)
+    if row is None or row.act is not None:
+        pytest.skip("rnn has no row without an in-place activation")
+    with pytest.raises(ValueError, match="has no in-place activation"):
+        row.activation
