@@ -287,3 +287,16 @@ def test_terms_from_the_readouts_are_not_shared_with_the_loop():
                 Adjoint("r", MatrixSymbol("dr", 2, 2), (Term(W.T @ a, "y"),))]
     assert [x.target for x in share_common(adjoints)] == ["shared_1", "p", "r"]
     assert share_common(adjoints, {"y"}) == adjoints
+
+
+def test_loop_terms_after_a_readout_term_are_still_shared():
+    a, W, b = MatrixSymbol("a", 2, 2), MatrixSymbol("W", 2, 2), MatrixSymbol("b", 2, 2)
+    inner = W @ tanh(b)
+    adjoints = [Adjoint("p", MatrixSymbol("dp", 2, 2), (Term(W.T @ a, "y"), Term(inner, "q"))),
+                Adjoint("r", MatrixSymbol("dr", 2, 2), (Term(W.T @ a, "y"), Term(odot(inner, a), "s")))]
+    shared = share_common(adjoints, {"y"})
+    assert [x.target for x in shared] == ["shared_1", "p", "r"]
+    assert shared[0].terms == (Term(inner, "shared"),)
+    s1 = MatrixSymbol("shared_1", 2, 2)
+    assert shared[1].terms == (Term(W.T @ a, "y"), Term(s1, "q"))
+    assert shared[2].terms == (Term(W.T @ a, "y"), Term(odot(s1, a), "s"))
