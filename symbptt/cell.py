@@ -84,6 +84,12 @@ KERNEL_NAMES = frozenset({
     "unknown", "DIMS", "PARAMETERS", "STATES", "INPUTS", "READOUTS", "forward", "backward",
     "init_parameters", "rows", "cross_entropy", "cross_entropy_upstream", "sigmoid", "softmax",
     "relu", "gates", "dgates", "chunk", "workspace", "release_workspace",
+    # the gates buffer's companions (gates is reserved, so these are never renamed)
+    "gates_seq", "dgates_seq", "dgates_bias", "dgates_chunk", "dgates_all",
+    # the torch kernel's module, helpers and locals
+    "torch", "math", "device", "generator", "normal", "uniform",
+    # the notebook API's sequence functions
+    "caches", "yt", "totals", "grads", "key",
 }) | frozenset(n for n in dir(builtins) if not n.startswith("__"))
 
 #: Suffixes and prefixes of the arrays a kernel makes for a cell's value ``v``: a declared

@@ -33,6 +33,10 @@ class Outcome:
 def _child(function: Callable[[], Any], memory_bytes: int | None, write: int) -> None:
     """In the forked child: limit memory, run, send the outcome, exit without cleanup."""
     try:
+        os.setpgid(0, 0)  # a group of its own: whatever it starts is ended with it
+    except OSError:
+        pass
+    try:
         import resource
 
         if memory_bytes is not None:
@@ -52,6 +56,7 @@ def _child(function: Callable[[], Any], memory_bytes: int | None, write: int) ->
         data = pickle.dumps(outcome)
     except Exception as error:  # noqa: BLE001
         data = pickle.dumps(Outcome("failed", message=f"cannot send the result back: {error}"))
+    data = len(data).to_bytes(8, "little") + data  # its length first: the parent stops there
     try:
         while data:
             data = data[os.write(write, data):]
@@ -59,11 +64,40 @@ def _child(function: Callable[[], Any], memory_bytes: int | None, write: int) ->
         os._exit(0)
 
 
+def _receive(read: int, deadline: float) -> bytes | None:
+    """The child's length-prefixed message (b"" if it sent nothing), or None when the deadline
+    passed first. The length, not the end of the pipe, ends it: a process the function
+    started may hold the pipe open."""
+    data, size = b"", None
+    while size is None or len(data) < size + 8:
+        wait = deadline - time.monotonic()
+        if wait <= 0 or not select.select([read], [], [], wait)[0]:
+            return None
+        chunk = os.read(read, 1 << 16)
+        if not chunk:
+            return b""
+        data += chunk
+        if size is None and len(data) >= 8:
+            size = int.from_bytes(data[:8], "little")
+    return data[8:size + 8]
+
+
+def _end(pid: int) -> int:
+    """End the child and every process of its group; reap it. Its wait status."""
+    for kill in (os.killpg, os.kill):
+        try:
+            kill(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+    return os.waitpid(pid, 0)[1]
+
+
 def run_limited(function: Callable[[], Any], seconds: float,
                 memory_bytes: int | None = 2 * 2**30) -> Outcome:
     """``function()`` in a forked child: its value, or why there is none (it took longer than
     ``seconds``, needed more than ``memory_bytes`` (None: no memory limit), recursed too
-    deeply or raised)."""
+    deeply or raised). The child and any process it started are ended before this returns
+    (or raises, on an interrupt)."""
     if not hasattr(os, "fork"):
         return Outcome("ok", function())
     read, write = os.pipe()
@@ -74,21 +108,24 @@ def run_limited(function: Callable[[], Any], seconds: float,
         os.close(read)
         _child(function, memory_bytes, write)
     os.close(write)
-    chunks, deadline = [], time.monotonic() + seconds
     try:
-        while True:
-            wait = deadline - time.monotonic()
-            if wait <= 0 or not select.select([read], [], [], wait)[0]:
-                os.kill(pid, signal.SIGKILL)
-                return Outcome("too slow", message=f"not decided within the {seconds:g} s a line may take")
-            chunk = os.read(read, 1 << 16)
-            if not chunk:
-                break
-            chunks.append(chunk)
+        os.setpgid(pid, pid)  # as the child does itself, whichever runs first
+    except OSError:
+        pass
+    data, status = None, 0
+    try:
+        data = _receive(read, time.monotonic() + seconds)
     finally:
         os.close(read)
-        os.waitpid(pid, 0)
+        status = _end(pid)
+    if data is None:
+        return Outcome("too slow", message=f"not decided within the {seconds:g} s a line may take")
+    if not data:
+        if os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL:
+            return Outcome("too large", message="its process died (out of memory)")
+        return Outcome("failed", message=f"its process ended without a result (wait status {status})")
     try:
-        return pickle.loads(b"".join(chunks))  # written by our own forked child
-    except Exception:  # noqa: BLE001 - a child killed by the kernel sends nothing
-        return Outcome("too large", message="its process died (out of memory)")
+        return pickle.loads(data)  # written by our own forked child
+    except Exception as error:  # noqa: BLE001 - a value that pickles but cannot be loaded back
+        return Outcome("failed", message=f"cannot read the result back: {type(error).__name__}: "
+                                         f"{str(error)[:200]}")

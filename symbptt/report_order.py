@@ -8,8 +8,10 @@ expression argument (``a + b - c``, also inside ``sigmoid(…)``), and evaluates
 the caller's namespace, so each term becomes the SymPy expression the equation holds. The
 report then prints a sum's terms in that order (:func:`ordered`). A cell built where no
 source can be read (``exec`` of a string, a console) records nothing and prints in SymPy's
-order. Only plain expressions are evaluated again: a term that calls a method (``cell.…``)
-or holds anything but names, subscripts, constants, operators and function calls is skipped.
+order. Only plain expressions are evaluated again: a term that calls a method (``cell.…``),
+calls a function that is not symbptt's or SymPy's (a helper of the cell file may declare
+parameters: evaluating it again would declare them twice over), or holds anything but names,
+subscripts, constants, operators and function calls is skipped.
 
 Nothing here imports the rest of symbptt but :func:`~symbptt.notation.canonical`, lazily.
 """
@@ -17,6 +19,7 @@ Nothing here imports the rest of symbptt but :func:`~symbptt.notation.canonical`
 from __future__ import annotations
 
 import ast
+import builtins
 import linecache
 import sys
 from pathlib import Path
@@ -91,10 +94,20 @@ def _chains(node: ast.AST) -> list[list[ast.expr]]:
     return out
 
 
-def _plain(node: ast.expr) -> bool:
+def _ours(name: str, frame: FrameType) -> bool:
+    """True if ``name`` is, in the frame, one of symbptt's or SymPy's functions: those are
+    free of side effects; a cell file's own helper need not be."""
+    missing = object()
+    value = frame.f_locals.get(name, frame.f_globals.get(name, getattr(builtins, name, missing)))
+    module = getattr(value, "__module__", None) or ""
+    return module.split(".")[0] in ("symbptt", "sympy")
+
+
+def _plain(node: ast.expr, frame: FrameType) -> bool:
     if not all(isinstance(n, _PLAIN) for n in ast.walk(node)):
         return False
-    return not any(isinstance(n, ast.Call) and not isinstance(n.func, ast.Name) for n in ast.walk(node))
+    return all(isinstance(n.func, ast.Name) and _ours(n.func.id, frame)
+               for n in ast.walk(node) if isinstance(n, ast.Call))
 
 
 def source_sums() -> tuple[tuple, ...]:
@@ -119,7 +132,7 @@ def source_sums() -> tuple[tuple, ...]:
         for chain in _chains(expr):
             keys = []
             for term in chain:
-                if not _plain(term):
+                if not _plain(term, frame):
                     break
                 code = compile(ast.fix_missing_locations(ast.Expression(term)), "<term>", "eval")
                 keys.append(canonical(eval(code, frame.f_globals, frame.f_locals)))

@@ -217,7 +217,7 @@ class CellFunction(torch.autograd.Function):
         upstream = {name: g for name, g in zip(kernel.outputs, grads, strict=True) if g is not None}
         result = kernel.kernel.backward(ctx.cache, upstream, truncate=ctx.truncate)
         starts = [result[f"d{s}0"] if given else None for s, given in zip(kernel.states, ctx.given)]
-        return (None, None, result["d" + kernel.input],
+        return (None, None, result["dx"],  # the kernel's key for its input, whatever its name
                 *(result["d" + p] for p in kernel.parameters), *starts)
 
 
@@ -311,6 +311,10 @@ def _first_sizes(kernel: CellKernel, input_size: int | None, hidden_size: int | 
         _set_size(sizes, kernel.rows(kernel.output), hidden_size, f"state {kernel.output}", cell)
     if input_size is not None:
         _set_size(sizes, kernel.rows(kernel.input), input_size, f"input {kernel.input}", cell)
+    small = sorted(k for k, v in sizes.items() if v < 1)
+    if small:
+        raise ValueError(f"cell {cell.name}: every size must be at least 1, got "
+                         + ", ".join(f"{k} = {sizes[k]}" for k in small))
     missing = sorted(set(cell.dimensions) - set(sizes))
     if missing:
         raise ValueError(f"cell {cell.name} needs the size of {', '.join(missing)}: pass "
@@ -409,6 +413,10 @@ class CellRNN(nn.Module):
 
     def layer_parameters(self, layer: int = 0, reverse: bool = False) -> dict[str, nn.Parameter]:
         """One layer's (and direction's) parameters under the cell's own names (``Wz``)."""
+        if layer not in range(self.num_layers) or (reverse and not self.bidirectional):
+            raise IndexError(f"{self.kernel.name}: no layer {layer}" + (" in reverse" if reverse else "")
+                             + f"; the module has {self.num_layers} layer(s), bidirectional="
+                             f"{self.bidirectional}")
         suffix = _suffix(layer, reverse)
         return {p: getattr(self, p + suffix) for p in self.kernel.parameters}
 
@@ -480,6 +488,10 @@ class CellRNN(nn.Module):
             expected = ("(B, T, " if self.batch_first else "(T, B, ") + f"{self.input_size})"
             raise ValueError(f"{self.kernel.name}: expected an input of shape {expected}, "
                              f"{layout}, got {tuple(x.shape)}")
+        if x.shape[1 if self.batch_first else 0] == 0:
+            raise ValueError(f"{self.kernel.name}: the input has no steps (T = 0, shape "
+                             f"{tuple(x.shape)}); a sequence has at least one step, as torch's "
+                             f"RNNs require")
         weight = next(iter(self.parameters()))
         if x.dtype != weight.dtype or x.device != weight.device:
             raise ValueError(f"{self.kernel.name}: the input is {x.dtype} on {x.device}, the "
@@ -505,8 +517,14 @@ class CellRNN(nn.Module):
         else:
             raise TypeError(f"{self.kernel.name}: initial states are a tensor, a tuple in the "
                             f"order ({', '.join(states)}) or a dict by name")
+        weight = next(iter(self.parameters()))
         for s, v in given.items():
             expected = (self.num_layers * self.num_directions, x.shape[1], self._rows(s, 0))
+            if not isinstance(v, torch.Tensor) or (v.dtype, v.device) != (weight.dtype, weight.device):
+                raise ValueError(f"{self.kernel.name}: initial state {s} must be a tensor of the "
+                                 f"parameters' dtype {weight.dtype} on {weight.device}, got "
+                                 + (f"{v.dtype} on {v.device}" if isinstance(v, torch.Tensor)
+                                    else type(v).__name__))
             if tuple(v.shape) != expected:
                 raise ValueError(f"{self.kernel.name}: initial state {s} must have shape "
                                  f"(num_layers*num_directions, B, rows) = {expected}, got "
@@ -608,6 +626,11 @@ def layer_from_torch(cell: CellSpec | CellKernel, state_dict: Mapping[str, Any],
         raise KeyError(f"the state_dict has no {weights}: not an nn.{kind}, or no layer {layer}"
                        + (" in reverse (bidirectional=False?)" if reverse else ""))
     n_h = state_dict[weights].shape[0] // len(gates)
+    hidden = tuple(state_dict.get(f"weight_hh{suffix}", torch.empty(0)).shape)
+    if hidden != (len(gates) * n_h, n_h) or state_dict[weights].shape[0] != len(gates) * n_h:
+        raise ValueError(f"not an nn.{kind} state_dict: weight_hh{suffix} has shape {hidden} and "
+                         f"{weights} {tuple(state_dict[weights].shape)}; nn.{kind} stacks "
+                         f"{len(gates)} gates, ({len(gates)}·hidden_size, hidden_size)")
     out: dict[str, torch.Tensor] = {}
     for ours, theirs in _TORCH_KEYS.items():
         key = theirs + suffix
@@ -646,6 +669,8 @@ def from_torch_state_dict(cell: CellSpec | CellKernel,
     :class:`CellRNN`'s (``W_ii_l0``, ``W_ii_l0_reverse``, …): ``model.load_state_dict(
     from_torch_state_dict("lstm_torch", lstm.state_dict()))``."""
     layers, bidirectional = _torch_stack_layers(state_dict, "weight_ih")
+    if not layers:
+        raise KeyError("the state_dict has no weight_ih_l0: not an nn.LSTM or nn.GRU's")
     out = {}
     for layer in range(layers):
         for reverse in (False, True) if bidirectional else (False,):
@@ -659,9 +684,12 @@ def to_torch_state_dict(cell: CellSpec | CellKernel,
                         state_dict: Mapping[str, Any]) -> dict[str, torch.Tensor]:
     """A :class:`CellRNN`'s state_dict of a torch-layout cell as ``nn.LSTM``/``nn.GRU``'s
     (``weight_ih_l0``, …, ``bias_hh_l1_reverse``)."""
-    _, gates = _torch_layout(cell)
+    kind, gates = _torch_layout(cell)
     names = [f"{kind}{g}" for kind in _TORCH_KEYS for g in gates]
     layers, bidirectional = _torch_stack_layers(state_dict, names[0])
+    if not layers:
+        raise KeyError(f"the state_dict has no {names[0]}_l0: not a CellRNN's of the "
+                       f"{'lstm_torch' if kind == 'LSTM' else 'gru_torch'} cell")
     out = {}
     for layer in range(layers):
         for reverse in (False, True) if bidirectional else (False,):
