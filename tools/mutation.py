@@ -65,7 +65,7 @@ MODULES: dict[str, list[str]] = {
                                          "tests/test_against_references.py"],
     "symbptt/report.py": ["tests/test_report.py", "tests/test_report_roundtrip.py"],
     "symbptt/report_steps.py": ["tests/test_report.py", "tests/test_report_roundtrip.py"],
-    "symbptt/check.py": ["tests/test_check.py", "tests/test_pinned_tolerances.py"],
+    "symbptt/check.py": ["tests/test_check.py", "tests/test_pinned_tolerances.py", "tests/test_mutation_check.py"],
     "symbptt/check_diagnose.py": ["tests/test_check.py", "tests/test_pinned_tolerances.py",
                                   "tests/test_mutation_check_diagnose.py"],
     "symbptt/handcheck.py": ["tests/test_handcheck.py", "tests/test_pinned_tolerances.py"],

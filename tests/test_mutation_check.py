@@ -1,0 +1,342 @@
+"""``symbptt check``'s verdicts as printed, and the pieces that make them: the table, where a
+wrong array starts, the comparison of one array, the worst verdict over shapes, what each
+function is given and must return.
+
+These tests came from a mutation run over ``symbptt/check.py`` (tools/mutation.py): each one
+kills mutants that the tests of test_check.py let through.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from symbptt import check
+from symbptt.check import Report, Verdict, check_module
+from symbptt.grading.wire import Opaque
+from tests.fixtures.planted import write_planted
+
+TIMEOUT = 0.5
+
+
+def problems_of(report: Report) -> list[str]:
+    """The printed table without its header and its ok rows (whose errors are rounding noise)."""
+    return [line for line in report.table().splitlines()[1:] if "  ok  " not in line]
+
+
+@pytest.fixture(scope="module")
+def planted(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("planted")
+    return lambda name: check_module(write_planted(name, directory), "gru", timeout=TIMEOUT)
+
+
+# -- whole tables, as a person reads them ------------------------------------------------------
+
+
+def test_the_table_of_a_truncated_bptt(planted):
+    report = planted("truncated")
+    cut = "; truncated BPTT (m=1, T=3; m=5, T=3)"
+    assert problems_of(report) == [
+        "function               item         verdict    detail",
+        "gru_backward           dx           wrong      max rel. error 7.5e-01; starts at t=1 (wrong at t=0-1 of "
+        "0-2), rows 0-2 of 0-2" + cut,
+        "                       dh0          wrong      max rel. error 6.6e-01; rows 0-3 of 0-3" + cut,
+        "                       dWz          wrong      max rel. error 3.3e-01; rows 0-3 of 0-3" + cut,
+        "                       dbz          wrong      max rel. error 2.2e-01; rows 0-3 of 0-3" + cut,
+        "                       dWr          wrong      max rel. error 6.8e-01; rows 0-3 of 0-3" + cut,
+        "                       dbr          wrong      max rel. error 3.2e-01; rows 0-3 of 0-3" + cut,
+        "                       dWh          wrong      max rel. error 4.2e-01; rows 0-3 of 0-3" + cut,
+        "                       dbh          wrong      max rel. error 3.1e-01; rows 0-3 of 0-3" + cut,
+        ("                       (diagnosis)  diagnosis  truncated BPTT: no gradient is carried back from step t+1 "
+        "to step t: the numbers equal the reference's with the recurrence cut at every step (truncate=1); in "
+        "gru_backward, dh_prevt is updated in the loop but never passed to the step call"),
+        "8 problem(s) found",
+    ]
+    assert not report.ok and len(report.problems) == 8
+    assert report.table().startswith(f"symbptt check {report.path} --cell gru   (float64; n_x=3, n_h=4, n_y=2; "
+                                     "shapes m=1, T=1; m=1, T=3; m=5, T=3)\n")
+
+
+def test_the_table_of_a_sign_flip_blames_the_step_in_the_sequence(planted):
+    assert problems_of(planted("sign")) == [
+        "function               item      verdict  detail",
+        "gru_one_step_backward  dxt       wrong    max rel. error 1.4e+00; rows 0-2 of 0-2",
+        "                       dh_prev   wrong    max rel. error 3.1e-01; rows 0-3 of 0-3",
+        ("                       dWz       wrong    max rel. error 2.0e+00; rows 0-3 of 0-3; sign flip: it equals minus "
+        "the expected array"),
+        ("                       dbz       wrong    max rel. error 2.0e+00; rows 0-3 of 0-3; sign flip: it equals minus "
+        "the expected array"),
+        ("gru_backward           dx        wrong    max rel. error 5.2e-01; starts at t=2 (wrong at t=0-2 of 0-2), rows "
+        "0-2 of 0-2"),
+        "                       dh0       wrong    max rel. error 6.3e-01; rows 0-3 of 0-3",
+        "                       dWz       wrong    max rel. error 2.0e+00; rows 0-3 of 0-3",
+        "                       dbz       wrong    max rel. error 2.0e+00; rows 0-3 of 0-3",
+        "                       dWr       wrong    max rel. error 1.3e-01; rows 0-3 of 0-3 (m=1, T=3; m=5, T=3)",
+        "                       dbr       wrong    max rel. error 1.3e-01; rows 0-3 of 0-3 (m=1, T=3; m=5, T=3)",
+        "                       dWh       wrong    max rel. error 1.3e-01; rows 0-3 of 0-3 (m=1, T=3; m=5, T=3)",
+        "                       dbh       wrong    max rel. error 1.4e-01; rows 0-3 of 0-3 (m=1, T=3; m=5, T=3)",
+        "                       (inputs)  note     it calls gru_one_step_backward, which has wrong outputs",
+        "12 problem(s) found",
+    ]
+
+
+def test_the_table_of_a_gradient_not_accumulated(planted):
+    assert problems_of(planted("accumulate")) == [
+        "function               item         verdict    detail",
+        ("                       dWz          wrong      max rel. error 1.0e+00; rows 0-3 of 0-3; gradient not "
+        "accumulated over time (step t=0 only) (m=1, T=3; m=5, T=3)"),
+        ("                       (diagnosis)  diagnosis  gradient not accumulated over time (step t=0 only): the "
+        "parameter gradient equals the first step's (t=0) alone: assigned, not added, in the loop"),
+        "1 problem(s) found",
+    ]
+
+
+def test_the_table_of_a_misspelt_key(planted):
+    lines = problems_of(planted("key"))
+    assert lines[1:] == [
+        "                       dbr        missing key     not returned; the returned key 'db_r' evidently means it "
+        "(its value: ok, max rel. error " + lines[1].rsplit("max rel. error ", 1)[1],
+        "                       db_r       unexpected key  not a gradient the cell has; did you mean 'dbr'?",
+        "                       (callers)  note            functions that call it read 'db_r' as 'dbr' from here on",
+        "2 problem(s) found",
+    ]
+    assert float(lines[1].rsplit("max rel. error ", 1)[1].rstrip(")")) < 1e-12
+
+
+def test_the_table_of_wrong_shapes(planted):
+    assert problems_of(planted("transposed"))[1] == (
+        "                       dWh      wrong shape  got (7, 4), expected (4, 7); transposed: it equals the expected "
+        "array's transpose (the product's factors swapped)")
+    lines = problems_of(planted("axis"))
+    assert lines[1] == (
+        "                       dbz       wrong shape  got (1, 5), expected (4, 1); sum over the wrong axis: a bias "
+        "gradient sums over the batch (axis=1, keepdims=True)")
+    assert lines[3] == "                       dbz       wrong        max rel. error 1.9e+00; rows 0-3 of 0-3 (m=1, T=1; m=1, T=3)"
+    assert lines[-2] == "                       (inputs)  note         it calls gru_one_step_backward, which has wrong outputs"
+
+
+def test_the_table_of_nan_and_of_a_changed_input(planted):
+    assert problems_of(planted("nan"))[1:3] == [
+        ("gru_backward           dx       NaN/inf  45 non-finite entries; starts at t=2 (wrong at t=0-2 of 0-2), rows "
+        "0-2 of 0-2"),
+        "                       dh0      NaN/inf  20 non-finite entries; rows 0-3 of 0-3",
+    ]
+    assert problems_of(planted("mutation"))[1:] == [
+        ("gru_backward           (inputs)  changed input  the call changed dh in place; a function must leave its "
+        "inputs and the parameters as it found them (m=1, T=3; m=5, T=3)"),
+        "1 problem(s) found",
+    ]
+
+
+def test_a_zero_array_names_the_local_that_holds_the_value(planted):
+    assert problems_of(planted("dh0_zeros"))[1] == (
+        "                       dh0      wrong    max rel. error 1.0e+00; rows 0-3 of 0-3; left at zeros: the array is "
+        "all zeros (initialised and never filled); the local variable dh_prevt holds the expected value but is not "
+        "returned")
+
+
+# -- the table and its verdicts ------------------------------------------------------------
+
+
+def test_a_verdict_names_its_shapes_only_when_not_all():
+    assert Verdict("f", "x", "wrong", "off").text() == "off"
+    assert Verdict("f", "x", "wrong", "off", ["m=1, T=1", "m=1, T=3", "m=5, T=3"]).text() == "off"
+    assert Verdict("f", "x", "wrong", "off", ["m=1, T=3", "m=5, T=3"]).text() == "off (m=1, T=3; m=5, T=3)"
+    assert Verdict("f", "x", "wrong", "", ["m=5, T=3"]).text() == "(m=5, T=3)"
+    assert Verdict("f", "x", "ok").ok and Verdict("f", "x", "note").ok and Verdict("f", "x", "diagnosis").ok
+    assert not Verdict("f", "x", "unexpected key").ok and not Verdict("f", "x", "changed input").ok
+
+
+def test_the_table_layout_and_its_last_line():
+    report = Report("p.py", "gru", [Verdict("fwd", "h", "ok", "max rel. error 1e-16"),
+                                    Verdict("fwd", "y", "wrong", "bad"),
+                                    Verdict("bwd", "dW", "note", "")])
+    assert report.table() == ("function  item  verdict  detail\n"
+                              "fwd       h     ok       max rel. error 1e-16\n"
+                              "          y     wrong    bad\n"
+                              "bwd       dW    note\n"
+                              "1 problem(s) found")
+    assert [v.item for v in report.problems] == ["y"]
+    report.header = "HEADER"
+    assert report.table().splitlines()[0] == "HEADER"
+    report.verdicts.pop(1)
+    assert report.ok and report.table().endswith("\nall ok")
+    assert not Report("p.py", "gru").ok  # nothing checked is not a pass
+
+
+# -- where a wrong array starts ------------------------------------------------------------
+
+
+def test_span_writes_runs_of_indices():
+    assert check._span([0, 1, 2, 5]) == "0-2, 5"
+    assert check._span([3]) == "3"
+    assert check._span([0, 2, 3, 4, 7, 8]) == "0, 2-4, 7-8"
+    assert check._span([]) == ""
+
+
+def test_locate_gives_the_rows_and_the_first_wrong_step():
+    bad = np.zeros((4, 2), bool)
+    bad[1, 0] = bad[2, 1] = True
+    assert check.locate(bad, backward=True) == "rows 1-2 of 0-3"
+    seq = np.zeros((3, 2, 5), bool)
+    seq[0, 1, 1] = seq[2, 0, 3] = seq[2, 0, 2] = True
+    # backward errors start at the latest wrong step, forward ones at the earliest
+    assert check.locate(seq, backward=True) == "starts at t=3 (wrong at t=1-3 of 0-4), rows 0, 2 of 0-2"
+    assert check.locate(seq, backward=False) == "starts at t=1 (wrong at t=1-3 of 0-4), rows 0, 2 of 0-2"
+
+
+# -- comparing one array -----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def problem():
+    return check.make_problem(check._kernel("rnn"), 5, 3, seed=0)
+
+
+def test_compare_verdicts(problem):
+    expected = np.arange(1.0, 7.0).reshape(2, 3)
+    finding, array = check.compare(expected.copy(), expected, False, problem)
+    assert (finding.status, finding.error) == ("ok", 0.0) and finding.problem is problem
+    np.testing.assert_array_equal(array, expected)
+    got = expected.copy()
+    got[1, 2] += 6e-3  # relative error 1e-3
+    finding, _ = check.compare(got, expected, False, problem)
+    assert (finding.status, finding.detail) == ("wrong", "rows 1 of 0-1")
+    assert finding.error == pytest.approx(1e-3)
+    got = expected.copy()
+    got[0, 0] += 0.5 * 6e-7  # 0.5e-7 relative: within the tolerance
+    assert check.compare(got, expected, False, problem)[0].status == "ok"
+    got[0, 0] += 6e-7  # 1.5e-7 relative: wrong, and only that entry is named
+    finding, _ = check.compare(got, expected, False, problem)
+    assert (finding.status, finding.detail) == ("wrong", "rows 0 of 0-1")
+
+
+def test_compare_wrong_kinds_of_value(problem):
+    expected = np.ones((2, 3))
+    finding, array = check.compare(Opaque("generator", "not data"), expected, False, problem)
+    assert (finding.status, finding.detail, array) == ("wrong type", "got generator (not data), expected an array",
+                                                       None)
+    finding, array = check.compare(expected + 1j, expected, False, problem)
+    assert (finding.status, finding.detail, array) == (
+        "wrong type", "got a complex array, expected real float64 values", None)
+    finding, array = check.compare("text", expected, False, problem)
+    assert (finding.status, finding.detail, array) == ("wrong type", "got str, expected an array", None)
+    finding, array = check.compare({"a": 1}, expected, False, problem)
+    assert (finding.status, finding.detail) == ("wrong type", "got dict, expected an array")
+    finding, array = check.compare(np.ones((3, 2)) * 2, expected, False, problem)
+    assert (finding.status, finding.detail) == ("wrong shape", "got (3, 2), expected (2, 3)")
+    assert array.shape == (3, 2)
+    nan = expected.copy()
+    nan[1, 1] = np.nan
+    nan[0, 2] = np.inf
+    finding, array = check.compare(nan, expected, False, problem)
+    assert (finding.status, finding.detail) == ("NaN/inf", "2 non-finite entries; rows 0-1 of 0-1")
+    assert finding.error == float("inf")
+    # a list of numbers is read as an array
+    assert check.compare([[1.0, 1.0, 1.0]] * 2, expected, False, problem)[0].status == "ok"
+
+
+def test_the_worst_verdict_over_shapes_is_shown(problem):
+    small = check.make_problem(check._kernel("rnn"), 1, 1, seed=0)
+    middle = check.make_problem(check._kernel("rnn"), 1, 3, seed=1)
+    findings = [check.Finding("ok", small, 1e-16), check.Finding("wrong", middle, 0.5, "a"),
+                check.Finding("wrong", problem, 0.25, "b"), check.Finding("NaN/inf", small, float("inf"), "c")]
+    shown, error, shapes = check.summarize(findings)
+    assert (shown.status, shown.detail, error, shapes) == ("NaN/inf", "c", float("inf"), ["m=1, T=1"])
+    shown, error, shapes = check.summarize(findings[:3])
+    # the largest shape's finding is shown, with the worst error of that status
+    assert (shown.detail, error, shapes) == ("b", 0.5, ["m=1, T=3", "m=5, T=3"])
+    shown, error, _ = check.summarize([check.Finding("ok", small, 1e-16), check.Finding("ok", middle, 2e-16)])
+    assert (shown.problem, error) == (middle, 2e-16)
+    shown, _, _ = check.summarize([check.Finding("wrong", problem, 0.1),
+                                   check.Finding("unexpected key", problem)])
+    assert shown.status == "wrong"
+
+
+# -- what each function is given and must return ------------------------------------------------
+
+
+def test_the_functions_of_the_lstm_and_their_arguments():
+    specs = check.specs_for(check._kernel("lstm"))
+    assert [(s.name, s.kind, s.argnames, s.outputs) for s in specs] == [
+        ("lstm_one_step_forward", "step_forward", ("xt", "h_prev", "c_prev", "parameters"),
+         ("h_next", "c_next", "yt_hat")),
+        ("lstm_forward", "forward", ("x", "h0", "parameters"), ("H", "Y", "C")),
+        ("lstm_one_step_backward", "step_backward", ("dh_next", "dc_next", "cache"), ()),
+        ("lstm_backward", "backward", ("dh", "caches"), ()),
+        ("forward", "generic_forward", ("parameters", "x", "initial_states"), ()),
+        ("backward", "generic_backward", ("cache", "upstream"), ()),
+    ]
+    assert [s.backward for s in specs] == [False, False, True, True, False, True]
+    assert [s.kind for s in check.specs_for(check._kernel("gru_torch"))] == ["generic_forward", "generic_backward"]
+
+
+def test_a_random_problem():
+    kernel = check._kernel("lstm")
+    p = check.make_problem(kernel, 5, 3, seed=2)
+    assert p.label == "m=5, T=3" and (p.m, p.T) == (5, 3)
+    assert p.x.shape == (3, 5, 3) and p.dh.shape == (4, 5, 3)
+    assert {k: v.shape for k, v in p.prev.items()} == {"h": (4, 5), "c": (4, 5)}
+    assert {k: v.shape for k, v in p.d_next.items()} == {"h": (4, 5), "c": (4, 5)}
+    assert {k: v.shape for k, v in p.upstream.items()} == {"h": (4, 5, 3), "c": (4, 5, 3), "y": (2, 5, 3)}
+    assert all(np.all(v != 0) for v in [p.x, p.dh, *p.prev.values(), *p.d_next.values(), *p.upstream.values()])
+    big = check.make_problem(check._kernel("rnn"), 400, 1, seed=0)
+    assert 0.4 < big.prev["h"].std() < 0.6  # half a standard normal: tanh's useful range
+    again = check.make_problem(kernel, 5, 3, seed=2)
+    assert np.array_equal(p.x, again.x) and np.array_equal(p.upstream["y"], again.upstream["y"])
+    assert not np.array_equal(p.x, check.make_problem(kernel, 5, 3, seed=3).x)
+
+
+def test_what_a_function_returned_is_split_or_refused():
+    specs = {s.kind: s for s in check.specs_for(check._kernel("gru"))}
+    outputs, cache, complaint = check.split_result(specs["step_forward"], (1, 2, "c"))
+    assert (outputs, cache, complaint) == ({"h_next": 1, "yt_hat": 2}, "c", None)
+    assert check.split_result(specs["step_forward"], [1, 2])[2] == (
+        "returns 2 values, expected 3: (h_next, yt_hat, cache)")
+    assert check.split_result(specs["forward"], np.zeros(3))[2] == (
+        "returns ndarray, expected 3: (H, Y, caches)")
+    assert check.split_result(specs["forward"], (1, 2, 3)) == ({"H": 1, "Y": 2}, 3, None)
+    assert check.split_result(specs["generic_forward"], ({"h": 1}, "c")) == ({"h": 1}, "c", None)
+    for bad in [({"h": 1},), ([1], "c"), "x", ({"h": 1}, "c", 3)]:
+        assert check.split_result(specs["generic_forward"], bad)[2] == (
+            "returns something other than (outputs dict, cache)")
+    assert check.split_result(specs["step_backward"], {"dWz": 1}) == ({"dWz": 1}, None, None)
+    assert check.split_result(specs["backward"], [1])[2] == "returns a list, expected a dict of gradients"
+
+
+def test_the_checker_names_the_functions_it_expected(tmp_path):
+    path = tmp_path / "nothing.py"
+    path.write_text("import numpy as np\n", encoding="utf-8")
+    report = check_module(path, "rnn", timeout=TIMEOUT)
+    assert [(v.function, v.item, v.status, v.detail) for v in report.verdicts] == [
+        ("(module)", "functions", "missing function",
+         ("none of the expected functions is defined (rnn_one_step_forward, rnn_forward, rnn_one_step_backward, "
+         "rnn_backward, forward, backward)"))]
+
+
+def test_a_partial_notebook_names_each_missing_function(tmp_path):
+    from symbptt.check_diagnose import kernel_source
+
+    source = kernel_source("rnn")
+    start = source.index("def rnn_one_step_forward")
+    end = source.index("def rnn_forward")
+    path = tmp_path / "partial.py"
+    helpers = source[source.index("def sigmoid"):source.index("_workspaces = ")]
+    path.write_text("import numpy as np\n" + helpers + source[start:end], encoding="utf-8")
+    report = check_module(path, "rnn", timeout=TIMEOUT)
+    missing = [(v.function, v.detail) for v in report.verdicts if v.status == "missing function"]
+    assert missing == [("rnn_forward", "rnn_forward is not defined"),
+                       ("rnn_one_step_backward", "rnn_one_step_backward is not defined"),
+                       ("rnn_backward", "rnn_backward is not defined")]
+    assert all(v.ok for v in report.verdicts if v.function == "rnn_one_step_forward")
+    assert "forward" not in {v.function for v in report.verdicts}  # the generic pair is not asked for
+
+
+def test_the_main_prints_the_table_and_says_ok(capsys, tmp_path):
+    path = tmp_path / "nothing.py"
+    path.write_text("x = 1\n", encoding="utf-8")
+    assert check.main(str(path), "rnn", timeout=TIMEOUT) == 1
+    out = capsys.readouterr().out
+    assert out.endswith("1 problem(s) found\n")
+    assert out.startswith(f"symbptt check {path} --cell rnn   (float64; n_x=3, n_h=4, n_y=2; shapes m=1, T=1; "
+                          "m=1, T=3; m=5, T=3)\n")
