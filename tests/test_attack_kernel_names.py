@@ -218,3 +218,32 @@ def test_a_notebook_name_declared_as_the_input_is_refused(name):
     n_x, _ = c.dims("n_x", "n_h")
     with pytest.raises(CellError, match="the generated kernel uses for itself"):
         c.input(name, n_x)
+
+
+def _numpy_gradients(cell, names):
+    """The NumPy kernel's gradients for W, U, b renamed by ``names``; a kernel error propagates."""
+    k = kernel_module(cell)
+    rng = np.random.default_rng(0)
+    shapes = {"W": (4, 3), "U": (4, 4), "b": (4, 1)}
+    p = {names.get(key, key): rng.standard_normal(shape) for key, shape in shapes.items()}
+    x = rng.standard_normal((3, 2, 5))
+    outputs, cache = k.forward(p, x)
+    g = k.backward(cache, {"h": np.ones_like(outputs["h"])})
+    return {key: g["d" + names.get(key, key)] for key in shapes}
+
+
+@pytest.mark.xfail(strict=True, reason="left for the lead: derived-name forms missing from "
+                   "cell._KERNEL_FORMS / kernels/backward.py (not this file's owner's)")
+@pytest.mark.parametrize(("parameter", "value"), [
+    ("dh_next", None),  # the kernel's d<state>_next: no form "d{}_next" in _KERNEL_FORMS
+    ("h0", None),       # the gradient key "dh0" of the initial state: no form "{}0"
+    ("W", "W_xt"),      # backward.py names its accumulator f"dW_{v}", not fresh: "dW_xt" is W_xt's adjoint
+])
+def test_a_name_of_a_derived_form_is_refused_or_harmless(parameter, value):
+    expected = _numpy_gradients(_cell(value="a" if value else None), {})
+    try:
+        got = _numpy_gradients(_cell(parameter=parameter, value=value), {"W": parameter})
+    except CellError:
+        return  # refused: fine
+    for key, array in expected.items():
+        np.testing.assert_allclose(got[key], array, rtol=1e-12)
