@@ -9,6 +9,8 @@ bookkeeping, a shared subexpression) needs a check of its own.
 
 from __future__ import annotations
 
+import signal
+
 import numpy as np
 import pytest
 from sympy import MatrixSymbol, ZeroMatrix
@@ -28,6 +30,23 @@ from symbptt.proof import (
 )
 
 BACKEND = NumpyBackend()
+#: Every test here takes well under a second; one still running after this long is stuck.
+LIMIT_S = 20
+
+
+@pytest.fixture(autouse=True)
+def finishes_in_time():
+    """A derivation of a small cell ends: a test still running after LIMIT_S seconds fails
+    (a derivation that never stops sharing subexpressions, a name search that never ends)."""
+
+    def stuck(signum, frame):
+        raise TimeoutError(f"still running after {LIMIT_S} s: the derivation does not end")
+
+    previous = signal.signal(signal.SIGALRM, stuck)
+    signal.setitimer(signal.ITIMER_REAL, LIMIT_S)
+    yield
+    signal.setitimer(signal.ITIMER_REAL, 0)
+    signal.signal(signal.SIGALRM, previous)
 SIZES = {"n_x": 2, "n_h": 3, "n_y": 2, "m": 2}
 
 

@@ -15,7 +15,13 @@ from symbptt.derive import derive
 from symbptt.graph import is_simple, lower
 from symbptt.loader import load
 from symbptt.ops import Broadcast
-from tests.test_mutation_derive import assert_gradients_match, derived, explicit_problem, numerical
+from tests.test_mutation_derive import (
+    assert_gradients_match,
+    derived,
+    explicit_problem,
+    finishes_in_time,  # noqa: F401 - the same time limit
+    numerical,
+)
 
 
 def printed(expr) -> str:

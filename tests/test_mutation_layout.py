@@ -22,7 +22,10 @@ from symbptt.derive import derive
 from symbptt.kernels.layout import Layout, Row
 from symbptt.loader import load
 from symbptt.proof import ExplicitProblem, NumpyBackend, dimension_values, run_forward
-from tests.test_mutation_derive import two_state_cell
+from tests.test_mutation_derive import (
+    finishes_in_time,  # noqa: F401 - the same time limit
+    two_state_cell,
+)
 from tests.test_mutation_graph import nested_cell
 from tests.test_mutation_rewrite import stacked_cell
 

@@ -16,7 +16,13 @@ from symbptt.derive import derive
 from symbptt.kernels.rewrite import Block, names_in, product, split_cell, terms_of, uses
 from symbptt.loader import load
 from symbptt.proof import concrete
-from tests.test_mutation_derive import assert_gradients_match, derived, explicit_problem, numerical
+from tests.test_mutation_derive import (
+    assert_gradients_match,
+    derived,
+    explicit_problem,
+    finishes_in_time,  # noqa: F401 - the same time limit
+    numerical,
+)
 
 
 def split_gradients(cell: Cell, seed: int = 0, sizes=None):
