@@ -546,6 +546,8 @@ def _is_scalar(value) -> bool:
 def _matrix(value) -> MatrixExpr:
     if _is_scalar(value) or isinstance(value, _Ones):
         raise HandParseError(f"a matrix is needed where the number {value} stands")
+    if isinstance(value, _ColumnSums):  # 1 1ᵀ with nothing after it
+        raise HandParseError(f"a matrix is needed where {value} stands")
     return value
 
 

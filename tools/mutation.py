@@ -67,7 +67,8 @@ MODULES: dict[str, list[str]] = {
     "symbptt/check.py": ["tests/test_check.py", "tests/test_pinned_tolerances.py", "tests/test_mutation_check.py"],
     "symbptt/check_diagnose.py": ["tests/test_check.py", "tests/test_pinned_tolerances.py",
                                   "tests/test_mutation_check_diagnose.py"],
-    "symbptt/handcheck.py": ["tests/test_handcheck.py", "tests/test_pinned_tolerances.py"],
+    "symbptt/handcheck.py": ["tests/test_handcheck.py", "tests/test_pinned_tolerances.py",
+                             "tests/test_mutation_handcheck.py"],
     "symbptt/verify.py": ["tests/test_verify.py", "tests/test_verify_scale.py"],
     "symbptt/proof.py": ["tests/test_proof.py"],
 }
