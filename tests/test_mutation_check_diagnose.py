@@ -398,3 +398,20 @@ def test_kernel_source_is_the_generated_kernel():
     from symbptt.loader import load, resolve, source_label
 
     assert diagnose.kernel_source("gru") == numpy_kernel(derive(load(resolve("gru"))), source_label(resolve("gru")))
+
+
+def test_only_the_step_call_counts_as_passing_a_carry():
+    # reversed(), range() and len() around a carry do not pass it to the step
+    for wrapper in ("reversed(range(len(n_prev)))", "reversed(n_prev)", "range(len(n_prev))"):
+        source = f"def f(n):\n    n_prev = n\n    for t in {wrapper}:\n        y = g(t)\n    return y\n"
+        assert diagnose.carry_in_loop(_function(source)) is None, wrapper
+    # every call of the loop counts, not only the last one
+    right = UNUSED.replace("step(dh[:, :, t], caches[t])", "step(dh[:, :, t] + da_carry, caches[t])").replace(
+        '        da_carry = grads["da_prev"]\n', '        da_carry = grads["da_prev"]\n        log(t)\n')
+    assert diagnose.carry_in_loop(_function(right)) is None
+
+
+def test_only_a_bias_can_be_summed_over_the_wrong_axis():
+    weights = RNG.standard_normal((2, 3))
+    assert diagnose.shape_diagnosis(weights.sum(axis=0), weights) is None
+    assert diagnose.shape_diagnosis(weights.sum(axis=0, keepdims=True), weights) is None
