@@ -312,10 +312,59 @@ def test_loop_terms_after_a_readout_term_are_still_shared():
     a, W, b = MatrixSymbol("a", 2, 2), MatrixSymbol("W", 2, 2), MatrixSymbol("b", 2, 2)
     inner = W @ tanh(b)
     adjoints = [Adjoint("p", MatrixSymbol("dp", 2, 2), (Term(W.T @ a, "y"), Term(inner, "q"))),
-                Adjoint("r", MatrixSymbol("dr", 2, 2), (Term(W.T @ a, "y"), Term(odot(inner, a), "s")))]
+                Adjoint("r", MatrixSymbol("dr", 2, 2), (Term(W.T @ a, "y"), Term(odot(inner, a), "s"))),
+                Adjoint("u", MatrixSymbol("du", 2, 2), (Term(odot(inner, b), "y"),))]
     shared = share_common(adjoints, {"y"})
-    assert [x.target for x in shared] == ["shared_1", "p", "r"]
+    assert [x.target for x in shared] == ["shared_1", "p", "r", "u"]
+    assert shared[3] == adjoints[2]  # a readout's term keeps the expression whole
     assert shared[0].terms == (Term(inner, "shared"),)
     s1 = MatrixSymbol("shared_1", 2, 2)
     assert shared[1].terms == (Term(W.T @ a, "y"), Term(s1, "q"))
     assert shared[2].terms == (Term(W.T @ a, "y"), Term(odot(s1, a), "s"))
+
+
+def test_sharing_order_is_largest_first_then_first_met():
+    a, b, c, W = (MatrixSymbol(n, 2, 2) for n in ("a", "b", "c", "W"))
+    inner, outer = tanh(b), odot(a, tanh(b))
+    # tanh(b) is met first and repeats more often, but a ⊙ tanh(b) is larger: shared first.
+    adjoints = [Adjoint("p", MatrixSymbol("dp", 2, 2), (Term(W @ inner, "x"),)),
+                Adjoint("q", MatrixSymbol("dq", 2, 2), (Term(c @ outer, "y"),)),
+                Adjoint("r", MatrixSymbol("dr", 2, 2), (Term(W @ outer, "z"),))]
+    by = {x.target: x for x in share_common(adjoints)}
+    assert by["shared_1"].terms[0].expr == odot(a, MatrixSymbol("shared_2", 2, 2))
+    assert by["shared_2"].terms[0].expr == inner
+    # Two repeated subexpressions of one size: the one met first is shared_1.
+    adjoints = [Adjoint("p", MatrixSymbol("dp", 2, 2), (Term(W @ tanh(a), "x"), Term(W @ tanh(b), "y"))),
+                Adjoint("q", MatrixSymbol("dq", 2, 2), (Term(c @ tanh(a), "x"), Term(c @ tanh(b), "y")))]
+    by = {x.target: x for x in share_common(adjoints)}
+    assert by["shared_1"].terms[0].expr == tanh(a)
+    assert by["shared_2"].terms[0].expr == tanh(b)
+
+
+def shared_in_the_loop_cell() -> Cell:
+    """δp and δq are both δc ⊙ g (shared); c's own adjoint starts from δc_next. Numbers
+    next to matrices (1 - g, q - 1, 0.5 · h) and an intermediate nothing reads."""
+    cell = Cell("shared_loop", "c = g ⊙ p + g ⊙ (q - 1); h = tanh(c) + 0.5 h_prev")
+    n_x, n_h = cell.dims("n_x", "n_h")
+    x, h_prev, c_prev = cell.input("x", n_x), cell.state("h", n_h), cell.state("c", n_h)
+    W, U, V = cell.weight("W", n_h, n_x), cell.weight("U", n_h, n_h), cell.weight("V", n_h, n_h)
+    g = cell.let("g", sigmoid(U @ h_prev))
+    p = cell.let("p", tanh(W @ x))
+    cell.let("unused", tanh(V @ c_prev))  # nothing reads it: V's gradient is zero
+    q = cell.let("q", tanh(U @ c_prev))
+    c = cell.update("c", odot(g, p) + odot(g, q - 1) + odot(1 - g, c_prev))
+    cell.update("h", tanh(c) + 0.5 * h_prev)
+    return cell
+
+
+def test_a_shared_subexpression_inside_the_loop_keeps_the_incoming_gradient():
+    cell = shared_in_the_loop_cell()
+    d = derive(cell)
+    assert any(a.target.startswith("shared_") for a in d.backward)
+    dc = next(a for a in d.backward if a.target == "c")
+    assert dc.incoming == d.incoming["c"]
+    assert "unused" not in {a.target for a in d.backward}
+    problem, dims = explicit_problem(cell)
+    got = derived(d, problem, dims)
+    assert np.array_equal(got["dV"], np.zeros_like(problem.parameters["V"]))
+    assert_gradients_match(cell, got, numerical(cell, problem, dims))
