@@ -279,3 +279,26 @@ def test_main_counts_and_exits(tmp_path, capsys):
     path.write_text("# nothing\n", encoding="utf-8")
     assert handcheck.main("gru", path) == 1
     assert capsys.readouterr().out.endswith("\n\n0 of 0 equivalent\n")
+
+
+@pytest.mark.parametrize("text, message", [
+    (r"\delta h \odot \mathbb{1}(a_h > 0]", "expected '[' at token 8 ('(')"),
+    (r"\delta h \odot \mathbb{1}[a_h < 0]", "expected '>' at token 12 ('<')"),
+    (r"\delta h \odot \mathbb{1}[a_h > 1]", "expected '0' at token 13 ('1')"),
+    (r"\delta h \odot \mathbb{1}\left[a_h > 0 ]", r"expected '\\right' at token 15 (']')"),
+    (r"\delta h \odot \mathbb{1}[a_h > 0)", "expected ']' at token 14 (')')"),
+])
+def test_a_malformed_step_is_refused(rnn, text, message):
+    assert error(rnn, "da_h", text).startswith(message)
+
+
+@pytest.mark.parametrize("form", [r"\operatorname{softplus}", r"\mathrm{softplus}", r"\operatorname{relu}"])
+def test_named_functions_are_read_in_either_form(rnn, form):
+    result = check_one(rnn, "da_h", rf"\delta h \odot {form}(a_h)")
+    assert result.verdict == "NOT equivalent" and result.difference, result.report()
+
+
+def test_a_target_may_start_with_any_letter(tmp_path):
+    path = tmp_path / "hand.tex"
+    path.write_text("$Xh = a$\n", encoding="utf-8")
+    assert handcheck.read_lines(path) == [("Xh", "a")]
