@@ -149,3 +149,30 @@ def test_term_helpers():
     assert product(W @ W @ a, {"W"}) is None
     assert product(a + b, {"W"}) is None
     assert product(W @ (a + b), {"W"}) is None
+
+
+def test_block_names_count_up_past_every_taken_one():
+    cell = Cell("taken_twice", "the names W_xt and W_xt_2 are both declared")
+    n_x, n_h = cell.dims("n_x", "n_h")
+    x, h_prev = cell.input("x", n_x), cell.state("h", n_h)
+    W = cell.weight("W", n_h, n_h + n_x)
+    A, B = cell.weight("W_xt", n_h, n_h), cell.weight("W_xt_2", n_h, n_h)
+    cell.update("h", tanh(W @ stack(h_prev, x) + A @ h_prev + B @ h_prev))
+    split, got, expected = split_gradients(cell)
+    assert split.split_weights["W"] == ["W_h_prev", "W_xt_3"]
+    assert_gradients_match(split.cell, got, expected)
+
+
+def test_two_weights_whose_block_names_would_coincide_get_distinct_ones():
+    # W's block for the part g_xt and W_g's block for the part xt are both "W_g_xt".
+    cell = Cell("coincide", "W·[g_xt; h_prev] and W_g·[h_prev; xt]")
+    n_x, n_h = cell.dims("n_x", "n_h")
+    x, h_prev = cell.input("x", n_x), cell.state("h", n_h)
+    W, W_g = cell.weight("W", n_h, 2 * n_h), cell.weight("W_g", n_h, n_h + n_x)
+    g_xt = cell.let("g_xt", tanh(W_g @ stack(h_prev, x)))
+    cell.update("h", tanh(W @ stack(g_xt, h_prev)))
+    split, got, expected = split_gradients(cell)
+    names = [b for blocks in split.split_weights.values() for b in blocks]
+    assert len(set(names)) == len(names) == 4, names
+    assert sorted(names) == ["W_g_h_prev", "W_g_xt", "W_g_xt_2", "W_h_prev"]
+    assert_gradients_match(split.cell, got, expected)
