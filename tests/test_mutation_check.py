@@ -8,6 +8,8 @@ kills mutants that the tests of test_check.py let through.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -340,3 +342,87 @@ def test_the_main_prints_the_table_and_says_ok(capsys, tmp_path):
     assert out.endswith("1 problem(s) found\n")
     assert out.startswith(f"symbptt check {path} --cell rnn   (float64; n_x=3, n_h=4, n_y=2; shapes m=1, T=1; "
                           "m=1, T=3; m=5, T=3)\n")
+
+
+# -- a backward fed caches built step by step -------------------------------------------------
+
+REFERENCE = Path(__file__).parent / "reference"
+
+
+def _hanging_forward(tmp_path: Path, name: str, step_edit: tuple[str, str] | None = None) -> Path:
+    text = (REFERENCE / "lstm_notebook.py").read_text(encoding="utf-8")
+    text = text.replace("    for t in range(T_x):", "    while True:\n        pass\n    for t in range(T_x):")
+    if step_edit:
+        assert text.count(step_edit[0]) == 1
+        text = text.replace(*step_edit)
+    path = tmp_path / f"{name}.py"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_a_hanging_forward_leaves_the_backward_checked_on_caches_built_step_by_step(tmp_path):
+    """The LSTM's notebook forward starts c at zeros: the caches built from the one-step
+    forward must too, or every gradient of a right backward would look wrong."""
+    report = check_module(_hanging_forward(tmp_path, "lstm_hang"), "lstm", timeout=0.3)
+    assert [(v.status, v.detail) for v in report.verdicts if v.function == "lstm_backward" and not v.item.startswith("d")] == [
+        ("note", "caches built as (caches, x) from lstm_one_step_forward, step by step")]
+    assert all(v.status == "ok" for v in report.verdicts if v.function == "lstm_backward" and v.item.startswith("d"))
+    assert len(report.problems) == 1 and report.problems[0].status == "hung"
+
+
+def test_no_caches_from_a_one_step_forward_that_returns_the_wrong_values(tmp_path):
+    text = (REFERENCE / "lstm_notebook.py").read_text(encoding="utf-8")
+    step_return = next(line for line in text.splitlines() if line.strip().startswith("return h_next, c_next"))
+    path = _hanging_forward(tmp_path, "lstm_hang_step", (step_return, step_return + ", 0"))
+    report = check_module(path, "lstm", timeout=0.3)
+    assert [(v.item, v.status, v.detail) for v in report.verdicts if v.function == "lstm_backward"] == [
+        ("(inputs)", "not checked", "needs the cache of lstm_forward, which did not run")]
+
+
+# -- keys ---------------------------------------------------------------------------------------
+
+
+STEP_GRADIENTS = 'gradients = {"dxt": dxt, "dh_prev": dh_prev,\n                 "dWz": dWz, "dbz": dbz, "dWr": dWr, '
+
+
+def _gru_variant(tmp_path: Path, name: str, old: str, new: str) -> Path:
+    text = (REFERENCE / "gru_handwritten.py").read_text(encoding="utf-8")
+    assert text.count(old) == 1, old
+    path = tmp_path / f"{name}.py"
+    path.write_text(text.replace(old, new), encoding="utf-8")
+    return path
+
+
+def test_a_key_not_returned_at_all(tmp_path):
+    path = _gru_variant(tmp_path, "no_dbr", STEP_GRADIENTS + '"dbr": dbr,', STEP_GRADIENTS)
+    report = check_module(path, "gru", timeout=TIMEOUT)
+    assert [(v.status, v.detail) for v in report.verdicts
+            if v.function == "gru_one_step_backward" and v.item == "dbr"] == [("missing key", "not returned")]
+
+
+def test_a_misspelt_key_with_a_wrong_value(tmp_path):
+    path = _gru_variant(tmp_path, "db_r_wrong", STEP_GRADIENTS + '"dbr": dbr,', STEP_GRADIENTS + '"db_r": 2 * dbr,')
+    report = check_module(path, "gru", timeout=TIMEOUT)
+    assert [v.detail for v in report.verdicts if v.function == "gru_one_step_backward" and v.item == "dbr"] == [
+        "not returned; the returned key 'db_r' evidently means it (its value: wrong)"]
+
+
+# -- diagnoses and their evidence ----------------------------------------------------------------
+
+
+def test_a_step_diagnosis_has_no_loop_evidence(planted):
+    lines = problems_of(planted("step_missing"))
+    assert lines[2] == (
+        "                       (diagnosis)  diagnosis  contribution from step t+1 missing (dh_prev lacks dh_next * "
+        "z): dh_prev lacks the term dh_next * z, so that part of the gradient from step t+1 never reaches step t")
+    derivative = problems_of(planted("derivative"))
+    assert derivative[7] == (
+        "                       (diagnosis)  diagnosis  σ' and tanh' confused (h_tilde): the derivative through "
+        "h_tilde = tanh(·) is written as σ' h_tilde(1 − h_tilde) instead of tanh' (1 − h_tilde²)")
+    assert derivative[-3] == derivative[7]
+
+
+def test_main_passes_its_timeout_on(capsys, tmp_path):
+    path = write_planted("hang", tmp_path)
+    assert check.main(str(path), "gru", timeout=0.3) == 1
+    assert "stopped after the 0.3 s timeout" in capsys.readouterr().out
