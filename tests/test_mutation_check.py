@@ -436,14 +436,14 @@ def test_the_loop_evidence_of_a_lost_carry(tmp_path):
     path.write_text(source.replace('        dc_prev = grads["dc_prev"]\n', ""), encoding="utf-8")
     report = check_module(path, "lstm", timeout=2.0)
     assert [v.detail for v in report.verdicts if v.status == "diagnosis"] == [
-        "contribution from step t+1 missing (dc_prev not carried): dc_prev is never carried back, so the part of the "
+        ("contribution from step t+1 missing (dc_prev not carried): dc_prev is never carried back, so the part of the "
         "gradient that reaches c from step t+1 is lost at every step; in lstm_backward, dc_prev is passed to the step "
-        "call but never updated in the loop"]
+        "call but never updated in the loop")]
     # a generic backward cut by truncate=1 has no loop of its own to point at: the diagnosis alone
     cut = tmp_path / "generic_cut.py"
     cut.write_text(kernel_source("gru_torch") + "\n\n_backward = backward\n\n\ndef backward(cache, upstream):\n"
                    "    return _backward(cache, upstream, truncate=1)\n", encoding="utf-8")
     report = check_module(cut, "gru_torch", timeout=2.0)
     assert [v.detail for v in report.verdicts if v.status == "diagnosis"] == [
-        "truncated BPTT: no gradient is carried back from step t+1 to step t: the numbers equal the reference's with "
-        "the recurrence cut at every step (truncate=1)"]
+        ("truncated BPTT: no gradient is carried back from step t+1 to step t: the numbers equal the reference's with "
+        "the recurrence cut at every step (truncate=1)")]
