@@ -16,10 +16,10 @@ import numpy as np
 import pytest
 import sympy as sp
 
-from symbptt import fdcheck
+from symbptt import Cell, fdcheck, odot, ops, sigmoid
 from symbptt.codegen import kernel_module
 from symbptt.derive import derive
-from symbptt.kernels.layout import Layout, Row
+from symbptt.kernels.layout import Layout, Row, in_place_name
 from symbptt.loader import load
 from symbptt.proof import ExplicitProblem, NumpyBackend, dimension_values, run_forward
 from tests.test_mutation_derive import (
@@ -31,7 +31,22 @@ from tests.test_mutation_rewrite import stacked_cell
 
 TOLERANCE = 1e-6
 BUILT_IN = ["rnn", "gru", "lstm", "mgu", "indrnn", "lstm_peephole", "gru_torch", "lstm_torch"]
-CUSTOM = {"two_states": two_state_cell, "nested": nested_cell, "stacked": stacked_cell}
+
+
+def linear_update_cell() -> Cell:
+    """An update with weight products and no activation (h = W·x + f ⊙ h_prev), and one
+    operand multiplied by two weights in one sum (U·h_prev + V·h_prev)."""
+    cell = Cell("linear_update", "h = W·x + f ⊙ h_prev; f = σ(U·h_prev + V·h_prev + b)")
+    n_x, n_h = cell.dims("n_x", "n_h")
+    x, h_prev = cell.input("x", n_x), cell.state("h", n_h)
+    U, V, W = cell.weight("U", n_h, n_h), cell.weight("V", n_h, n_h), cell.weight("W", n_h, n_x)
+    f = cell.let("f", sigmoid(U @ h_prev + V @ h_prev + cell.bias("b", n_h)))
+    cell.update("h", W @ x + odot(f, h_prev))
+    return cell
+
+
+CUSTOM = {"two_states": two_state_cell, "nested": nested_cell, "stacked": stacked_cell,
+          "linear_update": linear_update_cell}
 
 
 @functools.cache
@@ -118,3 +133,15 @@ def test_a_row_without_an_in_place_activation_says_so():
     assert row.family == "" and row.stop == row.rows
     with pytest.raises(ValueError, match="^row a_z has no in-place activation$"):
         _ = row.activation
+
+
+def test_only_a_function_with_an_out_argument_is_applied_in_place():
+    u = sp.MatrixSymbol("u", 2, 3)
+    assert in_place_name(ops.Tanh(u)) == "tanh" and in_place_name(ops.Sigmoid(u)) == "sigmoid"
+    assert in_place_name(ops.Softmax(u)) is None  # not pointwise
+    assert in_place_name(u) is None
+
+    class NoOut(ops.Pointwise):  # a declared function whose kernel callable has no out=
+        op_name = "no_out"
+
+    assert in_place_name(NoOut(u)) is None
