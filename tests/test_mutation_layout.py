@@ -16,11 +16,13 @@ import numpy as np
 import pytest
 import sympy as sp
 
-from symbptt import Cell, fdcheck, odot, ops, sigmoid
+from symbptt import Cell, fdcheck, log, odot, ops, sigmoid, softmax, tanh
+from symbptt.arith import times_ones
 from symbptt.codegen import kernel_module
 from symbptt.derive import derive
 from symbptt.kernels.layout import Layout, Row, in_place_name
 from symbptt.loader import load
+from symbptt.ops import BATCH
 from symbptt.proof import ExplicitProblem, NumpyBackend, dimension_values, run_forward
 from tests.test_mutation_derive import (
     finishes_in_time,  # noqa: F401 - the same time limit
@@ -45,8 +47,23 @@ def linear_update_cell() -> Cell:
     return cell
 
 
+def log_softmax_cell() -> Cell:
+    """A gate whose backward reads its pre-activation (log: δu = δl / u), so its rows must not
+    be overwritten; a softmax gate (no in-place function); a tanh gate after them."""
+    cell = Cell("log_softmax", "l = log(W·x + 10), s = softmax(U·h_prev), g = tanh(V·h_prev + Q·x)")
+    n_x, n_h = cell.dims("n_x", "n_h")
+    x, h_prev = cell.input("x", n_x), cell.state("h", n_h)
+    W, Q = cell.weight("W", n_h, n_x), cell.weight("Q", n_h, n_x)
+    U, V = cell.weight("U", n_h, n_h), cell.weight("V", n_h, n_h)
+    l = cell.let("l", log(W @ x + times_ones(10, (n_h, BATCH))))
+    s = cell.let("s", softmax(U @ h_prev))
+    g = cell.let("g", tanh(V @ h_prev + Q @ x))
+    cell.update("h", odot(g, h_prev) + odot(s, l))
+    return cell
+
+
 CUSTOM = {"two_states": two_state_cell, "nested": nested_cell, "stacked": stacked_cell,
-          "linear_update": linear_update_cell}
+          "linear_update": linear_update_cell, "log_softmax": log_softmax_cell}
 
 
 @functools.cache
@@ -145,3 +162,17 @@ def test_only_a_function_with_an_out_argument_is_applied_in_place():
         op_name = "no_out"
 
     assert in_place_name(NoOut(u)) is None
+
+
+def test_every_affine_gate_gets_rows_and_only_safe_ones_are_overwritten():
+    layout = Layout(derive(log_softmax_cell()))
+    rows = {r.name: r for r in layout.rows}
+    # Rows for products with the input only, with a state only, and with both.
+    assert set(rows) == {"a_l", "a_s", "a_g"}
+    assert rows["a_l"].static == [("W", "xt")] and rows["a_l"].dynamic == []
+    assert rows["a_s"].dynamic == [("U", "h_prev")] and rows["a_s"].static == []
+    # log's backward reads its operand: not overwritten; softmax has no in-place function;
+    # tanh after them still is.
+    assert rows["a_l"].act is None and rows["a_s"].act is None
+    assert rows["a_g"].act is not None and rows["a_g"].act_kind == "tanh"
+    assert layout.row == rows
