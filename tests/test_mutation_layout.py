@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import sympy as sp
 
-from symbptt import Cell, fdcheck, log, odot, ops, sigmoid, softmax, tanh
+from symbptt import Cell, fdcheck, log, odot, ops, relu, sigmoid, softmax, tanh
 from symbptt.arith import times_ones
 from symbptt.codegen import kernel_module
 from symbptt.derive import derive
@@ -62,7 +62,24 @@ def log_softmax_cell() -> Cell:
     return cell
 
 
-CUSTOM = {"two_states": two_state_cell, "nested": nested_cell, "stacked": stacked_cell,
+def interleaved_cell() -> Cell:
+    """Gates declared so that neither their operands nor their activations are adjacent."""
+    cell = Cell("interleaved", "σ(h_prev), relu(x), σ(h_prev, x), tanh(h_prev)")
+    n_x, n_h = cell.dims("n_x", "n_h")
+    x, h_prev = cell.input("x", n_x), cell.state("h", n_h)
+
+    def w(name, cols):
+        return cell.weight(name, n_h, cols)
+
+    g1 = cell.let("g1", sigmoid(w("W1", n_h) @ h_prev + cell.bias("b1", n_h)))
+    g2 = cell.let("g2", relu(w("W2", n_x) @ x))
+    g3 = cell.let("g3", sigmoid(w("W3", n_h) @ h_prev + w("W4", n_x) @ x + cell.bias("b3", n_h)))
+    g4 = cell.let("g4", tanh(w("W5", n_h) @ h_prev))
+    cell.update("h", odot(g1, h_prev) + odot(g2, g3) + g4)
+    return cell
+
+
+CUSTOM = {"two_states": two_state_cell, "interleaved": interleaved_cell, "nested": nested_cell, "stacked": stacked_cell,
           "linear_update": linear_update_cell, "log_softmax": log_softmax_cell}
 
 
@@ -176,3 +193,30 @@ def test_every_affine_gate_gets_rows_and_only_safe_ones_are_overwritten():
     assert rows["a_l"].act is None and rows["a_s"].act is None
     assert rows["a_g"].act is not None and rows["a_g"].act_kind == "tanh"
     assert layout.row == rows
+
+
+def test_rows_are_reordered_so_operands_and_activations_are_adjacent():
+    layout = Layout(derive(interleaved_cell()))
+    # h_prev's rows (g1, g3, g4) and x's (g2, g3) are each one run; the σ rows (g3, g1) are
+    # adjacent, and with tanh (σ halved) one family; among the orders that achieve this the
+    # one closest to the declaration order.
+    assert [r.name for r in layout.rows] == ["a_g2", "a_g3", "a_g1", "a_g4"]
+    for members in list(layout.groups.values()) + list(layout.static_groups.values()):
+        assert len(layout.runs(members)) == 1
+    assert [m[0].name for m in layout.groups["h_prev"]] == ["a_g3", "a_g1", "a_g4"]
+    assert [(r.name, w) for r, w in layout.static_groups["xt"]] == [("a_g2", "W2"), ("a_g3", "W4")]
+    assert [r.family for r in layout.rows] == ["relu", "tanh", "tanh", "tanh"]
+
+
+def test_more_than_seven_rows_keep_their_order():
+    cell = Cell("many", "eight gates")
+    n_x, n_h = cell.dims("n_x", "n_h")
+    x, h_prev = cell.input("x", n_x), cell.state("h", n_h)
+    total = h_prev
+    for k in range(8):
+        fn, operand = (sigmoid, h_prev) if k % 2 else (tanh, x)
+        g = cell.let(f"g{k}", fn(cell.weight(f"W{k}", n_h, operand.shape[0]) @ operand))
+        total = total + g
+    cell.update("h", total)
+    layout = Layout(derive(cell))
+    assert [r.name for r in layout.rows] == [f"a_g{k}" for k in range(8)]
