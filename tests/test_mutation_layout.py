@@ -79,7 +79,37 @@ def interleaved_cell() -> Cell:
     return cell
 
 
-CUSTOM = {"two_states": two_state_cell, "interleaved": interleaved_cell, "nested": nested_cell, "stacked": stacked_cell,
+N_H = sp.Symbol("n_h", integer=True, positive=True)
+
+
+def many_gates_cell() -> Cell:
+    """Eight gates alternating between x and h_prev: too many to reorder."""
+    cell = Cell("many", "eight gates")
+    n_x, n_h = cell.dims("n_x", "n_h")
+    x, h_prev = cell.input("x", n_x), cell.state("h", n_h)
+    total = h_prev
+    for k in range(8):
+        fn, operand = (sigmoid, h_prev) if k % 2 else (tanh, x)
+        g = cell.let(f"g{k}", fn(cell.weight(f"W{k}", n_h, operand.shape[0]) @ operand))
+        total = total + g
+    cell.update("h", total)
+    return cell
+
+
+def clashing_cell() -> Cell:
+    """Names a kernel would give its own variables: C, n_t, W_h_prev, W_xt, W_xt_2."""
+    cell = Cell("clashing", "declares C, n_t, W_h_prev, W_xt and W_xt_2")
+    n_x, n_t = cell.dims("n_x", "n_t")
+    x, h_prev = cell.input("x", n_x), cell.state("h", n_t)
+    C, W = cell.weight("C", n_t, n_t), cell.weight("W_h_prev", n_t, n_t)
+    A, B = cell.weight("W_xt", n_t, n_x), cell.weight("W_xt_2", n_t, n_x)
+    g = cell.let("g", sigmoid(C @ h_prev + A @ x))
+    cell.update("h", odot(g, tanh(W @ h_prev + B @ x)) + odot(1 - g, h_prev))
+    return cell
+
+
+CUSTOM = {"two_states": two_state_cell, "interleaved": interleaved_cell, "many": many_gates_cell,
+          "clashing": clashing_cell, "nested": nested_cell, "stacked": stacked_cell,
           "linear_update": linear_update_cell, "log_softmax": log_softmax_cell}
 
 
@@ -209,14 +239,34 @@ def test_rows_are_reordered_so_operands_and_activations_are_adjacent():
 
 
 def test_more_than_seven_rows_keep_their_order():
-    cell = Cell("many", "eight gates")
-    n_x, n_h = cell.dims("n_x", "n_h")
-    x, h_prev = cell.input("x", n_x), cell.state("h", n_h)
-    total = h_prev
-    for k in range(8):
-        fn, operand = (sigmoid, h_prev) if k % 2 else (tanh, x)
-        g = cell.let(f"g{k}", fn(cell.weight(f"W{k}", n_h, operand.shape[0]) @ operand))
-        total = total + g
-    cell.update("h", total)
-    layout = Layout(derive(cell))
+    layout = Layout(derive(many_gates_cell()))
     assert [r.name for r in layout.rows] == [f"a_g{k}" for k in range(8)]
+    # Each operand's rows are then four runs, each at its place in the operand's stacked weights.
+    runs = layout.runs(layout.groups["h_prev"])
+    assert [(run.group_start, run.start) for run in runs] == [
+        (k * N_H, (2 * k + 1) * N_H) for k in range(4)]
+
+
+def test_kernel_names_avoid_the_cells_own():
+    layout = Layout(derive(load("lstm")))
+    assert (layout.buf, layout.dbuf) == ("gates", "dgates")
+    assert layout.stacked == {"h_prev": "W_h_prev", "xt": "W_xt"}
+    layout = Layout(derive(clashing_cell()))
+    assert layout.stacked == {"h_prev": "W_h_prev_2", "xt": "W_xt_3"}  # W_xt, W_xt_2: the cell's
+    assert layout.fresh("C") == "C_2" and layout.fresh("n_t") == "n_t_2"
+    assert layout.fresh("W_xt") == "W_xt_4"  # W_xt_3 is the kernel's already
+    assert layout.fresh("W_xt") == "W_xt_5"
+    assert layout.fresh("dC") == "dC_2"  # the adjoint of the weight C
+    assert layout.fresh("a_g") == "a_g_2"  # a lowered equation
+
+
+@pytest.mark.parametrize("name", ["gru", "lstm"])
+def test_the_cache_keeps_only_what_the_backward_reads(name):
+    # The gates' pre-activations live in gates_seq, overwritten by their activations: no copy
+    # of them is kept, and nothing of the readouts but the output.
+    cell, kernel = cell_and_kernel(name)
+    problem = fdcheck.random_problem(kernel, fdcheck.dims_for(kernel), 2, 3)
+    _, cache = kernel.forward(problem.parameters, problem.x, problem.initial_states)
+    assert not [k for k in cache if k.startswith("a_")], sorted(cache)
+    layout = Layout(derive(cell))
+    assert not [n for n in layout.needed if n in layout.row], sorted(layout.needed)

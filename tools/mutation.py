@@ -50,9 +50,12 @@ MODULES: dict[str, list[str]] = {
     "symbptt/kernels/rewrite.py": ["tests/test_mutation_rewrite.py", "tests/test_mutation_layout.py"],
     # the planner: kernels of many cells against their equations and finite differences
     # (test_mutation_layout), without the slow Hypothesis cells.
-    "symbptt/kernels/layout.py": ["tests/test_mutation_layout.py", "tests/test_kernel_plan.py"],
-    "symbptt/kernels/forward.py": ["tests/test_mutation_layout.py", "tests/test_kernel_plan.py"],
-    "symbptt/kernels/backward.py": ["tests/test_mutation_layout.py", "tests/test_kernel_plan.py"],
+    "symbptt/kernels/layout.py": ["tests/test_mutation_layout.py", "tests/test_kernel_plan.py",
+                                  "tests/test_kernel_memory.py"],
+    "symbptt/kernels/forward.py": ["tests/test_mutation_layout.py", "tests/test_kernel_plan.py",
+                                   "tests/test_kernel_memory.py"],
+    "symbptt/kernels/backward.py": ["tests/test_mutation_layout.py", "tests/test_kernel_plan.py",
+                                    "tests/test_kernel_memory.py"],
     "symbptt/kernels/code.py": ["tests/test_kernel_plan.py", "tests/test_numpy_printer.py"],
     "symbptt/array_module.py": ["tests/test_mutation_array_module.py", "tests/test_numpy_printer.py",
                                 "tests/test_operation_consumers.py", "tests/test_torch_kernel.py"],
