@@ -90,12 +90,17 @@ KERNEL_NAMES = frozenset({
     "torch", "math", "device", "generator", "normal", "uniform",
     # the notebook API's sequence functions
     "caches", "yt", "totals", "grads", "key",
+    # the Numba backend's module, switch and compiled helpers (and array_<op>, refused by prefix)
+    "numba", "FUSED", "first", "stop", "scalar_tanh",
 }) | frozenset(n for n in dir(builtins) if not n.startswith("__"))
 
 #: Suffixes and prefixes of the arrays a kernel makes for a cell's value ``v``: a declared
 #: name of that form collides with the kernel's array of another value.
 _KERNEL_FORMS = ("{}_seq", "{}_all", "{}_flat", "d{}_up", "d{}_carry", "prod_{}", "d{}_rest_seq",
                  "d{}_all")
+#: The same for a state ``s`` only: the adjoint arriving at a step (``dh_next``) and the
+#: initial state, whose gradient key ``dh0`` a parameter ``h0`` would share.
+_STATE_FORMS = ("d{}_next", "{}0")
 
 
 def check_name(name: str, what: str) -> None:
@@ -105,9 +110,9 @@ def check_name(name: str, what: str) -> None:
                         f"underscores, not starting with a digit)")
     if keyword.iskeyword(name):
         raise CellError(f"{what} name {name!r} is a Python keyword; choose another")
-    if name in KERNEL_NAMES or name.startswith("_"):
+    if name in KERNEL_NAMES or name.startswith(("_", "array_")):
         raise CellError(f"{what} name {name!r} is a name the generated kernel uses for itself "
-                        f"(or starts with an underscore); choose another")
+                        f"(or starts with an underscore or array_); choose another")
 
 
 def prev_name(state: str) -> str:
@@ -174,10 +179,13 @@ class Cell:
 
     def input(self, name: str, rows, meaning: str = "", latex: str = "") -> Var:
         """A per-step input; the sequence has shape (rows, m, T), a step (rows, m)."""
+        if name != "x":  # the kernel's argument is x whatever the input is called
+            check_name(name, "input")
         return self._declare(step_name(name), "input", (rows, BATCH), meaning, latex, key=name)
 
     def state(self, name: str, rows, meaning: str = "", latex: str = "") -> Var:
         """A recurrent state; returns its value entering the step (``h_prev``)."""
+        check_name(name, "state")
         return self._declare(prev_name(name), "state", (rows, BATCH), meaning, latex, key=name)
 
     def weight(self, name: str, rows, cols, meaning: str = "", latex: str = "") -> MatrixSymbol:
@@ -288,7 +296,8 @@ class Cell:
         names = list(self.symbols) + [e.name for e in self.equations] + self.inputs + self.states
         declared = set(names)
         for value in names:
-            for form in _KERNEL_FORMS:
+            forms = _KERNEL_FORMS + (_STATE_FORMS if value in self.states else ())
+            for form in forms:
                 if form.format(value) in declared:
                     raise CellError(f"cell {self.name}: the name {form.format(value)!r} is what "
                                     f"the generated kernel calls its array for {value!r}; "

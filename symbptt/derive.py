@@ -14,6 +14,7 @@ summed over time (and, inside each contribution, over the batch).
 
 from __future__ import annotations
 
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 
 from sympy import MatrixSymbol, ZeroMatrix, preorder_traversal
@@ -163,7 +164,7 @@ def derive(cell: Cell, include_readouts: bool = True) -> Derivation:
     return Derivation(cell, forward, share_common(backward, outside), parameters, incoming)
 
 
-def _compound_counts(backward: list[Adjoint], apart: set[str]) -> dict:
+def _compound_counts(backward: list[Adjoint], apart: AbstractSet[str]) -> dict:
     counts: dict = {}
     for adjoint in backward:
         for term in adjoint.terms:

@@ -233,7 +233,21 @@ class Reader:
         for k, name in enumerate(self.definitions.values()):
             self.aliases[f"aux{k}"] = name
             self.aliases[f"daux{k}"] = f"d{name}"
+        self._read_back_printed_names(derivation)
         self.resolve = Resolver(self.symbols, self.aliases, derivation.cell.dimensions)
+
+    def _read_back_printed_names(self, derivation: Derivation) -> None:
+        r"""An auto-named value reads back as it prints: ``a_tanh_h`` prints as
+        ``\mathbf{a}_{tanhh,t}``, which the parser reads as ``a_tanhh``; that reading (and
+        its δ) is made an alias of the derivation's name, unless it already means something."""
+        known = set(self.symbols) | set(self.aliases)
+        for e in derivation.forward:
+            printed = self.printer.symbol_latex(e.name)
+            if printed in self.definitions:
+                continue
+            read = Parser(rf"\delta {printed}", Resolver({})).name().candidates()[0]
+            if read not in known and read[1:] not in known:
+                self.aliases[read], self.aliases[read[1:]] = f"d{e.name}", e.name
 
     def name_of(self, text: str) -> str:
         """The derivation's name of a printed name (``\\mathbf{z}_{t}`` → ``z``)."""

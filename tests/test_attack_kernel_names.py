@@ -126,9 +126,9 @@ def test_numba_kernel_names_are_reserved(renamed_derivations):
                 names = scope_names(function)
                 if any("Q" in n for n in names):
                     unreserved.update({n: {f"{name}.{function.name}"} for n in names if "Q" not in n
-                                       and n not in KERNEL_NAMES | FRESH and not n.startswith("_")})
-    if unreserved:
-        pytest.xfail(f"numba backend (not this test's owner): unreserved {sorted(unreserved)}")
+                                       and n not in KERNEL_NAMES | FRESH
+                                       and not n.startswith(("_", "array_"))})
+    assert not unreserved, f"the numba kernel writes unreserved names {sorted(unreserved)}"
 
 
 def _cell(parameter="W", value=None, dim="n_h"):
@@ -183,15 +183,6 @@ def test_a_fresh_name_declared_by_a_cell_gives_the_same_numbers(name):
             np.testing.assert_allclose(got[key], value, rtol=1e-12, atol=1e-12)
 
 
-#: Left for the lead (cell.py beyond KERNEL_NAMES is not this file's owner's to edit): a
-#: state's and an input's own names (``cell.state("T", n_h)``) are never checked against
-#: KERNEL_NAMES; only ``T_prev`` and ``xt`` are. The fix: ``check_name(name, "state")`` in
-#: ``Cell.state`` and ``check_name(name, "input")`` in ``Cell.input``.
-BARE_NAMES_UNCHECKED = pytest.mark.xfail(strict=True, reason="Cell.state/Cell.input do not "
-                                         "check_name their own name")
-
-
-@BARE_NAMES_UNCHECKED
 @pytest.mark.parametrize("name", ["T", "m", "t", "outputs", "dtype", "torch", "device", "gates_seq"])
 def test_a_state_named_as_a_kernel_local_is_refused(name):
     """``h = h_seq[t + 1]``: a state's own name is a local of forward and backward; a state
@@ -209,7 +200,6 @@ def _cell_with_state(name):
     return c
 
 
-@BARE_NAMES_UNCHECKED
 @pytest.mark.parametrize("name", ["caches", "yt"])
 def test_a_notebook_name_declared_as_the_input_is_refused(name):
     """The notebook API's ``rnn_forward(x, h0, parameters)`` keeps ``caches`` and ``yt`` beside
@@ -232,8 +222,6 @@ def _numpy_gradients(cell, names):
     return {key: g["d" + names.get(key, key)] for key in shapes}
 
 
-@pytest.mark.xfail(strict=True, reason="left for the lead: derived-name forms missing from "
-                   "cell._KERNEL_FORMS / kernels/backward.py (not this file's owner's)")
 @pytest.mark.parametrize(("parameter", "value"), [
     ("dh_next", None),  # the kernel's d<state>_next: no form "d{}_next" in _KERNEL_FORMS
     ("h0", None),       # the gradient key "dh0" of the initial state: no form "{}0"

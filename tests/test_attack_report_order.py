@@ -152,10 +152,6 @@ def test_a_cell_built_without_source_records_nothing(tmp_path):
     assert sys.modules.get("<no source>") is None
 
 
-@pytest.mark.xfail(strict=True, reason="left for the lead (report.py/report_check.py, not "
-                   "report_order): a nonlinearity of an unnamed sum inside an update prints as "
-                   "a_{tanhh,t} and δ aux_1, which the round-trip check cannot read; the same "
-                   "without any source order")
 def test_an_unnamed_nonlinearity_inside_an_update_reads_back():
     namespace: dict = {}
     exec(compile(NESTED, "<no source>", "exec"), namespace)  # noqa: S102 - no source order

@@ -485,7 +485,7 @@ class BackwardPlanner:
         cols = L.cell.symbols[v].shape[0]
         operand = self._operand_chunk(v)
         for k, run in enumerate(runs):
-            name = f"d{stacked}" if own_name else f"dW_{v}" + (f"_{k + 1}" if len(runs) > 1 else "")
+            name = L.fresh(f"d{stacked}" if own_name else f"dW_{v}" + (f"_{k + 1}" if len(runs) > 1 else ""))
             self.out.setup.append(c.assign(name, _zeros(run.rows, cols), ", ".join(
                 f"d{w}" for _, w in run.members) + f" = Σ_t d(row)·{v}ᵀ"))
             if len(runs) > 1 and k == 0:
