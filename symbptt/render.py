@@ -33,8 +33,12 @@ def pytuple(items) -> str:
 
 def docstring(text: str) -> str:
     """Any text made safe inside a generated module's docstring: a backslash cannot start an
-    escape (``\\u``, ``\\N``) and a triple quote cannot end the docstring early."""
-    return str(text).replace("\\", "\\\\").replace('"""', '""\\"')
+    escape (``\\u``, ``\\N``), a triple quote cannot end the docstring early, and a control
+    character other than a newline or tab (a NUL is a SyntaxError in source) is written as its
+    escape."""
+    text = str(text).replace("\\", "\\\\").replace('"""', '""\\"')
+    return "".join(c if c in "\n\t" or c.isprintable() else c.encode("unicode_escape").decode()
+                   for c in text)
 
 
 def environment(directory: Path = TEMPLATES) -> jinja2.Environment:

@@ -86,3 +86,23 @@ def test_a_meaning_with_a_newline_stays_in_the_kernel_as_text():
     cell = small_cell(meaning='input weights\nimport os; os._exit(3)')
     module = kernel_module(cell)
     assert hasattr(module, "forward")
+
+
+def test_control_characters_in_a_description_keep_the_kernel_valid_python():
+    """A NUL (or a form feed, a line separator) pasted into a description was written into
+    the kernel's docstring as it was: a NUL is a SyntaxError in Python source."""
+    import ast
+
+    from symbptt import Cell, tanh
+    from symbptt.codegen import kernel_module, numpy_kernel
+    from symbptt.derive import derive
+
+    cell = Cell("ctrl", "a NUL \x00, a form feed \x0c, a line separator \u2028 and σ kept")
+    n_x, n_h = cell.dims("n_x", "n_h")
+    x, h_prev = cell.input("x", n_x), cell.state("h", n_h)
+    cell.update("h", tanh(cell.weight("W", n_h, n_x) @ x + cell.weight("U", n_h, n_h) @ h_prev))
+    source = numpy_kernel(derive(cell))
+    ast.parse(source)
+    assert "\\x00" in source and "\\x0c" in source and "\\u2028" in source and "σ kept" in source
+    assert "\x00" not in source
+    assert kernel_module(cell).__doc__.count("\x00") == 1  # the docstring itself still says it
