@@ -40,8 +40,8 @@ MODULES: dict[str, list[str]] = {
     # (Only tests with a time limit, so a mutant that makes the derivation loop forever fails.)
     "symbptt/derive.py": ["tests/test_mutation_derive.py", "tests/test_mutation_graph.py"],
     "symbptt/graph.py": ["tests/test_mutation_graph.py", "tests/test_mutation_derive.py"],
-    "symbptt/cell.py": ["tests/test_cell_dsl.py", "tests/test_bad_cells.py", "tests/test_hostile_inputs.py",
-                        "tests/test_against_references.py"],
+    "symbptt/cell.py": ["tests/test_mutation_cell.py", "tests/test_cell_dsl.py", "tests/test_bad_cells.py",
+                        "tests/test_hostile_inputs.py", "tests/test_against_references.py"],
     "symbptt/ops.py": ["tests/test_operations.py", "tests/test_operation_consumers.py",
                        "tests/test_finite_differences.py", "tests/test_against_references.py"],
     "symbptt/printers.py": ["tests/test_numpy_printer.py", "tests/test_report.py",
