@@ -93,7 +93,7 @@ def test_template_errors_are_one_line(error, capsys, monkeypatch):
     def broken(*args, **kwargs):
         raise error
 
-    monkeypatch.setattr(cli, "numpy_kernel", broken)
+    monkeypatch.setattr(cli, "kernel_text", broken)
     assert cli.main(["codegen", "rnn"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("symbptt codegen: template")

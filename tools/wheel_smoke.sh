@@ -99,7 +99,7 @@ set +e
 "$VENV_PY" -c "
 import sys, jinja2, symbptt.cli as cli, symbptt.codegen as cg
 def broken(*a, **k): raise jinja2.TemplateNotFound('numpy_kernel.py.j2')
-cg.numpy_kernel = cli.numpy_kernel = broken
+cg.kernel_text = cli.kernel_text = broken
 sys.exit(cli.main(['codegen', 'gru']))" 2>err.txt
 status=$?
 set -e
