@@ -111,6 +111,11 @@ def let(make):
     return run
 
 
+def cell_weight(cell):
+    """The small cell's weight W (n_h × n_x), as the DSL returns it."""
+    return MatrixSymbol("W", *cell.symbols["W"].shape)
+
+
 def sigmoid_gate_times(cell, n_h, x, h_prev, U):
     return cell.let("g", sigmoid(U @ h_prev)) * h_prev
 
@@ -178,6 +183,13 @@ MESSAGES = [
      ("equation a (let): sum of operands with different shapes: U*h_prev (n_h, m), Tanh(xt) (n_x, m); "
       "if n_h and n_x must be the same size (an input added to a hidden pre-activation), declare one "
       "dimension and use it for both (the kernel's DIMS then ask for it once)")),
+    ("product of mismatched sizes", let(lambda cell, n_h, x, h_prev, U: cell_weight(cell) @ h_prev),
+     ("equation a (let): matrix product W · h_prev: W is (n_h, n_x) and h_prev is (n_h, m); the "
+      "inner sizes n_x and n_h differ")),
+    ("bias of an undefined size", lambda: small()[0].bias("c", sp.Symbol("q")),
+     "c: dimension q is never defined (declare it with cell.dims)"),
+    ("vector of an undefined size", lambda: small()[0].vector("p", sp.Symbol("q")),
+     "p: dimension q is never defined (declare it with cell.dims)"),
     ("bias shape", let(lambda cell, n_h, x, h_prev, U: U @ h_prev + MatrixSymbol("b", n_h, 1)),
      ("equation a (let): sum of operands with different shapes: U*h_prev (n_h, m), b (n_h, 1); a bias "
       "of shape (n, 1) is declared with cell.bias()")),
@@ -246,3 +258,39 @@ def test_check_name_accepts_an_ordinary_name():
     check_name("W_h2", "weight")
     with pytest.raises(CellError, match="^weight name 3 is not a Python identifier"):
         check_name(3, "weight")
+
+
+def test_meanings_and_latex_reach_the_symbols_and_equations():
+    cell = Cell("described", "")
+    n_x, n_h = cell.dims("n_x", "n_h")
+    x, h_prev = cell.input("x", n_x), cell.state("h", n_h)
+    W = cell.weight("W", n_h, n_x)
+    b = cell.bias("b", n_h, "bias", r"\mathbf{b}")
+    b2 = cell.bias("b2", n_h)
+    v = cell.vector("v", n_h)
+    g = cell.let("g", tanh(W @ x + b), "gate", "g")
+    plain = cell.let("plain", tanh(W @ x + b2))
+    h = cell.update("h", odot(g, h_prev) + odot(v, plain))
+    cell.readout("y", softmax(h), "prediction", r"\hat{y}")
+    cell.readout("y2", softmax(h))
+    n1 = sp.Integer(1)
+    assert cell.symbols["b"] == Symbol("b", "bias", (n_h, n1), "bias", r"\mathbf{b}")
+    assert cell.symbols["b2"] == Symbol("b2", "bias", (n_h, n1), "", "")
+    assert cell.symbols["v"] == Symbol("v", "vector", (n_h, n1), "", "")
+    eq = {e.name: e for e in cell.equations}
+    assert (eq["g"].meaning, eq["g"].latex) == ("gate", "g")
+    assert (eq["plain"].meaning, eq["plain"].latex) == ("", "")
+    assert (eq["y"].meaning, eq["y"].latex) == ("prediction", r"\hat{y}")
+    assert (eq["y2"].meaning, eq["y2"].latex) == ("", "")
+    assert cell.symbols["y"] == Symbol("y", "readout", (n_h, BATCH), "prediction", r"\hat{y}")
+    assert cell.symbols["y2"] == Symbol("y2", "readout", (n_h, BATCH), "", "")
+    u = cell.print_as(stack(h_prev, x), "u")
+    assert cell.printed_names[u] == ("u", "")
+
+
+def test_a_cell_shows_its_equations_in_latex():
+    cell, _, x, h_prev, W, U, b = small()
+    cell.update("h", tanh(W @ x + U @ h_prev + b))
+    assert cell._repr_latex_() == (
+        r"$$\begin{aligned}\mathbf{h}_{t} &= \tanh\left(\mathbf{U} \mathbf{h}_{t-1} + \mathbf{W} "
+        r"\mathbf{x}_{t} + \mathbf{b}\right)\end{aligned}$$")
