@@ -87,6 +87,14 @@ def dimension_unused():
     cell.validate()
 
 
+def dimension_only_in_sums():
+    cell = Cell("ok")
+    n_h, n_z = cell.dims("n_h", "n_z")
+    x, h_prev = cell.input("x", n_h + n_z), cell.state("h", n_h)
+    cell.update("h", tanh(cell.weight("W", n_h, n_h + n_z) @ x) + h_prev)
+    cell.validate()
+
+
 def updated_twice():
     cell, _, x, h_prev, W, U, _ = small()
     cell.update("h", tanh(W @ x))
@@ -161,6 +169,9 @@ MESSAGES = [
     ("dimension unused", dimension_unused,
      ("cell ok: dimension 'n_z' is declared but no parameter, input or state uses it; remove it "
       "from cell.dims")),
+    ("dimension only in sums", dimension_only_in_sums,
+     ("cell ok: dimension 'n_z' appears only inside sums of sizes, so a kernel cannot read it from "
+      "its arguments; give some parameter, input or state exactly that size")),
     ("updated twice", updated_twice, "equation h (update): state 'h' is updated twice"),
     ("uses itself", uses_itself, "equation h (update): uses the new value of h to define itself; use h_prev"),
     ("undeclared", let(lambda cell, n_h, x, h_prev, U: tanh(U @ MatrixSymbol("q", n_h, BATCH))),
