@@ -95,6 +95,13 @@ def dimension_only_in_sums():
     cell.validate()
 
 
+def state_initial_name_taken():
+    cell, _, x, h_prev, W, U, b = small()
+    cell.let("h0", tanh(W @ x))
+    cell.update("h", tanh(W @ x + U @ h_prev + b))
+    cell.validate()
+
+
 def updated_twice():
     cell, _, x, h_prev, W, U, _ = small()
     cell.update("h", tanh(W @ x))
@@ -172,6 +179,10 @@ MESSAGES = [
     ("dimension only in sums", dimension_only_in_sums,
      ("cell ok: dimension 'n_z' appears only inside sums of sizes, so a kernel cannot read it from "
       "its arguments; give some parameter, input or state exactly that size")),
+    ("a state's initial-value name", state_initial_name_taken,
+     "cell bad: the name 'h0' is what the generated kernel calls its array for 'h'; rename one of them"),
+    ("size never declared", let(lambda cell, n_h, x, h_prev, U: tanh(MatrixSymbol("h_prev", sp.Symbol("q"), BATCH))),
+     "equation a (let): dimension q is never defined (declare it with cell.dims)"),
     ("updated twice", updated_twice, "equation h (update): state 'h' is updated twice"),
     ("uses itself", uses_itself, "equation h (update): uses the new value of h to define itself; use h_prev"),
     ("undeclared", let(lambda cell, n_h, x, h_prev, U: tanh(U @ MatrixSymbol("q", n_h, BATCH))),
@@ -305,3 +316,24 @@ def test_a_cell_shows_its_equations_in_latex():
     assert cell._repr_latex_() == (
         r"$$\begin{aligned}\mathbf{h}_{t} &= \tanh\left(\mathbf{U} \mathbf{h}_{t-1} + \mathbf{W} "
         r"\mathbf{x}_{t} + \mathbf{b}\right)\end{aligned}$$")
+
+
+def test_state_forms_are_refused_only_for_states():
+    cell = Cell("g_zero", "a gate g and a value named g0")
+    n_x, n_h = cell.dims("n_x", "n_h")
+    x, h_prev = cell.input("x", n_x), cell.state("h", n_h)
+    W = cell.weight("W", n_h, n_x)
+    g = cell.let("g", tanh(W @ x))
+    g0 = cell.let("g0", sigmoid(W @ x))
+    cell.update("h", odot(g, g0) + h_prev)
+    cell.validate()  # g0 and dg_next are only the kernel's names for a state's arrays
+
+
+def test_equations_declared_again_with_their_meaning_are_the_same():
+    cell, _, x, h_prev, W, U, b = small()
+    a = cell.let("a", tanh(W @ x + b), "gate", "a")
+    assert cell.let("a", tanh(W @ x + b), "gate", "a") == a
+    cell.update("h", tanh(a + U @ h_prev), "new state", r"\mathbf{h}")
+    cell.update("h", tanh(a + U @ h_prev), "new state", r"\mathbf{h}")
+    assert [(e.name, e.meaning, e.latex) for e in cell.equations] == [
+        ("a", "gate", "a"), ("h", "new state", r"\mathbf{h}")]
