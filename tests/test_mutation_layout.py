@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import sympy as sp
 
-from symbptt import Cell, fdcheck, log, odot, ops, relu, sigmoid, softmax, tanh
+from symbptt import Cell, exp, fdcheck, log, odot, ops, relu, sigmoid, softmax, stack, tanh
 from symbptt.arith import times_ones
 from symbptt.codegen import kernel_module
 from symbptt.derive import derive
@@ -270,3 +270,50 @@ def test_the_cache_keeps_only_what_the_backward_reads(name):
     assert not [k for k in cache if k.startswith("a_")], sorted(cache)
     layout = Layout(derive(cell))
     assert not [n for n in layout.needed if n in layout.row], sorted(layout.needed)
+
+
+def three_operand_cell() -> Cell:
+    """Seven gates on three operands with four activations, declared out of order: one order
+    keeps every operand's rows and every activation's rows together (and its reverse)."""
+    cell = Cell("three_operands", "gates on x, h_prev and c_prev")
+    n_x, n_h = cell.dims("n_x", "n_h")
+    x, h_prev, c_prev = cell.input("x", n_x), cell.state("h", n_h), cell.state("c", n_h)
+    ten = times_ones(10, (n_h, BATCH))
+
+    def gate(name, fn, operand):
+        return cell.let(name, fn(cell.weight(f"W{name}", n_h, operand.shape[0]) @ operand))
+
+    # The order that keeps everything together: G A B C D E F (or F E D C B A G).
+    c = gate("C", relu, h_prev)
+    f = cell.let("F", log(cell.weight("WF", n_h, n_h) @ c_prev + ten))
+    a = gate("A", sigmoid, x)
+    d = gate("D", exp, h_prev)
+    b = gate("B", relu, x)
+    e = gate("E", exp, c_prev)
+    g = gate("G", tanh, x)
+    cell.update("h", odot(a, h_prev) + odot(b, c) + odot(d, 0.1 * g))
+    cell.update("c", odot(e, 0.1 * c_prev) + f)
+    return cell
+
+
+def test_rows_of_three_operands_and_four_activations_are_kept_together():
+    layout = Layout(derive(three_operand_cell()))
+    # Of the two orders that keep everything together, the one closer to the declaration order
+    # (F was declared second, G last).
+    assert [r.name[2:] for r in layout.rows] == ["F", "E", "D", "C", "B", "A", "G"]
+    for members in list(layout.groups.values()) + list(layout.static_groups.values()):
+        assert len(layout.runs(members)) == 1
+
+
+def test_a_split_weight_keeps_its_name_from_the_kernels_own():
+    # The weight W_h_prev multiplies [h_prev; x] and is split into column blocks; the kernel's
+    # stacked weights for h_prev (its block and U) must not take the name W_h_prev.
+    cell = Cell("split_clash", "W_h_prev·[h_prev; x] + U·h_prev")
+    n_x, n_h = cell.dims("n_x", "n_h")
+    x, h_prev = cell.input("x", n_x), cell.state("h", n_h)
+    W, U = cell.weight("W_h_prev", n_h, n_h + n_x), cell.weight("U", n_h, n_h)
+    g = cell.let("g", sigmoid(W @ stack(h_prev, x)))
+    cell.update("h", odot(g, tanh(U @ h_prev)) + odot(1 - g, h_prev))
+    assert Layout(derive(cell)).stacked["h_prev"] == "W_h_prev_2"
+    errors = fdcheck.check(kernel_module(cell), m=2, T=3)
+    assert max(errors.values()) <= TOLERANCE, errors
