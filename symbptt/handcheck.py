@@ -864,6 +864,9 @@ def check_one(derivation: Derivation, target: str, expr, aliases: Mapping[str, s
         limits: dict[type[Exception], str] = {TooDeep: "too deep", TooLarge: "too large", Refused: "refused"}
         limit = limits.get(type(err), "")
         return HandResult(target, given_text, False, error=str(err), limit=limit)
+    except RecursionError:  # SymPy recursing through a long sum or product within the token limit
+        return HandResult(target, given_text, False, limit="too deep",
+                          error="it is nested too deeply to be evaluated (split it over several lines)")
     numeric_ok = error <= NUMERIC_TOLERANCE if np.isfinite(error) else symbolic  # log of < 0
     result = HandResult(name, given_text, symbolic and numeric_ok, symbolic, error, how)
     if not result.equivalent:

@@ -156,3 +156,15 @@ def test_main_reads_a_file_and_exits(tmp_path, capsys):
     assert handcheck.main("gru", bad) == 1
     out = capsys.readouterr().out
     assert "NOT equivalent" in out and "counterexample" in out
+
+
+def test_a_long_sum_within_the_token_limit_is_a_verdict_not_a_recursion_error():
+    """300 terms of z + z + …: under the line's token limit, but SymPy recursed past Python's
+    limit and check_one raised RecursionError at the API (the CLI's limited child hid it)."""
+    from symbptt import handcheck
+    from symbptt.derive import derive
+    from symbptt.loader import load, resolve
+
+    result = handcheck.check_one(derive(load(resolve("gru"))), "da_z", "+".join(["z"] * 300))
+    assert not result.equivalent and result.limit == "too deep"
+    assert "split it over several lines" in result.error
