@@ -317,3 +317,18 @@ def test_a_split_weight_keeps_its_name_from_the_kernels_own():
     assert Layout(derive(cell)).stacked["h_prev"] == "W_h_prev_2"
     errors = fdcheck.check(kernel_module(cell), m=2, T=3)
     assert max(errors.values()) <= TOLERANCE, errors
+
+
+def test_two_tanh_gates_on_one_operand_with_a_split_weight_first():
+    # h_prev's group: W's column block for h_prev (a view of W), then U; no σ rows, so the
+    # forward stacks the two weights as they are.
+    cell = Cell("tanh_pair", "tanh(W·[h_prev; x]) and tanh(U·h_prev)")
+    n_x, n_h = cell.dims("n_x", "n_h")
+    x, h_prev = cell.input("x", n_x), cell.state("h", n_h)
+    g1 = cell.let("g1", tanh(cell.weight("W", n_h, n_h + n_x) @ stack(h_prev, x)))
+    g2 = cell.let("g2", tanh(cell.weight("U", n_h, n_h) @ h_prev))
+    cell.update("h", odot(g1, g2) + h_prev)
+    layout = Layout(derive(cell))
+    assert [w for _, w in layout.groups["h_prev"]] == ["W_h_prev", "U"]
+    errors = fdcheck.check(kernel_module(cell), m=2, T=3)
+    assert max(errors.values()) <= TOLERANCE, errors
