@@ -168,3 +168,35 @@ def test_a_larger_step_clears_round_off_but_never_a_wrong_gradient(kernels):
         errors = fdcheck.check(wrong)
         assert errors["dWhh"] > 1e-6, errors["dWhh"]
         assert max(v for k, v in errors.items() if k != "dWhh") < 1e-6
+
+
+def test_check_measures_the_truncated_gradient_it_is_asked_for(kernels):
+    """A backward that ignores ``truncate`` (full BPTT every time) must fail a truncated check,
+    at every step size; the real kernel passes it."""
+    kernel = kernels["gru"]
+    assert max(fdcheck.check(kernel, m=2, T=5, truncate=2).values()) < 1e-6
+    spy = _spy(kernel)
+    spy.backward = lambda cache, upstream, truncate=None: kernel.backward(cache, upstream)
+    errors = fdcheck.check(spy, m=2, T=5, truncate=2)
+    assert errors["dx"] > 1e-3 and errors["dWz"] > 1e-3
+
+
+def test_check_keeps_the_smallest_error_over_the_steps(kernels, monkeypatch):
+    """Each gradient's error is the smallest over the steps tried, and steps stop once every
+    error is within tolerance."""
+    tried = []
+    real = fdcheck.numerical_gradients
+
+    def recording(kernel, problem, truncate=None, eps=1e-6):
+        tried.append(eps)
+        return real(kernel, problem, truncate, eps)
+
+    monkeypatch.setattr(fdcheck, "numerical_gradients", recording)
+    fdcheck.check(kernels["rnn"])
+    assert tried == [1e-6]
+    tried.clear()
+    fdcheck.check(_spy(kernels["rnn"], shift=1e4))
+    assert tried == [1e-6, 1e-5]
+    tried.clear()
+    wrong = fdcheck.check(_spy(kernels["rnn"], wrong_key="dWhh", factor=1 + 1e-5))
+    assert tried == [1e-6, 1e-5, 1e-4] and 1e-6 < wrong["dWhh"] < 1e-5
