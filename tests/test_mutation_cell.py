@@ -337,3 +337,12 @@ def test_equations_declared_again_with_their_meaning_are_the_same():
     cell.update("h", tanh(a + U @ h_prev), "new state", r"\mathbf{h}")
     assert [(e.name, e.meaning, e.latex) for e in cell.equations] == [
         ("a", "gate", "a"), ("h", "new state", r"\mathbf{h}")]
+
+
+def test_each_equation_records_its_sums_in_source_order():
+    # Reports print a sum's terms in the order the cell file writes them (issue 9).
+    cell, _, x, h_prev, W, U, b = small()
+    cell.let("a", tanh(W @ x + U @ h_prev + b))
+    cell.let("c", tanh(U @ h_prev + W @ x))
+    assert cell.term_order["a"] == ((("MatMul", "W", "xt"), ("MatMul", "U", "h_prev"), ("Broadcast", "b", "m")),)
+    assert cell.term_order["c"] == ((("MatMul", "U", "h_prev"), ("MatMul", "W", "xt")),)
