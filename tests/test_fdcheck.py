@@ -200,3 +200,31 @@ def test_check_keeps_the_smallest_error_over_the_steps(kernels, monkeypatch):
     tried.clear()
     wrong = fdcheck.check(_spy(kernels["rnn"], wrong_key="dWhh", factor=1 + 1e-5))
     assert tried == [1e-6, 1e-5, 1e-4] and 1e-6 < wrong["dWhh"] < 1e-5
+
+
+def test_compare_honours_truncate_and_seed(kernels):
+    kernel = kernels["gru"]
+    cut = fdcheck.compare(kernel, lambda p: fdcheck.numerical_gradients(kernel, p, truncate=2),
+                          m=2, T=5, truncate=2)
+    assert max(cut.values()) < 1e-6  # the kernel's truncated gradients, not its full ones
+    seen = []
+    for seed in (4, 5):
+        fdcheck.compare(kernel, lambda p: seen.append(p.x) or {}, seed=seed)
+    assert not np.array_equal(seen[0], seen[1])
+
+
+def test_each_gradient_keeps_its_smallest_error_over_the_steps(kernels, monkeypatch):
+    """Steps go on while any gradient is off; a gradient exact at one step keeps that error
+    even if a later step (taken for another gradient) is off for it."""
+    kernel = kernels["rnn"]
+    problem = fdcheck.random_problem(kernel, fdcheck.dims_for(kernel), 2, 3)
+    _, cache = kernel.forward(problem.parameters, problem.x, problem.initial_states)
+    exact = kernel.backward(cache, problem.upstream)
+    off = {1e-6: {"dWhh"}, 1e-5: {"dWhx"}, 1e-4: {"dWhh", "dWhx"}}  # which keys each step gets wrong
+
+    def crafted(kernel, problem, truncate=None, eps=1e-6):
+        return {k: v * (1.001 if k in off[eps] else 1.0) for k, v in exact.items() if k.startswith("d")}
+
+    monkeypatch.setattr(fdcheck, "numerical_gradients", crafted)
+    errors = fdcheck.check(kernel)
+    assert errors["dWhh"] == 0.0 and errors["dWhx"] == 0.0
