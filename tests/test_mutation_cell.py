@@ -155,6 +155,13 @@ MESSAGES = [
     ("keyword", lambda: Cell("ok").dims("for"), "dimension name 'for' is a Python keyword; choose another"),
     ("kernel name", lambda: Cell("ok").dims("np"), f"dimension name 'np' {KERNEL_NAME}"),
     ("underscore", lambda: Cell("ok").weight("_W", 2, 2), f"parameter name '_W' {KERNEL_NAME}"),
+    ("input keyword", lambda: Cell("ok").input("for", 2), "input name 'for' is a Python keyword; choose another"),
+    ("state kernel name", lambda: Cell("ok").state("np", 2), f"state name 'np' {KERNEL_NAME}"),
+    ("array_ prefix", lambda: Cell("ok").weight("array_W", 2, 2), f"parameter name 'array_W' {KERNEL_NAME}"),
+    ("input of an undefined size", lambda: Cell("ok").input("x", sp.Symbol("q")),
+     "x: dimension q is never defined (declare it with cell.dims)"),
+    ("state of an undefined size", lambda: Cell("ok").state("h", sp.Symbol("q")),
+     "h: dimension q is never defined (declare it with cell.dims)"),
     ("declared twice", declared_twice,
      ("weight name 'n' is used twice in cell ok: first dim, now weight of shape (2, 2); declare it "
       "once (or start a new Cell)")),
@@ -346,3 +353,19 @@ def test_each_equation_records_its_sums_in_source_order():
     cell.let("c", tanh(U @ h_prev + W @ x))
     assert cell.term_order["a"] == ((("MatMul", "W", "xt"), ("MatMul", "U", "h_prev"), ("Broadcast", "b", "m")),)
     assert cell.term_order["c"] == ((("MatMul", "U", "h_prev"), ("MatMul", "W", "xt")),)
+
+
+def test_dimensions_are_positive_integers_and_inputs_states_have_empty_defaults():
+    cell = Cell("defaults", "")
+    (n,) = cell.dims("n")
+    assert n.is_integer is True and n.is_positive is True
+    cell.input("x", n)
+    cell.state("h", n)
+    assert cell.symbols["xt"] == Symbol("xt", "input", (n, BATCH), "", "")
+    assert cell.symbols["h_prev"] == Symbol("h_prev", "state", (n, BATCH), "", "")
+    # Declared again with the same meaning and LaTeX: the same symbol, no error.
+    described = Cell("described_again", "")
+    (k,) = described.dims("k")
+    first = described.state("c", k, "cell state", "c")
+    assert described.state("c", k, "cell state", "c") == first
+    assert described.input("u", k, "input", "u") == described.input("u", k, "input", "u")
