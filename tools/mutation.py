@@ -21,6 +21,7 @@ command, and it takes long).
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import shutil
 import subprocess
@@ -180,6 +181,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"not in MODULES: {', '.join(unknown)} (see --list)")
     if shutil.which("mutmut") is None:
         parser.error("mutmut is not installed: pip install mutmut==3.8.1")
+    # mutmut forks after torch (the oracle) has started its OpenMP threads; with more than one
+    # such thread a forked mutant's test can hang until mutmut's timeout.
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
     known = equivalents()
     scores = [run_module(m, args.jobs, known) for m in (args.modules or list(MODULES))]
     print("\n| module | killed | survived | equivalent | timed out | score |")
