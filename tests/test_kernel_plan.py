@@ -15,8 +15,10 @@ from symbptt.codegen import kernel_module
 from symbptt.derive import derive
 from symbptt.kernels import code as c
 from symbptt.kernels import plan_kernel
-from symbptt.kernels.numpy_printer import lines, statement, value
+from symbptt.kernels.array_printer import NUMPY_PRINTER
 from symbptt.ops import BATCH
+
+value, statement, lines = NUMPY_PRINTER.value, NUMPY_PRINTER.statement, NUMPY_PRINTER.lines
 
 ROOT = Path(__file__).resolve().parent.parent
 n_h = sp.Symbol("n_h", integer=True, positive=True)

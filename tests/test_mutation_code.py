@@ -12,8 +12,10 @@ import sympy as sp
 from sympy import MatrixSymbol
 
 from symbptt.kernels import code as c
-from symbptt.kernels.numpy_printer import statement, value
+from symbptt.kernels.array_printer import NUMPY_PRINTER
 from symbptt.ops import BATCH
+
+value, statement = NUMPY_PRINTER.value, NUMPY_PRINTER.statement
 
 n_h = sp.Symbol("n_h", integer=True, positive=True)
 
