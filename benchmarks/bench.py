@@ -215,9 +215,9 @@ def torch_weights(p: Problem) -> dict[str, np.ndarray] | None:
         w = {"ih": [q["W" + k][:, n_h:] for k in keys], "hh": [q["W" + k][:, :n_h] for k in keys],
              "bih": [q["b" + k] for k in keys], "bhh": zero * 4}
     elif p.cell in ("lstm_torch", "gru_torch"):
-        gates = "ifgo" if p.cell == "lstm_torch" else "rzn"
-        w = {"ih": [q[f"W_i{g}"] for g in gates], "hh": [q[f"W_h{g}"] for g in gates],
-             "bih": [q[f"b_i{g}"] for g in gates], "bhh": [q[f"b_h{g}"] for g in gates]}
+        from symbptt.torch import layer_to_torch  # this process has torch already
+
+        return {k: v.numpy() for k, v in layer_to_torch(p.cell, q).items()}
     else:
         return None
     return {"weight_ih_l0": _cat(w["ih"]), "weight_hh_l0": _cat(w["hh"]),
