@@ -1158,10 +1158,11 @@ def print_report(results: dict) -> None:
         fit = s["fit"]
         print(f"derivation time against equations: {rows}; slope "
               f"{_fmt(fit['slope'] and fit['slope'] * 1e3, '.1f')} ms/equation, R² {_fmt(fit['r2'], '.3f')}")
-    print("time per step against T (lstm, float32): " + "; ".join(
-        f"T={r['T']}: " + ", ".join(f"{k} {v:.3f} ms" for k, v in r.items() if k != "T")
-        for r in results["t_sweep"]["ms_per_step"]))
-    print(f"plot: {results['plot']}")
+    if "t_sweep" in results:  # measured only when lstm is among the cells
+        print("time per step against T (lstm, float32): " + "; ".join(
+            f"T={r['T']}: " + ", ".join(f"{k} {v:.3f} ms" for k, v in r.items() if k != "T")
+            for r in results["t_sweep"]["ms_per_step"]))
+        print(f"plot: {results['plot']}")
     for prof in results.get("profile", []):
         if "error" not in prof:
             print_profile(prof)
