@@ -29,9 +29,12 @@ import builtins
 import re
 from dataclasses import dataclass, field
 
+import sympy as sp
+
 from .. import ops
 from ..array_module import ArrayModule
 from ..derive import Derivation
+from ..printers import NumPyPrinter
 from . import code as c
 from . import plan_kernel
 from .array_printer import NUMPY_PRINTER, ArrayPrinter
@@ -68,8 +71,81 @@ NUMBA = FusedModule("numba", "import numpy as np", "numba", "numpy_kernel.py.j2"
                     })
 
 
+class NotElementwise(Exception):
+    """A statement that is not one elementwise formula over its target's entries (it has a
+    matrix product, a sum over an axis, a condition…): it keeps its array form."""
+
+
+class ElementPrinter(NumPyPrinter):
+    """A matrix expression as the formula of one entry ``[_i, _j]``: every matrix symbol is
+    its array indexed there (row 0 or column 0 where it broadcasts), every operation its
+    scalar spelling (``numba_scalar`` in :mod:`symbptt.ops`)."""
+
+    def __init__(self, access):
+        super().__init__()
+        self.access = access  # (symbol name, its shape) → the entry's code
+
+    def _print(self, expr, **kwargs):
+        if isinstance(expr, ops.Pointwise):
+            if not expr.numba_scalar:
+                raise NotElementwise(expr.op_name)
+            return "(" + expr.numba_scalar.format(u=self.doprint(expr.arg)) + ")"
+        if isinstance(expr, ops.Node) and not isinstance(expr, ops.Elementwise):
+            raise NotElementwise(type(expr).__name__)
+        if isinstance(expr, (sp.Transpose, sp.Inverse, sp.Identity)):
+            raise NotElementwise(type(expr).__name__)
+        return super()._print(expr, **kwargs)
+
+    def _print_MatrixSymbol(self, expr) -> str:
+        return self.access(expr.name, expr.shape)
+
+    def _print_MatMul(self, expr) -> str:
+        if sum(1 for a in expr.args if a.is_Matrix) > 1:
+            raise NotElementwise("a matrix product")
+        return super()._print_MatMul(expr)
+
+    def _print_ZeroMatrix(self, expr) -> str:
+        return "0.0"
+
+
+@dataclass
+class LoopPiece:
+    """Elementwise statements as one loop over the entries of the rows they write."""
+
+    target: str  # the rows written, as printed (``gates[:3*n_h]``)
+    view: c.View  # the same rows, as a view
+    out: str  # the name the loop writes through
+    prelude: list[str]  # lines before the loop (the name's binding, a new array)
+    body: list[str]  # one line per statement, in order
+    reads: set[str]  # arrays the formulas read (besides the entry they write)
+    new: bool = False  # the loop fills a new array
+    base: str = ""  # the array (and step) the rows belong to, once views are resolved
+
+    def joins(self, later: LoopPiece) -> bool:
+        """Whether ``later`` can run in the same loop: the same rows, neither formula reads
+        their array elsewhere, and it does not fill a new array."""
+        return (later.target == self.target and not later.new
+                and self.base not in self.reads | later.reads and self.out not in later.reads)
+
+    @staticmethod
+    def merged(pieces: list[LoopPiece]) -> LoopPiece:
+        first = pieces[0]
+        return LoopPiece(first.target, first.view, first.out, first.prelude,
+                         [line for p in pieces for line in p.body],
+                         set().union(*(p.reads for p in pieces)), first.new, first.base)
+
+    def render(self) -> list[str]:
+        return self.prelude + [f"for _i in range({self.out}.shape[0]):",
+                               f"    for _j in range({self.out}.shape[1]):"] + [
+            "        " + line for line in self.body]
+
+
 class FusedPrinter(ArrayPrinter):
-    """The loop bodies as Numba compiles them (``truncate`` arrives as 0 for none)."""
+    """The loop bodies as Numba compiles them (``truncate`` arrives as 0 for none).
+
+    An elementwise statement becomes an explicit loop over its target's rows and batch
+    columns, one formula per entry: no temporary array per operator, and the compiler
+    vectorizes it. Any other statement keeps the NumPy kernel's array form."""
 
     def __init__(self) -> None:
         super().__init__(NUMBA)
@@ -79,15 +155,159 @@ class FusedPrinter(ArrayPrinter):
             return "truncate > 0 and t > 0 and t % truncate == 0"
         return super().value(v)
 
-
     def statement(self, s) -> str:  # type: ignore[override]
+        piece = self.loop_piece(s)
+        if piece is not None:
+            return "\n".join(piece.render())
         if isinstance(s, c.Update) and s.op in _UFUNCS:
             # a += b as np.add(a, b, a): Numba compiles a ufunc call far faster than an
             # augmented assignment to a slice
             target = self.value(s.target)
-            note = f"  # {s.note}" if s.note else ""
-            return f"{_UFUNCS[s.op]}({target}, {self.value(s.value)}, {target}){note}"
+            return f"{_UFUNCS[s.op]}({target}, {self.value(s.value)}, {target}){_note(s.note)}"
         return super().statement(s)
+
+    def lines(self, statements) -> list[str]:  # type: ignore[override]
+        """The lines of a loop body: consecutive elementwise statements that write the same
+        rows share one loop over them (one pass instead of several) where none of them
+        reads those rows' array anywhere but at the entry it writes."""
+        out: list[str] = []
+        aliases: dict[str, str] = {}  # a view's name → the array (and step) it is a view of
+        group: list[LoopPiece] = []
+        comments: list[str] = []
+
+        def flush() -> None:
+            if group:
+                out.extend(LoopPiece.merged(group).render())
+            out.extend(comments)
+            group.clear()
+            comments.clear()
+
+        for s in statements:
+            if isinstance(s, c.Assign):
+                for target, value in zip(s.targets, s.values):
+                    if isinstance(value, c.View):
+                        aliases[target] = self._array_of(value, aliases)
+            piece = self.loop_piece(s)
+            if piece is None:
+                if isinstance(s, c.Comment) and group:
+                    comments.append(self.statement(s))
+                    continue
+                flush()
+                out.extend(self.statement(s).split("\n"))
+                continue
+            piece.base = self._array_of(piece.view, aliases)
+            piece.reads = {aliases.get(n, n) for n in piece.reads}
+            if group and not group[-1].joins(piece):
+                flush()
+            elif group and comments:
+                piece.body = comments + piece.body
+                comments.clear()
+            group.append(piece)
+        flush()
+        return out
+
+    # ----------------------------------------------------------------------------------
+    # Elementwise statements as loops over entries
+    # ----------------------------------------------------------------------------------
+
+    def loop_piece(self, s) -> LoopPiece | None:
+        """The loop of an elementwise statement; None for a statement of another kind or a
+        formula that is not elementwise."""
+        try:
+            return self._loop_piece(s)
+        except NotElementwise:
+            return None
+
+    def _loop_piece(self, s) -> LoopPiece | None:
+        if isinstance(s, c.Update) and s.op in ("=", "+", "-", "*"):
+            return self._loop(s.target, "=" if s.op == "=" else f"{s.op}=", self.entry(s.value), s.note)
+        if isinstance(s, c.MultiplyInto):
+            return self._loop(s.out, "=", f"{self.entry(s.a, True)} * {self.entry(s.b, True)}")
+        if isinstance(s, c.ApplyInPlace):
+            op = ops.FUNCTIONS.get(s.fn)
+            scalar = getattr(op, "numba_scalar", "")
+            if not scalar:
+                return None
+            # in place, the entry is read through the target's own name: one array, so that
+            # the compiler sees no overlap and vectorizes the loop
+            source = None if s.source is None else self.entry(s.source)
+            return self._loop(s.target, "=", lambda out: scalar.format(u=source or f"{out}[_i, _j]"))
+        if (isinstance(s, c.Assign) and len(s.targets) == 1 and s.chain is None
+                and isinstance(s.values[0], c.Math) and not isinstance(s.values[0].expr, sp.MatrixSymbol)):
+            value = s.values[0]
+            rows, cols = (self.dim(d) for d in value.expr.shape)
+            target = s.targets[0]
+            piece = self._loop(c.View(target), "=", self.entry(value))
+            piece.prelude = [f"{target} = np.empty(({rows}, {cols}), dtype){_note(s.note)}"]
+            piece.new = True
+            return piece
+        return None
+
+    def _loop(self, target: c.View, op: str, formula, note: str = "") -> LoopPiece:
+        """``formula``: the entry's code, or a function of the name the loop writes through."""
+        out = self.value(target)
+        prelude = []
+        if not out.isidentifier():
+            prelude.append(f"_out = {out}")
+            out = "_out"
+        text = formula(out) if callable(formula) else formula
+        own = f"{out}[_i, _j]"
+        reads = _loaded([text.replace(own, "0")]) - {"_i", "_j"}
+        line = f"{out}[_i, _j] {op} {text}{_note(note)}"
+        return LoopPiece(self.value(target), target, out, prelude, [line], reads)
+
+    def _array_of(self, view: c.View, aliases: dict[str, str]) -> str:
+        """The array a view is rows of, with its step: ``h_seq[t]`` for ``h_seq[t][:n_h]``
+        (views of different steps of one sequence never overlap)."""
+        steps = [self.value(i) for i in view.index if not isinstance(i, c.Rows) and i != ":"]
+        base = aliases.get(view.base, view.base)
+        return f"{base}[{', '.join(steps)}]" if steps else base
+
+    def entry(self, v, operand: bool = False) -> str:
+        """The code of entry [_i, _j] of a value (a matrix of the target's shape, or a number)."""
+        if isinstance(v, str) and _is_number(v):
+            return v
+        if isinstance(v, (str, c.View)):
+            return self.element(v, (2, 2))
+        if isinstance(v, c.Math):
+            names = dict(v.names)
+
+            def access(name, shape):
+                return self.element(names.get(name, name), tuple(shape))
+            printer = ElementPrinter(access)
+            return printer.parenthesize_operand(v.expr) if operand else printer.doprint(v.expr)
+        raise NotElementwise(type(v).__name__)
+
+    def element(self, v, shape: tuple) -> str:
+        """Entry [_i, _j] of an array value; a dimension of size 1 is indexed at 0 (it broadcasts)."""
+        if isinstance(v, str):
+            v = c.View(v)
+        if not isinstance(v, c.View):
+            raise NotElementwise(type(v).__name__)
+        loops = ["0" if ops.same_dim(n, 1) else i for n, i in zip(shape, ("_i", "_j"))]
+        items = []
+        for item in v.index:
+            if isinstance(item, c.Rows) or item == ":":
+                if not loops:
+                    raise NotElementwise("a view of more than two axes")
+                index = loops.pop(0)
+                lo = item.lo if isinstance(item, c.Rows) else 0
+                items.append(index if ops.same_dim(lo, 0) else f"{self.dim(lo)} + {index}")
+            else:
+                items.append(self.value(item))
+        return f"{v.base}[{', '.join(items + loops)}]"
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _note(text: str) -> str:
+    return f"  # {text}" if text else ""
 
 
 _UFUNCS = {"+": "np.add", "-": "np.subtract", "*": "np.multiply"}
@@ -132,22 +352,37 @@ class StepFunction:
 
 
 def _names(lines: list[str]) -> tuple[list[str], list[str]]:
-    """(names read before any assignment, names assigned) in a block of statements, in order."""
-    tree = ast.parse("\n".join(lines))
+    """(names read before any assignment, names assigned) in a block of statements, in the
+    order they run: a value is read before its targets are bound, a loop's variable is bound
+    before its body runs."""
     seen: dict[str, str] = {}
     assigned: dict[str, None] = {}
-    # Within a statement the value is read before the targets are bound.
-    for stmt in tree.body:
-        loads = [n for n in ast.walk(stmt) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)]
-        stores = [n for n in ast.walk(stmt) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)]
-        for n in sorted(loads, key=lambda n: (n.lineno, n.col_offset)):
+
+    def loads(node) -> None:
+        names = [n for n in ast.walk(node) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)]
+        for n in sorted(names, key=lambda n: (n.lineno, n.col_offset)):
             seen.setdefault(n.id, "load")
-        for n in stores:
-            seen.setdefault(n.id, "store")
-            assigned.setdefault(n.id, None)
-        for aug in (x for x in ast.walk(stmt) if isinstance(x, ast.AugAssign)):
-            if isinstance(aug.target, ast.Name):
-                seen.setdefault(aug.target.id, "load")
+
+    def stores(node) -> None:
+        for n in ast.walk(node):
+            if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store):
+                seen.setdefault(n.id, "store")
+                assigned.setdefault(n.id, None)
+
+    def run(stmt) -> None:
+        if isinstance(stmt, ast.For):
+            loads(stmt.iter)
+            stores(stmt.target)
+            for inner in stmt.body:
+                run(inner)
+            return
+        if isinstance(stmt, ast.AugAssign) and isinstance(stmt.target, ast.Name):
+            seen.setdefault(stmt.target.id, "load")
+        loads(stmt)
+        stores(stmt)
+
+    for stmt in ast.parse("\n".join(lines)).body:
+        run(stmt)
     return [n for n, how in seen.items() if how == "load"], list(assigned)
 
 
@@ -198,6 +433,21 @@ def _helper_names(exprs) -> list[str]:
     return [m.group(1) for m in re.finditer(r"^def (\w+)\(", "\n\n".join(exprs), re.MULTILINE)]
 
 
+def _contiguous_slot(statements: list) -> list:
+    """The backward's step with its column of the chunk's buffer (``dgates_seq[:, t % C]``,
+    strided) computed in a fresh contiguous matrix and copied there at the step's end: the
+    compiler vectorizes loops over contiguous rows only."""
+    out = list(statements)
+    for k, s in enumerate(statements):
+        if (isinstance(s, c.Assign) and len(s.targets) == 1 and isinstance(s.values[0], c.View)
+                and any(isinstance(i, c.ChunkSlot) for i in s.values[0].index)):
+            slot, name = s.values[0], s.targets[0]
+            out[k] = c.Assign(s.targets, (f"np.empty(({slot.base}.shape[0], {slot.base}.shape[2]), dtype)",),
+                              "this step's column of the chunk, contiguous (copied there below)")
+            out.append(c.Update(slot, "=", name, "the step's column of the chunk"))
+    return out
+
+
 def fused_parts(derivation: Derivation) -> FusedParts:
     """The compiled loops of one cell and the text they replace."""
     plan = plan_kernel(derivation)
@@ -209,7 +459,7 @@ def fused_parts(derivation: Derivation) -> FusedParts:
     while chunk is not None and bwd_stmts and isinstance(bwd_stmts[-1], c.Comment):
         notes.insert(0, bwd_stmts.pop())
     numpy_bwd = NUMPY_PRINTER.lines(plan.backward.loop)
-    bwd_body = FUSED_PRINTER.lines(bwd_stmts)
+    bwd_body = FUSED_PRINTER.lines(_contiguous_slot(bwd_stmts))
     chunk_lines = NUMPY_PRINTER.lines(notes + list(chunk.body)) if chunk is not None else []
 
     helpers = _used_helpers("\n".join(fwd_body + bwd_body))
