@@ -288,8 +288,8 @@ class Tanh(Pointwise):
     """tanh(u) in arithmetic alone (no library call), so that the compiler vectorizes a loop of
     it: tanh(v), v = u/64, by a rational function (Cephes' coefficients over their constant
     term), then doubled six times with tanh(2v) = 2 tanh(v) / (1 + tanh²(v)), kept as a
-    fraction p/q: one division. Within a few units in the last place of np.tanh (float64)."""
-    v = max(-22.0, min(u, 22.0)) * 0.015625  # tanh(±22) is ±1 in float64
+    fraction p/q: one division. Within a few units in the last place of np.tanh."""
+    v = np.minimum(np.maximum(u, -22.0), 22.0) * 0.015625  # tanh(±22) is ±1; NaN stays NaN
     z = v * v
     q = 1.0 + z * (0.46149035758330637 + z * (0.023288647825489308 + z * 0.00020643827072581487))
     p = v * q + v * z * (-0.3333333333333332 + z * (-0.02049678586110715 + z * -0.00019908889888990266))

@@ -132,7 +132,12 @@ def test_module_text_is_readable_and_keeps_the_numpy_kernel():
     assert "# h = (1 - z) ⊙ h_tilde + h_prev ⊙ z" in text  # equations as comments, in both loops
     eq = "# h = (1 - z) ⊙ h_tilde + h_prev ⊙ z"
     assert text.count(eq) == plain.count(eq) + 1  # the compiled loop's copy
-    assert "def scalar_tanh(u):" in text
+    # tanh of one number, once per precision, and the name that picks one by the argument's
+    assert "def _scalar_tanh_f64(u):" in text and "def _scalar_tanh_f32(u):" in text
+    assert "scalar_tanh = _by_precision(_scalar_tanh_f64, _scalar_tanh_f32)" in text
+    # elementwise statements are loops over entries, those on the same rows in one loop
+    body = text[text.index("def _forward_steps("):text.index("def _backward_steps(")]
+    assert "for _j in range(" in body and "np.multiply(" not in body
     # the NumPy kernel's own functions are all still there
     for line in plain.splitlines():
         if line.startswith("def "):
@@ -165,3 +170,54 @@ def test_cli_codegen_backend(tmp_path, capsys):
     out = tmp_path / "rnn_numba.py"
     assert main(["codegen", "rnn", "--backend", "numba", "-o", str(out)]) == 0
     assert "def _forward_steps(" in out.read_text()
+
+
+@needs_numba
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_compiled_tanh_keeps_the_precision_and_nan(dtype):
+    """The compiled tanh: np.tanh's values within a few units in the last place, in the
+    argument's own precision, and NaN for NaN (a clamp once turned NaN into −1)."""
+    import numba
+
+    tanh = kernel_module("lstm", backend="numba").scalar_tanh
+
+    @numba.njit
+    def apply(u):
+        out = np.empty_like(u)
+        for j in range(u.shape[0]):
+            out[j] = tanh(u[j])
+        return out
+    u = np.concatenate([np.linspace(-30, 30, 601), [0.0, 1e-30, -1e-8, np.inf, -np.inf, np.nan]])
+    u = u.astype(dtype).reshape(1, -1)
+    out = apply(u[0]).reshape(1, -1)
+    assert out.dtype == dtype
+    assert np.isnan(out[0, -1])
+    exact = np.tanh(u[:, :-1].astype(np.float64))
+    ulp = np.finfo(dtype).eps
+    assert np.max(np.abs(out[:, :-1] - exact)) < 8 * ulp
+    if dtype == np.float32:  # computed in float32 arithmetic, not float64 rounded at the end
+        assert np.any(out[:, :-1] != exact.astype(np.float32))
+
+
+@needs_numba
+def test_nan_input_gives_nan_like_numpy():
+    plain, fused = kernel_module("gru"), kernel_module("gru", backend="numba")
+    p, x, h0, _ = problem(plain, m=3, T=4)
+    x[0, 1, 2] = np.nan
+    a, _ = plain.forward(p, x, h0)
+    b, _ = fused.forward(p, x, h0)
+    for k in a:
+        assert np.array_equal(np.isnan(a[k]), np.isnan(b[k])), k
+        assert np.isnan(a[k]).any()
+
+
+def test_loop_variables_are_not_arguments():
+    """A compiled function's arguments are what its body reads before binding: a loop's own
+    variables (and the views it binds) are locals."""
+    from symbptt.kernels.fused import step_function
+
+    body = ["_out = a[:n]", "for _i in range(_out.shape[0]):", "    for _j in range(_out.shape[1]):",
+            "        _out[_i, _j] += b[_i, _j]", "c = a * 2"]
+    fn = step_function("f", "for t in range(T):", body, ["c"], ("T",), {"np"}, "doc")
+    assert fn.args == ["T", "a", "n", "b"]
+    assert fn.returns == ["c"]

@@ -523,12 +523,23 @@ def _used_helpers(text: str) -> list[str]:
 
 
 def _decorate(source: str) -> str:
-    """A helper's source under its decorator: scalar functions are inlined into the loops."""
-    return ("@_jit_scalar\n" if source.startswith("def scalar_") else "@_jit\n") + source
+    """A helper's source under its decorator. A scalar function ``scalar_f`` is printed twice,
+    as ``_scalar_f_f64`` and as ``_scalar_f_f32`` with its constants in float32, and
+    ``scalar_f`` compiles into its callers as the one of its argument's precision: float32
+    stays float32 (twice the lanes of a vector), not promoted to float64 by a constant."""
+    match = re.match(r"def (scalar_\w+)\(", source)
+    if match is None:
+        return "@_jit\n" + source
+    name = match.group(1)
+    f64 = source.replace(f"def {name}(", f"def _{name}_f64(", 1)
+    f32 = re.sub(r"(?<![\w.])(\d+\.\d*(?:e[-+]?\d+)?)", r"np.float32(\1)",
+                 source.replace(f"def {name}(", f"def _{name}_f32(", 1))
+    return f"{f64}\n\n\n{f32}\n\n\n{name} = _by_precision(_{name}_f64, _{name}_f32)"
 
 
 PRELUDE = '''try:
     import numba
+    import numba.extending
 except ImportError:  # optional: without it the NumPy loops below run
     numba = None
 else:  # a product of a column slice of a weight is as fast as it can be here: no note
@@ -551,11 +562,17 @@ def _jit(fn):
     return numba.njit(cache=_CACHE, error_model="numpy", fastmath={"contract"})(fn)
 
 
-def _jit_scalar(fn):
-    """A scalar function compiled into its callers, so that their loops vectorize."""
-    if numba is None:
-        return fn
-    return numba.njit(cache=_CACHE, error_model="numpy", fastmath={"contract"}, inline="always")(fn)'''
+def _by_precision(f64, f32):
+    """A scalar function that Numba compiles into its callers as f32 for a float32 argument
+    and f64 for any other (so that their loops vectorize); from Python, f64."""
+    def fn(u):
+        return f64(u)
+    if numba is not None:
+        def choose(u):
+            return f32 if isinstance(u, numba.types.Float) and u.bitwidth == 32 else f64
+        numba.extending.overload(fn, inline="always", jit_options={
+            "error_model": "numpy", "fastmath": {"contract"}})(choose)
+    return fn'''
 
 DOC = '''Backend: numba. The loops of forward and backward are compiled by Numba (see FUSED below):
 one call runs every step of the forward, one call every chunk of the backward's steps;
