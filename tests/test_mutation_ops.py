@@ -8,6 +8,8 @@ These tests came from a mutation run over ``symbptt/ops.py`` (tools/mutation.py)
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import sympy as sp
@@ -133,18 +135,18 @@ def test_a_rule_with_the_wrong_number_of_adjoints_is_refused():
         def vjp(self, out, G):
             return (G,)
 
-    with pytest.raises(AssertionError, match=r"VJP rule of Two returned 1 adjoints for 2 operands"):
+    with pytest.raises(AssertionError, match=r"^VJP rule of Two returned 1 adjoints for 2 operands$"):
         ops.vjp(Two(A, C), A, C)
-    with pytest.raises(TypeError, match=r"operation MatrixSymbol has no VJP rule"):
+    with pytest.raises(TypeError, match=r"^operation MatrixSymbol has no VJP rule$"):
         ops.vjp(A, A, C)
 
 
 @pytest.mark.parametrize("k", [sp.Integer(0), sp.Integer(-1), sp.Rational(1, 2)])
 def test_elementwise_power_needs_a_positive_integer(k):
     node = HadamardPower(A, k)
-    with pytest.raises(TypeError, match="needs a positive integer exponent"):
+    with pytest.raises(TypeError, match=f"^elementwise power {re.escape(str(node))} needs a positive integer exponent$"):
         ops.vjp_hadamard_power(node, A, C)
-    with pytest.raises(TypeError, match="needs a positive integer exponent"):
+    with pytest.raises(TypeError, match=f"^elementwise power {re.escape(str(node))} needs a positive integer exponent$"):
         ops.evaluate_hadamard_power(node, proof.Evaluator(proof.NumpyBackend(), {}, values()))
 
 
@@ -239,12 +241,12 @@ def test_shape_errors_name_the_operands_and_their_shapes():
     assert ops.shape_of(ops.RowSlice(ops.Stack(h, x), n_h, n_h + n_x)) == (n_x, ops.BATCH)
     assert ops.shape_of(h.T) == (ops.BATCH, n_h)
     assert ops.shape_of(HadamardPower(h, 2)) == (n_h, ops.BATCH)
-    with pytest.raises(TypeError, match=r"operation Inverse is not supported \(no shape or VJP rule\)"):
+    with pytest.raises(TypeError, match=r"^operation Inverse is not supported \(no shape or VJP rule\)$"):
         ops.shape_of(sp.Inverse(U))
 
 
 def test_a_stack_needs_two_parts():
-    with pytest.raises(ValueError, match="stack\\(\\) needs at least two matrices"):
+    with pytest.raises(ValueError, match=r"^stack\(\) needs at least two matrices$"):
         ops.Stack(A)
     assert ops.Stack(A, B).offsets() == [(0, 3), (3, 5)]
     assert ops.Stack(A, B).shape == (5, M)
@@ -261,7 +263,7 @@ def test_operation_names_and_evaluation_errors():
     with pytest.raises(ops.EvaluationError) as err:
         ops.evaluate(Opaque(A), proof.Evaluator(proof.NumpyBackend(), {}, values()))
     assert str(err.value) == "operation opaque cannot be evaluated (no evaluation rule): Opaque(A)"
-    with pytest.raises(ops.EvaluationError, match="operation Inverse cannot be evaluated"):
+    with pytest.raises(ops.EvaluationError, match=r"^operation Inverse cannot be evaluated \(no evaluation rule\): U\*\*\(-1\)$"):
         ops.evaluate(sp.Inverse(MatrixSymbol("U", N, N)), proof.Evaluator(proof.NumpyBackend(), {}, values()))
 
 
@@ -269,7 +271,7 @@ def test_builders_fold_coefficients_and_repeated_terms():
     assert ops.add(A, None, A) == MatMul(2, A)
     assert ops.add(A, C) == MatAdd(A, C)
     assert ops.add(A) is A
-    with pytest.raises(ValueError, match="add\\(\\) needs at least one term"):
+    with pytest.raises(ValueError, match=r"^add\(\) needs at least one term$"):
         ops.add(None)
     assert ops.scale(-1, ops.scale(-1, A)) == A
     env = values(5)
@@ -305,3 +307,13 @@ def test_same_dim_is_provable_equality():
     assert ops.is_leaf(A) and ops.is_leaf(OneMatrix(2, 2)) and ops.is_leaf(ZeroMatrix(2, 2))
     assert not ops.is_leaf(ops.Tanh(A))
     assert ops.is_nonlinear(ops.Tanh(A)) and not ops.is_nonlinear(ops.Step(A)) and not ops.is_nonlinear(A)
+
+
+def test_softmax_evaluator_is_stable_for_large_columns():
+    """Each column is shifted by its own maximum: columns far apart keep finite values."""
+    a = np.array([[1000.0, -1000.0], [1001.0, -1001.0]])
+    e = np.e
+    expected = np.array([[1 / (1 + e), e / (1 + e)], [e / (1 + e), 1 / (1 + e)]])
+    assert np.allclose(ops.Softmax.numpy_eval(a), expected)
+    space = _code_namespace()
+    assert np.allclose(space["softmax"](a), expected)
