@@ -76,8 +76,12 @@ def test_float32_close_to_numpy(cell):
 def _drawn_case_matches(case) -> None:
     plain, fused = kernel_module(case.cell), kernel_module(case.cell, backend="numba")
     p, x, h0, up = problem(plain, m=2, T=5, sizes=case.sizes)
+    cell = "\n".join(f"{e.name} = {e.expr}" for e in case.cell.equations)
     err = worst_difference(fused, plain, p, x, h0, up, truncate=case.truncate)
-    assert err < 1e-12, f"{err:.2e} for\n" + "\n".join(f"{e.name} = {e.expr}" for e in case.cell.equations)
+    assert err < 1e-12, f"{err:.2e} for\n" + cell
+    fused.PARALLEL_ENTRIES = 0  # the loops on every core (a fresh module per case)
+    err = worst_difference(fused, plain, p, x, h0, up, truncate=case.truncate)
+    assert err < 1e-12, f"{err:.2e} with the rows split among threads for\n" + cell
 
 
 if HAS_NUMBA:
@@ -131,7 +135,7 @@ def test_module_text_is_readable_and_keeps_the_numpy_kernel():
     assert "def _forward_steps(" in text and "def _backward_steps(" in text
     assert "# h = (1 - z) ⊙ h_tilde + h_prev ⊙ z" in text  # equations as comments, in both loops
     eq = "# h = (1 - z) ⊙ h_tilde + h_prev ⊙ z"
-    assert text.count(eq) == plain.count(eq) + 1  # the compiled loop's copy
+    assert text.count(eq) == plain.count(eq) + 2  # the compiled loops' copies (one and every core)
     # tanh of one number, once per precision, and the name that picks one by the argument's
     assert "def _scalar_tanh_f64(u):" in text and "def _scalar_tanh_f32(u):" in text
     assert "scalar_tanh = _by_precision(_scalar_tanh_f64, _scalar_tanh_f32)" in text
@@ -221,3 +225,15 @@ def test_loop_variables_are_not_arguments():
     fn = step_function("f", "for t in range(T):", body, ["c"], ("T",), {"np"}, "doc")
     assert fn.args == ["T", "a", "n", "b"]
     assert fn.returns == ["c"]
+
+
+@needs_numba
+@pytest.mark.parametrize("cell", ["gru", "lstm_peephole"])
+def test_parallel_steps_same_numbers_as_numpy(cell, monkeypatch):
+    """Above PARALLEL_ENTRIES the compiled loops split rows among threads: same numbers."""
+    plain, fused = kernel_module(cell), kernel_module(cell, backend="numba")
+    monkeypatch.setattr(fused, "PARALLEL_ENTRIES", 0)
+    p, x, h0, up = problem(plain, m=5, T=6)
+    assert worst_difference(fused, plain, p, x, h0, up) < 1e-12
+    assert worst_difference(fused, plain, p, x, h0, up, truncate=2, chunk=4) < 1e-12
+    assert fused._forward_steps_parallel.signatures and fused._backward_steps_parallel.signatures
