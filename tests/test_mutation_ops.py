@@ -57,6 +57,7 @@ CASES = [
     ("row_slice_middle", ops.RowSlice(A, 1, 2), [A], False),
     ("row_slice_top", ops.RowSlice(A, 0, 2), [A], False),
     ("row_slice_bottom", ops.RowSlice(A, 1, 3), [A], False),
+    ("row_slice_all", ops.RowSlice(A, 0, 3), [A], False),
     ("softmax", ops.Softmax(A), [A], False),
     ("sigmoid", ops.Sigmoid(A), [A], False),
     ("tanh", ops.Tanh(A), [A], False),
@@ -213,9 +214,9 @@ def test_shape_errors_name_the_operands_and_their_shapes():
     with pytest.raises(ops.ShapeError) as err:
         ops.shape_of(ops.Stack(h, b, x))
     assert str(err.value) == "stack [h; b; x] needs equal columns; got h (n_h, m), b (n_h, 1), x (n_x, m)"
-    with pytest.raises(ops.ShapeError) as err:
-        ops.shape_of(ops.Stack(h, x, b))
-    assert "needs equal columns" in str(err.value)
+    for parts in [(h, x, b), (b, h, x), (b, h)]:
+        with pytest.raises(ops.ShapeError, match="needs equal columns"):
+            ops.shape_of(ops.Stack(*parts))
     assert ops.shape_of(ops.Stack(h, x)) == (n_h + n_x, ops.BATCH)
     with pytest.raises(ops.ShapeError) as err:
         ops.shape_of(ops.Broadcast(h))
@@ -285,6 +286,9 @@ def test_builders_fold_coefficients_and_repeated_terms():
     assert ops.matmul(A) is A
     assert ops.hadamard(MatMul(2, A), C) == MatMul(2, HadamardProduct(A, C))
     assert ops.hadamard(HadamardProduct(A, C), A) == HadamardProduct(A, C, A)
+    # one factor is that factor, not a one-factor product (the planner unpacks products)
+    assert ops.hadamard(MatMul(2, A)) == MatMul(2, A)
+    assert ops.hadamard(A) is A
     assert ops.hadamard(MatMul(2, W.T, W, A), C) == HadamardProduct(MatMul(2, W.T, W, A), C)
     one_minus = evaluate(ops.one_minus(A), env)
     assert np.allclose(one_minus, 1 - env["A"])
@@ -317,3 +321,38 @@ def test_softmax_evaluator_is_stable_for_large_columns():
     assert np.allclose(ops.Softmax.numpy_eval(a), expected)
     space = _code_namespace()
     assert np.allclose(space["softmax"](a), expected)
+
+
+def test_the_adjoint_of_a_stack_adjoint_puts_each_part_back_in_its_rows():
+    """Stack's adjoint slices G; each slice's own adjoint pads back to the stacked height."""
+    expr = ops.Stack(A, B, D)
+    G = MatrixSymbol("G", 6, M)
+    env = values(6)
+    grads = ops.vjp(expr, G, G)
+    total = np.zeros((6, M))
+    for part, grad in zip(expr.args, grads):
+        assert isinstance(grad, ops.RowSlice) and grad.args[3] == 6, grad
+        back = ops.vjp(grad, part, part)[0]
+        value = evaluate(back, env)
+        assert value.shape == (6, M), f"{grad}: its adjoint {back} has shape {value.shape}"
+        total += value
+    assert np.allclose(total, evaluate(expr, env))
+
+
+def test_a_node_without_rules_is_named():
+    class Bare(ops.Pointwise):
+        op_name = "bare"
+
+    class Plain(ops.Node):
+        op_name = "plain"
+
+    with pytest.raises(NotImplementedError, match=r"^operation bare declares no derivative$"):
+        ops.vjp(Bare(A), A, C)
+    with pytest.raises(NotImplementedError, match=r"^operation plain has no VJP rule$"):
+        ops.vjp(Plain(A), A, C)
+
+
+def test_a_square_adjoint_has_no_power_of_one():
+    """d(a∘2)/da = 2 G ⊙ a: the printed adjoint shows a, not a∘1."""
+    [grad, _] = ops.vjp(HadamardPower(A, 2), A, C)
+    assert not grad.atoms(HadamardPower), grad
