@@ -57,7 +57,7 @@ MODULES: dict[str, list[str]] = {
                                   "tests/test_kernel_memory.py"],
     # (test_planner_functions_are_short reads the source's function lengths, which no mutant
     # changes; it also fails whenever a module being worked on has a long function.)
-    "symbptt/kernels/forward.py": ["tests/test_mutation_layout.py", "tests/test_kernel_plan.py",
+    "symbptt/kernels/forward.py": ["tests/test_mutation_forward.py", "tests/test_mutation_layout.py", "tests/test_kernel_plan.py",
                                    "tests/test_kernel_memory.py", *SHORT_FUNCTIONS],
     "symbptt/kernels/backward.py": ["tests/test_mutation_layout.py", "tests/test_kernel_plan.py",
                                     "tests/test_kernel_memory.py", *SHORT_FUNCTIONS],

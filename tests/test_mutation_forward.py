@@ -1,0 +1,131 @@
+"""The forward pass the kernel planner emits (symbptt/kernels/forward.py): the activation of
+a step's gates in as few in-place calls as their readiness allows, and biases summed before
+they are halved for the σ rows.
+
+These tests came from a mutation run over ``symbptt/kernels/forward.py`` (tools/mutation.py).
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+import sympy as sp
+
+from symbptt import Cell, fdcheck, odot, sigmoid, tanh
+from symbptt.codegen import kernel_module, kernel_text
+from symbptt.derive import derive
+from symbptt.kernels import code as c
+from symbptt.kernels.forward import ForwardPlanner
+from symbptt.kernels.layout import Layout
+from symbptt.loader import load
+from symbptt.text import text
+from tests.test_mutation_layout import interleaved_cell, reference_outputs
+
+
+def activations(cell: Cell) -> list[tuple[str, list[str]]]:
+    """Each in-place activation of the forward loop: (function, the gates' rows it covers)."""
+    layout = Layout(derive(cell))
+    loop = ForwardPlanner(layout).plan().loop
+    out = []
+    for s in loop:
+        if not (isinstance(s, c.ApplyInPlace) and s.target.base == layout.buf):
+            continue
+        rows = s.target.index[0] if s.target.index else None
+        lo, hi = (rows.lo, rows.hi) if rows is not None else (0, layout.total)
+        out.append((s.fn, [r.name for r in layout.rows
+                           if sp.simplify(r.start - lo) >= 0 and sp.simplify(hi - r.stop) >= 0]))
+    return out
+
+
+def test_lstm_gates_are_activated_by_one_call():
+    """Every LSTM gate needs only this step's products: all four rows, σ and tanh, in one tanh."""
+    [(fn, rows)] = activations(load("lstm"))
+    assert fn == "tanh" and sorted(rows) == ["a_c_tilde", "a_f", "a_i", "a_o"]
+
+
+def test_gru_candidate_waits_for_its_reset_gate():
+    """z and r are ready together; h̃ needs r ⊙ h_prev first, so it is a second call."""
+    assert activations(load("gru")) == [("tanh", ["a_z", "a_r"]), ("tanh", ["a_h_tilde"])]
+
+
+def test_adjacent_ready_rows_below_the_first_activated_one_join_its_call():
+    """interleaved: rows [g2 (relu); g3; g1; g4 (σ, σ, tanh)]; g1 comes first in the loop and
+    its call reaches down to g3 and up to g4; the relu row is another family."""
+    layout = Layout(derive(interleaved_cell()))
+    assert [r.name for r in layout.rows] == ["a_g2", "a_g3", "a_g1", "a_g4"]
+    assert activations(interleaved_cell()) == [("tanh", ["a_g3", "a_g1", "a_g4"]), ("relu", ["a_g2"])]
+
+
+def two_bias_cell() -> Cell:
+    """A σ gate with two biases next to a tanh gate: the σ row is halved, both biases with it."""
+    cell = Cell("two_biases", "f = σ(U·h_prev + W·x + b + c), g = tanh(V·h_prev + d)")
+    n_x, n_h = cell.dims("n_x", "n_h")
+    x, h_prev = cell.input("x", n_x), cell.state("h", n_h)
+    f = cell.let("f", sigmoid(cell.weight("U", n_h, n_h) @ h_prev + cell.weight("W", n_h, n_x) @ x
+                              + cell.bias("b", n_h) + cell.bias("c", n_h)))
+    g = cell.let("g", tanh(cell.weight("V", n_h, n_h) @ h_prev + cell.bias("d", n_h)))
+    cell.update("h", odot(f, h_prev) + odot(1 - f, g))
+    return cell
+
+
+def test_a_halved_row_halves_the_sum_of_its_biases():
+    cell = two_bias_cell()
+    layout = Layout(derive(cell))
+    assert any(r.half and len(r.biases) == 2 for r in layout.rows), "the cell no longer tests this"
+    kernel = kernel_module(cell)
+    dims = fdcheck.dims_for(kernel)
+    problem = fdcheck.random_problem(kernel, dims, 2, 3, seed=5)
+    outputs, _ = kernel.forward(problem.parameters, problem.x, problem.initial_states)
+    expected = reference_outputs(cell, problem, dims, 2)
+    np.testing.assert_allclose(outputs["h"], expected["h"], rtol=1e-12, atol=1e-12)
+    errors = fdcheck.check(kernel, m=2, T=3, seed=5)
+    assert max(errors.values()) <= 1e-6, errors
+
+
+_EQUATION = re.compile(r"(\w+) = (.+?)(?=, \w+ = |$)")
+
+
+def forward_comments(cell: Cell) -> tuple[Layout, list[str]]:
+    d = derive(cell)
+    source = kernel_text(d, f"{cell.name}.py", "numpy")
+    forward = source[source.index("\ndef forward("):source.index("\ndef backward(")]
+    return Layout(d), [m.group(1) for m in re.finditer(r"^\s*# (.*)$", forward, re.MULTILINE)]
+
+
+@pytest.mark.parametrize("name", ["lstm", "gru", "lstm_peephole", "mgu", "interleaved", "two_biases"])
+def test_the_forward_comments_state_what_the_next_lines_compute(name):
+    """Every equation comment is the layout's equation; every product comment names the rows
+    its operand's weights write, ½ exactly on the halved σ rows; the set-up comment lists the
+    stacked rows in the buffer's order."""
+    cell = {"interleaved": interleaved_cell, "two_biases": two_bias_cell}.get(name, lambda: load(name))()
+    layout, comments = forward_comments(cell)
+    equations = {e.name: text(e.expr) for e in [*layout.loop, *layout.readout_part]}
+    rows = {r.name: r for r in layout.rows}
+    seen = {"stacked": 0, "static": 0, "dynamic": 0, "equation": 0}
+    for comment in comments:
+        if m := re.fullmatch(r"The step's affine equations, stacked as the rows \[(.*)\]", comment):
+            assert m.group(1).split("; ") == [r.name for r in layout.rows], comment
+            seen["stacked"] += 1
+        elif m := re.fullmatch(r"of (\w+)_seq; .*", comment):
+            assert m.group(1) == layout.buf, comment
+        elif m := re.fullmatch(r"([\w, ]+): products with (\w+)", comment):
+            members = [r.name for r, _ in layout.static_groups[m.group(2)]]
+            assert m.group(1).split(", ") == members, comment
+            seen["static"] += 1
+        elif m := re.fullmatch(r"([\w, ]+) \+= \[?(.*?)\]?·(\w+)(: one product)?", comment):
+            members = layout.groups[m.group(3)]
+            assert m.group(1).split(", ") == [r.name for r, _ in members], comment
+            assert (m.group(4) is not None) == (len(members) > 1), comment
+            weights = m.group(2).split("; ")
+            assert [w.startswith("½") for w in weights] == [r.half for r, _ in members], comment
+            seen["dynamic"] += 1
+        elif m := re.fullmatch(r"(\w+) \+= (.+)", comment):
+            assert m.group(2) in [text(t) for t in rows[m.group(1)].rest], comment
+        elif _EQUATION.match(comment) and "σ(u) = " not in comment:
+            for name_, rhs in _EQUATION.findall(comment):
+                assert equations[name_] == rhs, f"{comment!r}: {name_} is {equations[name_]}"
+                seen["equation"] += 1
+    assert seen["stacked"] == 1 and seen["static"] >= 1 and seen["dynamic"] >= 1, seen
+    assert seen["equation"] >= len(layout.rows), seen
