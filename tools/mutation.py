@@ -33,6 +33,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 EQUIVALENT = ROOT / "tools" / "mutation-equivalent.txt"
 
+#: test_planner_functions_are_short reads the planner's function lengths, which no mutant
+#: changes; it also fails whenever a module being worked on has a long function.
 SHORT_FUNCTIONS = ["--deselect", "tests/test_kernel_plan.py::test_planner_functions_are_short"]
 
 #: Module → the tests that exercise it (the fast subset run against its mutants).
@@ -54,19 +56,17 @@ MODULES: dict[str, list[str]] = {
     # the planner: kernels of many cells against their equations and finite differences
     # (test_mutation_layout), without the slow Hypothesis cells.
     "symbptt/kernels/layout.py": ["tests/test_mutation_layout.py", "tests/test_kernel_plan.py",
-                                  "tests/test_kernel_memory.py"],
-    # (test_planner_functions_are_short reads the source's function lengths, which no mutant
-    # changes; it also fails whenever a module being worked on has a long function.)
+                                  "tests/test_kernel_memory.py", *SHORT_FUNCTIONS],
     "symbptt/kernels/forward.py": ["tests/test_mutation_forward.py", "tests/test_mutation_layout.py", "tests/test_kernel_plan.py",
                                    "tests/test_kernel_memory.py", *SHORT_FUNCTIONS],
     "symbptt/kernels/backward.py": ["tests/test_mutation_layout.py", "tests/test_kernel_plan.py",
                                     "tests/test_kernel_memory.py", *SHORT_FUNCTIONS],
     "symbptt/kernels/code.py": ["tests/test_mutation_code.py", "tests/test_kernel_plan.py",
-                                "tests/test_numpy_printer.py"],
+                                "tests/test_numpy_printer.py", *SHORT_FUNCTIONS],
     "symbptt/array_module.py": ["tests/test_mutation_array_module.py", "tests/test_numpy_printer.py",
                                 "tests/test_operation_consumers.py", "tests/test_torch_kernel.py"],
     "symbptt/kernels/array_printer.py": ["tests/test_numpy_printer.py", "tests/test_kernel_plan.py",
-                                         "tests/test_torch_kernel.py"],
+                                         "tests/test_torch_kernel.py", *SHORT_FUNCTIONS],
     "symbptt/report.py": ["tests/test_report.py", "tests/test_report_roundtrip.py"],
     "symbptt/report_steps.py": ["tests/test_report.py", "tests/test_report_roundtrip.py"],
     "symbptt/check.py": ["tests/test_check.py", "tests/test_pinned_tolerances.py", "tests/test_mutation_check.py"],
