@@ -17,6 +17,7 @@ from symbptt import Cell, fdcheck, odot, sigmoid, tanh
 from symbptt.codegen import kernel_module, kernel_text
 from symbptt.derive import derive
 from symbptt.kernels import code as c
+from symbptt.kernels.array_printer import NUMPY_PRINTER
 from symbptt.kernels.forward import ForwardPlanner
 from symbptt.kernels.layout import Layout
 from symbptt.loader import load
@@ -114,12 +115,13 @@ def test_the_forward_comments_state_what_the_next_lines_compute(name):
             members = [r.name for r, _ in layout.static_groups[m.group(2)]]
             assert m.group(1).split(", ") == members, comment
             seen["static"] += 1
-        elif m := re.fullmatch(r"([\w, ]+) \+= \[?(.*?)\]?·(\w+)(: one product)?", comment):
-            members = layout.groups[m.group(3)]
+        elif m := (re.fullmatch(r"([\w, ]+) \+= \[(.*)\]·(\w+): one product", comment)
+                   or re.fullmatch(r"(\w+) \+= (.*)·(\w+)", comment)):
+            members = layout.groups.get(m.group(3), [])
             assert m.group(1).split(", ") == [r.name for r, _ in members], comment
-            assert (m.group(4) is not None) == (len(members) > 1), comment
-            weights = m.group(2).split("; ")
-            assert [w.startswith("½") for w in weights] == [r.half for r, _ in members], comment
+            assert comment.endswith(": one product") == (len(members) > 1), comment
+            weights = [("½" if r.half else "") + NUMPY_PRINTER.value(layout.wcode(w)) for r, w in members]
+            assert m.group(2).split("; ") == weights, comment
             seen["dynamic"] += 1
         elif m := re.fullmatch(r"(\w+) \+= (.+)", comment):
             assert m.group(2) in [text(t) for t in rows[m.group(1)].rest], comment
