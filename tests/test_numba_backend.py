@@ -79,9 +79,6 @@ def _drawn_case_matches(case) -> None:
     cell = "\n".join(f"{e.name} = {e.expr}" for e in case.cell.equations)
     err = worst_difference(fused, plain, p, x, h0, up, truncate=case.truncate)
     assert err < 1e-12, f"{err:.2e} for\n" + cell
-    fused.PARALLEL_ENTRIES = 0  # the loops on every core (a fresh module per case)
-    err = worst_difference(fused, plain, p, x, h0, up, truncate=case.truncate)
-    assert err < 1e-12, f"{err:.2e} with the rows split among threads for\n" + cell
 
 
 if HAS_NUMBA:
@@ -135,7 +132,7 @@ def test_module_text_is_readable_and_keeps_the_numpy_kernel():
     assert "def _forward_steps(" in text and "def _backward_steps(" in text
     assert "# h = (1 - z) ⊙ h_tilde + h_prev ⊙ z" in text  # equations as comments, in both loops
     eq = "# h = (1 - z) ⊙ h_tilde + h_prev ⊙ z"
-    assert text.count(eq) == plain.count(eq) + 2  # the compiled loops' copies (one and every core)
+    assert text.count(eq) == plain.count(eq) + 1  # the compiled loop's copy
     # tanh of one number, once per precision, and the name that picks one by the argument's
     assert "def _scalar_tanh_f64(u):" in text and "def _scalar_tanh_f32(u):" in text
     assert "scalar_tanh = _by_precision(_scalar_tanh_f64, _scalar_tanh_f32)" in text
@@ -228,12 +225,12 @@ def test_loop_variables_are_not_arguments():
 
 
 @needs_numba
-@pytest.mark.parametrize("cell", ["gru", "lstm_peephole"])
-def test_parallel_steps_same_numbers_as_numpy(cell, monkeypatch):
-    """Above PARALLEL_ENTRIES the compiled loops split rows among threads: same numbers."""
-    plain, fused = kernel_module(cell), kernel_module(cell, backend="numba")
-    monkeypatch.setattr(fused, "PARALLEL_ENTRIES", 0)
-    p, x, h0, up = problem(plain, m=5, T=6)
-    assert worst_difference(fused, plain, p, x, h0, up) < 1e-12
-    assert worst_difference(fused, plain, p, x, h0, up, truncate=2, chunk=4) < 1e-12
-    assert fused._forward_steps_parallel.signatures and fused._backward_steps_parallel.signatures
+def test_broadcast_columns_and_cut_carries_are_entry_loops():
+    """lstm_peephole's p ⊙ c_prev (a column over the batch) and its carried gradient, zero at a
+    truncation cut, are loops over entries, with the NumPy kernel's numbers."""
+    text = kernel_source("lstm_peephole", backend="numba")
+    body = text[text.index("def _backward_steps("):text.index("_workspaces = threading.local()")]
+    assert "p_f[_i, 0]" in body and "if not cut else 0.0" in body
+    plain, fused = kernel_module("lstm_peephole"), kernel_module("lstm_peephole", backend="numba")
+    p, x, h0, up = problem(plain, m=4, T=6)
+    assert worst_difference(fused, plain, p, x, h0, up, truncate=2) < 1e-12

@@ -136,11 +136,8 @@ class LoopPiece:
                          [line for p in pieces for line in p.body],
                          set().union(*(p.reads for p in pieces)), first.new, first.base)
 
-    def render(self, parallel: bool = False) -> list[str]:
-        """The loop's lines; with ``parallel``, its rows are split among threads (no two rows
-        share an entry, so they need no lock)."""
-        rows = "numba.prange" if parallel else "range"
-        return self.prelude + [f"for _i in {rows}({self.out}.shape[0]):",
+    def render(self) -> list[str]:
+        return self.prelude + [f"for _i in range({self.out}.shape[0]):",
                                f"    for _j in range({self.out}.shape[1]):"] + [
             "        " + line for line in self.body]
 
@@ -152,9 +149,8 @@ class FusedPrinter(ArrayPrinter):
     columns, one formula per entry: no temporary array per operator, and the compiler
     vectorizes it. Any other statement keeps the NumPy kernel's array form."""
 
-    def __init__(self, parallel: bool = False) -> None:
+    def __init__(self) -> None:
         super().__init__(NUMBA)
-        self.parallel = parallel
 
     def value(self, v) -> str:  # type: ignore[override]
         if isinstance(v, c.TruncationCut):
@@ -164,7 +160,7 @@ class FusedPrinter(ArrayPrinter):
     def statement(self, s) -> str:  # type: ignore[override]
         piece = self.loop_piece(s)
         if piece is not None:
-            return "\n".join(piece.render(self.parallel))
+            return "\n".join(piece.render())
         if isinstance(s, c.Update) and s.op in _UFUNCS:
             # a += b as np.add(a, b, a): Numba compiles a ufunc call far faster than an
             # augmented assignment to a slice
@@ -183,7 +179,7 @@ class FusedPrinter(ArrayPrinter):
 
         def flush() -> None:
             if group:
-                out.extend(LoopPiece.merged(group).render(self.parallel))
+                out.extend(LoopPiece.merged(group).render())
             out.extend(comments)
             group.clear()
             comments.clear()
@@ -245,10 +241,11 @@ class FusedPrinter(ArrayPrinter):
     def _new_array(self, s: c.Assign) -> LoopPiece | None:
         """``name = formula`` (or ``formula if flag else zeros``, a carried gradient at a
         truncation cut) as a new array filled by a loop; None for a plain renaming."""
-        value, zero_unless = s.values[0], None
-        if (isinstance(value, c.IfElse) and isinstance(value.otherwise, c.Call)
-                and value.otherwise.fn == "zeros"):
-            value, zero_unless = value.then, value.condition
+        value: object = s.values[0]
+        zero_unless: object = None
+        if isinstance(value, c.IfElse) and isinstance(value.otherwise, c.Call) and value.otherwise.fn == "zeros":
+            zero_unless = value.condition
+            value = value.then
         if not isinstance(value, c.Math) or isinstance(value.expr, sp.MatrixSymbol):
             return None
         rows, cols = (self.dim(d) for d in value.expr.shape)
@@ -330,7 +327,6 @@ def _note(text: str) -> str:
 
 _UFUNCS = {"+": "np.add", "-": "np.subtract", "*": "np.multiply"}
 FUSED_PRINTER = FusedPrinter()
-PARALLEL_PRINTER = FusedPrinter(parallel=True)
 
 #: Helpers every fused module may call, besides the operations' own.
 _SUM_KEEPDIMS = '''def sum_keepdims(a, axis):
@@ -427,9 +423,9 @@ def step_function(name: str, header: str, body: list[str], after: list[str],
     return StepFunction(name, "\n".join(lines), args, returns)
 
 
-def _call(fn: StepFunction, argument: dict[str, str], name: str = "") -> str:
+def _call(fn: StepFunction, argument: dict[str, str]) -> str:
     args = ", ".join(argument.get(a, a) for a in fn.args)
-    call = f"{name or fn.name}({args})"
+    call = f"{fn.name}({args})"
     if not fn.returns:
         return call
     return f"{', '.join(fn.returns)}{',' if len(fn.returns) == 1 else ''} = {call}"
@@ -478,59 +474,44 @@ def fused_parts(derivation: Derivation) -> FusedParts:
     while chunk is not None and bwd_stmts and isinstance(bwd_stmts[-1], c.Comment):
         notes.insert(0, bwd_stmts.pop())
     numpy_bwd = NUMPY_PRINTER.lines(plan.backward.loop)
-    bwd_stmts = _contiguous_slot(bwd_stmts)
-    bwd_body = FUSED_PRINTER.lines(bwd_stmts)
+    bwd_body = FUSED_PRINTER.lines(_contiguous_slot(bwd_stmts))
     chunk_lines = NUMPY_PRINTER.lines(notes + list(chunk.body)) if chunk is not None else []
 
     helpers = _used_helpers("\n".join(fwd_body + bwd_body))
-    known = set(_helper_names(helpers)) | {"np", "math", "numba"}
+    known = set(_helper_names(helpers)) | {"np", "math"}
     fwd_after = (NUMPY_PRINTER.lines(plan.forward.after) + plan.forward.cache)
-    fwd_doc = "Every step of forward's loop, compiled (the NumPy loop in forward says the same)"
-    fwd, fwd_par = (step_function(name, "for t in range(T):", body, fwd_after, ("T",), known, doc)
-                    for name, body, doc in (
-                        ("_forward_steps", fwd_body, fwd_doc + "."),
-                        ("_forward_steps_parallel", PARALLEL_PRINTER.lines(plan.forward.loop),
-                         fwd_doc + ", each loop's rows split among threads.")))
+    fwd = step_function("_forward_steps", "for t in range(T):", fwd_body, fwd_after, ("T",), known,
+                        "Every step of forward's loop, compiled (the NumPy loop in forward "
+                        "says the same).")
     bwd_after = chunk_lines + NUMPY_PRINTER.lines(plan.backward.after) + [
         NUMPY_PRINTER.value(v) for _, v, _ in plan.backward.grads] + [
         f"d{s}_carry" for s in derivation.cell.states]
-    bwd_doc = ("Steps stop - 1 down to first of backward's loop, compiled (the NumPy loop in "
-               "backward says the same)")
-    bwd, bwd_par = (step_function(name, "for t in range(stop - 1, first - 1, -1):", body, bwd_after,
-                                  ("first", "stop"), known, doc)
-                    for name, body, doc in (
-                        ("_backward_steps", bwd_body, bwd_doc + "."),
-                        ("_backward_steps_parallel", PARALLEL_PRINTER.lines(bwd_stmts),
-                         bwd_doc + ", each loop's rows split among threads.")))
+    bwd = step_function("_backward_steps", "for t in range(stop - 1, first - 1, -1):", bwd_body,
+                        bwd_after, ("first", "stop"), known,
+                        "Steps stop - 1 down to first of backward's loop, compiled (the NumPy "
+                        "loop in backward says the same).")
     argument = {"truncate": "0 if truncate is None else truncate"}
-    state = derivation.cell.states[0]
 
     fwd_old = "\n".join(["    for t in range(T):"] + _indent(numpy_fwd, 8)) + "\n"
     fwd_new = "\n".join([
-        "    if FUSED:  # every step in one compiled call (on every core for a large state)",
-        f"        _steps = _forward_steps_parallel if {state}_seq[0].size >= PARALLEL_ENTRIES else _forward_steps",
-        "        " + _call(fwd, argument, "_steps"),
+        "    if FUSED:  # every step in one compiled call",
+        "        " + _call(fwd, argument),
         "    else:",
         "        for t in range(T):"] + _indent(numpy_fwd, 12)) + "\n"
     bwd_old = "\n".join(["    for t in reversed(range(T)):"] + _indent(
         NUMPY_PRINTER.lines(plan.backward.loop), 8)) + "\n"
-    choose = [f"        _steps = _backward_steps_parallel if d{state}_carry.size >= PARALLEL_ENTRIES else _backward_steps"]
     if chunk is not None:
         size = NUMPY_PRINTER.value(chunk.condition.size)
-        fused = choose + [
-            f"        for first in reversed(range(0, T, {size})):  # chunks, the last first",
-            "            # the chunk's steps in one compiled call, the last first",
-            "            " + _call(bwd, argument | {"stop": f"min(first + {size}, T)"}, "_steps"),
-            "            t = first"] + _indent(chunk_lines, 12)
+        fused = [f"        for first in reversed(range(0, T, {size})):  # chunks, the last first",
+                 "            # the chunk's steps in one compiled call, the last first",
+                 "            " + _call(bwd, argument | {"stop": f"min(first + {size}, T)"}),
+                 "            t = first"] + _indent(chunk_lines, 12)
     else:
-        fused = choose + ["        " + _call(bwd, argument | {"first": "0", "stop": "T"}, "_steps")]
-    bwd_new = "\n".join(["    if FUSED:  # the steps compiled, chunk by chunk (on every core for a large state)"]
-                         + fused + ["    else:", "        for t in reversed(range(T)):"]
-                         + _indent(numpy_bwd, 12)) + "\n"
-    assert fwd.args == fwd_par.args and bwd.args == bwd_par.args
+        fused = ["        " + _call(bwd, argument | {"first": "0", "stop": "T"})]
+    bwd_new = "\n".join(["    if FUSED:  # the steps compiled, chunk by chunk"] + fused + [
+        "    else:", "        for t in reversed(range(T)):"] + _indent(numpy_bwd, 12)) + "\n"
     functions = [_decorate(h) for h in helpers] + [
-        "@_jit\n" + fwd.source, "@_jit_parallel\n" + fwd_par.source,
-        "@_jit\n" + bwd.source, "@_jit_parallel\n" + bwd_par.source]
+        "@_jit\n" + fwd.source, "@_jit\n" + bwd.source]
     return FusedParts(functions, (fwd_old, fwd_new), (bwd_old, bwd_new))
 
 
@@ -587,19 +568,6 @@ if numba is None:
     warnings.warn("numba is not installed: this kernel runs its plain NumPy loops "
                   "(install numba, or symbptt[numba], for the compiled steps)", RuntimeWarning, stacklevel=2)
 _CACHE = os.path.isfile(globals().get("__file__") or "")  # compiled code cached beside a file
-
-
-#: Entries of a state (rows × batch) from which the compiled loops run their elementwise
-#: work on every core (numba.prange, as the matrix products already do); below it, starting
-#: the threads costs more than they save.
-PARALLEL_ENTRIES = 65536
-
-
-def _jit_parallel(fn):
-    """fn compiled by Numba with its numba.prange loops on every core, or as it is."""
-    if numba is None:
-        return fn
-    return numba.njit(parallel=True, cache=_CACHE, error_model="numpy", fastmath={"contract"})(fn)
 
 
 def _jit(fn):
