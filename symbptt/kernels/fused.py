@@ -5,9 +5,11 @@ Python's and NumPy's per-call overhead. This backend prints the same plan's loop
 (:mod:`symbptt.kernels.forward`, :mod:`symbptt.kernels.backward`) a second time, for Numba:
 the whole forward loop is one compiled call, and so is every chunk of the backward's steps
 (the products over a chunk's steps and the batch stay NumPy's, after each call). Matrix
-products inside the loops are ``np.dot`` (BLAS); elementwise functions are loops over rows
-and batch of each operation's scalar spelling (``numba_scalar`` in :mod:`symbptt.ops`);
-everything else is the NumPy kernel's own array statement, which Numba compiles.
+products inside the loops are ``np.dot`` (BLAS); an elementwise statement is a loop over the
+entries it writes, one formula per entry printed from each operation's scalar spelling
+(``numba_scalar`` in :mod:`symbptt.ops`) by :class:`ElementPrinter`, and consecutive ones on
+the same rows share a loop (:class:`LoopPiece`); everything else is the NumPy kernel's own
+array statement, which Numba compiles.
 
 The module is the NumPy kernel's text (:func:`symbptt.codegen.numpy_kernel`) with:
 
