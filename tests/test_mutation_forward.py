@@ -13,10 +13,11 @@ import numpy as np
 import pytest
 import sympy as sp
 
-from symbptt import Cell, fdcheck, odot, sigmoid, tanh
+from symbptt import Cell, fdcheck, odot, one_minus, ops, sigmoid, tanh
 from symbptt.codegen import kernel_module, kernel_text
 from symbptt.derive import derive
 from symbptt.kernels import code as c
+from symbptt.kernels import forward
 from symbptt.kernels.array_printer import NUMPY_PRINTER
 from symbptt.kernels.forward import ForwardPlanner
 from symbptt.kernels.layout import Layout
@@ -131,3 +132,122 @@ def test_the_forward_comments_state_what_the_next_lines_compute(name):
                 seen["equation"] += 1
     assert seen["stacked"] == 1 and seen["static"] >= 1 and seen["dynamic"] >= 1, seen
     assert seen["equation"] >= len(layout.rows), seen
+
+
+# -- cells whose kernels take the planner's rarer paths ----------------------------------------
+
+
+def input_readout_cell() -> Cell:
+    """A readout that reads the input as well as the state (both flattened after the loop)."""
+    cell = Cell("input_readout", "h = tanh(U·h_prev + W·x); y = Wy·h + Vy·x")
+    n_x, n_h, n_y = cell.dims("n_x", "n_h", "n_y")
+    x, h_prev = cell.input("x", n_x), cell.state("h", n_h)
+    h = cell.update("h", tanh(cell.weight("U", n_h, n_h) @ h_prev + cell.weight("W", n_h, n_x) @ x))
+    cell.readout("y", cell.weight("Wy", n_y, n_h) @ h + cell.weight("Vy", n_y, n_x) @ x)
+    return cell
+
+
+def two_state_operands_cell() -> Cell:
+    """A gate multiplying both states (two products in one step before its activation), and
+    gates declared so that the first one activated is not the first row."""
+    cell = Cell("two_operands", "g = σ(U·h_prev + V·c_prev + W·x), c = tanh(A·c_prev + B·h_prev)")
+    n_x, n_h = cell.dims("n_x", "n_h")
+    x, h_prev, c_prev = cell.input("x", n_x), cell.state("h", n_h), cell.state("c", n_h)
+    g = cell.let("g", sigmoid(cell.weight("U", n_h, n_h) @ h_prev + cell.weight("V", n_h, n_h) @ c_prev
+                              + cell.weight("W", n_h, n_x) @ x))
+    c_new = cell.update("c", tanh(cell.weight("A", n_h, n_h) @ c_prev + cell.weight("B", n_h, n_h) @ h_prev))
+    cell.update("h", odot(g, h_prev) + odot(1 - g, c_new))
+    return cell
+
+
+def negative_update_cell() -> Cell:
+    """Updates that are sums whose terms are all negative, or start from a constant one."""
+    cell = Cell("negative", "h = −(W·x) − h_prev ⊙ g, c = 1 − g ⊙ c_prev")
+    n_x, n_h = cell.dims("n_x", "n_h")
+    x, h_prev, c_prev = cell.input("x", n_x), cell.state("h", n_h), cell.state("c", n_h)
+    g = cell.let("g", sigmoid(cell.weight("U", n_h, n_h) @ h_prev + cell.weight("Q", n_h, n_x) @ x))
+    cell.update("h", -tanh(cell.weight("W", n_h, n_x) @ x) - odot(h_prev, g))
+    cell.update("c", one_minus(odot(g, c_prev)))
+    return cell
+
+
+@pytest.mark.parametrize("make", [input_readout_cell, two_state_operands_cell, negative_update_cell])
+def test_kernel_of_a_rarer_cell_is_its_equations(make):
+    cell = make()
+    kernel = kernel_module(cell)
+    dims = fdcheck.dims_for(kernel)
+    for m, T in [(2, 3), (1, 1)]:
+        problem = fdcheck.random_problem(kernel, dims, m, T, seed=7)
+        outputs, _ = kernel.forward(problem.parameters, problem.x, problem.initial_states)
+        expected = reference_outputs(cell, problem, dims, m)
+        for key, value in expected.items():
+            np.testing.assert_allclose(outputs[key], value, rtol=1e-12, atol=1e-12, err_msg=key)
+    errors = fdcheck.check(kernel, m=2, T=3, seed=7)
+    assert max(errors.values()) <= 1e-6, errors
+
+
+def test_a_run_reaching_down_to_the_first_row_is_one_call():
+    """Rows [g1; g4; g2; g3] (operands adjacent); g2, declared first, is activated first, and
+    its one call reaches down to the first row and up to the last."""
+    cell = Cell("down", "g2 = tanh(A·h_prev + B·x), g1 = σ(C·h_prev), g3 = σ(D·x), g4 = tanh(E·h_prev)")
+    n_x, n_h = cell.dims("n_x", "n_h")
+    x, h_prev = cell.input("x", n_x), cell.state("h", n_h)
+    g2 = cell.let("g2", tanh(cell.weight("A", n_h, n_h) @ h_prev + cell.weight("B", n_h, n_x) @ x))
+    g1 = cell.let("g1", sigmoid(cell.weight("C", n_h, n_h) @ h_prev))
+    g3 = cell.let("g3", sigmoid(cell.weight("D", n_h, n_x) @ x))
+    g4 = cell.let("g4", tanh(cell.weight("E", n_h, n_h) @ h_prev))
+    cell.update("h", odot(g1, h_prev) + odot(g2, g3) + g4)
+    layout = Layout(derive(cell))
+    assert [r.name for r in layout.rows].index("a_g2") >= 2, [r.name for r in layout.rows]
+    [(fn, rows)] = activations(cell)
+    assert fn == "tanh" and sorted(rows) == ["a_g1", "a_g2", "a_g3", "a_g4"]
+
+
+# -- the helpers, on their own ------------------------------------------------------------------
+
+
+def _run(statements, env):
+    space = {"np": np}
+    for helper in ops.kernel_helpers([]):
+        exec(helper, space)  # noqa: S102 - the kernel's helpers, as the kernel defines them
+    space.update({k: v.copy() for k, v in env.items()})
+    exec("\n".join(NUMPY_PRINTER.lines(statements)), space)  # noqa: S102 - printed plan
+    return space
+
+
+def test_rows_view_of_a_view_adds_its_rows_after_the_view_index():
+    env = {"W": np.arange(24.0).reshape(6, 4), "B": np.arange(60.0).reshape(3, 5, 4)}
+    plain = forward.rows_view("W", 1, 3, 6)
+    assert eval(NUMPY_PRINTER.value(plain), {}, env).tolist() == env["W"][1:3].tolist()
+    of_view = forward.rows_view(c.View("W", (":",)), 2, 6, 6)
+    assert of_view == c.View("W", (":", c.Rows(2, 6, 6)))
+    stepped = forward.rows_view(c.View("B", (c.Name("t"),)), 1, 4, 5, step_axis=True)
+    assert stepped == c.View("B", (c.Name("t"), ":", c.Rows(1, 4, 5)))
+    env["t"] = 2
+    assert np.array_equal(eval(NUMPY_PRINTER.value(stepped), {}, env), env["B"][2, :, 1:4])
+
+
+def test_write_into_computes_the_expression_in_place_with_the_fewest_passes():
+    n = sp.Integer(3)
+    a, b, d = (sp.MatrixSymbol(s, n, 2) for s in "abd")
+    rng = np.random.default_rng(0)
+    env = {s: rng.normal(size=(3, 2)) for s in "abd"} | {"out": np.zeros((3, 2))}
+    cases = [
+        (sigmoid(a), [c.ApplyInPlace], 1 / (1 + np.exp(-env["a"]))),
+        (odot(odot(a, b), d + a), [c.MultiplyInto, c.Update], env["a"] * env["b"] * (env["d"] + env["a"])),
+        (a + b - d, [c.Update, c.Update, c.Update], env["a"] + env["b"] - env["d"]),
+        (-a - b, [c.Update], -env["a"] - env["b"]),
+        (one_minus(odot(a, b)), [c.Update], 1 - env["a"] * env["b"]),
+    ]
+    for expr, kinds, expected in cases:
+        statements = forward.write_into("out", expr)
+        assert [type(s) for s in statements] == kinds, (expr, statements)
+        assert np.allclose(_run(statements, env)["out"], expected), expr
+    # names maps a symbol to where the kernel keeps it (here: rows of a bigger buffer)
+    env["big"] = rng.normal(size=(6, 2))
+    names = {"a": c.View("big", (c.Rows(3, 6, 6),))}
+    for expr, _, _ in cases:
+        statements = forward.write_into("out", expr, names)
+        shifted = {**env, "a": env["big"][3:]}
+        reference = _run(forward.write_into("out", expr), shifted)["out"]
+        assert np.allclose(_run(statements, {k: v for k, v in env.items() if k != "a"})["out"], reference), expr
