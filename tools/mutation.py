@@ -65,7 +65,7 @@ MODULES: dict[str, list[str]] = {
                                 "tests/test_numpy_printer.py", *SHORT_FUNCTIONS],
     "symbptt/array_module.py": ["tests/test_mutation_array_module.py", "tests/test_numpy_printer.py",
                                 "tests/test_operation_consumers.py", "tests/test_torch_kernel.py"],
-    "symbptt/kernels/array_printer.py": ["tests/test_numpy_printer.py", "tests/test_kernel_plan.py",
+    "symbptt/kernels/array_printer.py": ["tests/test_mutation_array_printer.py", "tests/test_numpy_printer.py", "tests/test_kernel_plan.py",
                                          "tests/test_torch_kernel.py", *SHORT_FUNCTIONS],
     "symbptt/report.py": ["tests/test_report.py", "tests/test_report_roundtrip.py"],
     "symbptt/report_steps.py": ["tests/test_report.py", "tests/test_report_roundtrip.py"],
