@@ -240,7 +240,8 @@ def forward(parameters, x, initial_states=None, workspace=None):
     # The step's affine equations, stacked as the rows [a_h]
     # of gates_seq; their products with the per-step input and their biases are
     # computed for every step at once, before the loop.
-    gates_seq = _workspace("gates_seq", (T, n_h, m), dtype, workspace)
+    # a_h is written into h_seq itself (step t's in h_seq[t + 1]), which h then overwrites.
+    gates_seq = h_seq[1:]
     # a_h: products with xt
     np.matmul(W, x_seq.transpose(1, 0, 2), out=gates_seq)
     gates_seq += b  # biases

@@ -149,8 +149,16 @@ class ForwardPlanner:
                                       f"weights of every product with {v}"))
             elif L.fstacked[v] != ws[0]:
                 setup.append(c.assign(L.fstacked[v], ws[0]))
-        setup.append(c.assign(f"{L.buf}_seq", c.Call("workspace", (
-            f"{L.buf}_seq", c.Shape((c.Name("T"), c.Dim(L.total), c.Name("m")))))))
+        if L.rows_in_state:  # the state overwrites its pre-activation: one buffer for both
+            steps = sp.Symbol("T") + 1
+            setup.append(c.Comment(f"{L.rows[0].name} is written into {L.rows_in_state}_seq itself "
+                                   f"(step t's in {L.rows_in_state}_seq[t + 1]), which "
+                                   f"{L.rows_in_state} then overwrites."))
+            setup.append(c.assign(f"{L.buf}_seq", c.View(f"{L.rows_in_state}_seq", (
+                c.Rows(sp.Integer(1), steps, steps),))))
+        else:
+            setup.append(c.assign(f"{L.buf}_seq", c.Call("workspace", (
+                f"{L.buf}_seq", c.Shape((c.Name("T"), c.Dim(L.total), c.Name("m")))))))
         covered = self._input_products()
         self._biases(covered)
         for v, members in L.groups.items():

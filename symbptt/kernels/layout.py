@@ -111,6 +111,7 @@ class Layout:
             r.start, start = start, start + r.rows
         self.total = start
         self.row = {r.name: r for r in self.rows}
+        self.rows_in_state = self._rows_in_state()
         self.groups = self._groups("dynamic")
         self.static_groups = self._groups("static")
         self._analyse()
@@ -167,6 +168,27 @@ class Layout:
                 r.act, r.act_kind = users[0], fn
                 r.half = isinstance(expr, ops.Sigmoid) and not r.rest
         return rows
+
+    def _rows_in_state(self) -> str | None:
+        """The state whose own sequence buffer holds the stacked rows, or None.
+
+        When the only row is read by nothing but its state's update, an elementwise function
+        with an in-place kernel form (the plain RNN's h = tanh(a_h)), and not by the backward,
+        the state overwrites its pre-activation at each step: the rows live in the state's
+        buffer (step t's in s_seq[t + 1]) and no separate buffer of T steps is kept."""
+        if len(self.rows) != 1 or self.rows[0].act is not None:
+            return None
+        name = self.rows[0].name
+        users = [e for e in self.forward if uses(e.expr, name)]
+        backward_names: set[str] = set()
+        for a in self.d.backward + self.d.parameters:
+            backward_names |= names_in(a.expr)
+        if len(users) != 1 or users[0].kind != "update" or name in backward_names:
+            return None
+        expr = users[0].expr
+        if in_place_name(expr) and isinstance(expr.arg, MatrixSymbol) and expr.arg.name == name:
+            return users[0].name
+        return None
 
     def _order(self, rows: list[Row]) -> list[Row]:
         """Rows ordered so each shared operand's rows and each activation's rows are adjacent."""
