@@ -113,3 +113,30 @@ def test_sizes_print_as_code(module):
     assert run(p, p.dim(2 * n_h + 1), n_h=3) == 7
     assert p.value(c.Dim(n_h)) == "n_h"
     assert p.value(c.Shape((c.Dim(n_h),))) == "(n_h,)"
+
+
+@pytest.mark.parametrize("module", PRINTERS)
+def test_each_call_role_computes_what_it_names(module):
+    p = ArrayPrinter(module)
+    T, m = 3, 2
+    seq = RNG.normal(size=(4, T, m))  # an input as the kernel keeps it: (rows, T, m)
+    steps = RNG.normal(size=(4, T * m))  # (rows, T·m)
+    W = RNG.normal(size=(5, 4))
+
+    def call(fn, *args, **kwargs):
+        return p.value(c.Call(fn, args, tuple(kwargs.items())))
+
+    assert np.allclose(run(p, call("matmul", "W", "S"), W=W, S=steps), W @ steps)
+    assert np.array_equal(run(p, call("input_matrix", "x_seq"), x_seq=seq), seq.reshape(4, -1))
+    assert np.array_equal(run(p, call("as_matrix", "a", "4"), a=seq.transpose(1, 0, 2).copy(), T=T, m=m),
+                          seq.transpose(1, 0, 2).reshape(4, T * m))
+    back = run(p, call("reshape_steps", "S", "4"), S=steps, T=T, m=m)
+    assert back.shape == (T, 4, m) and np.array_equal(back[1], steps[:, m:2 * m])
+    assert np.allclose(run(p, call("rowsum", "S"), S=steps), steps.sum(axis=1, keepdims=True))
+    assert np.array_equal(run(p, call("copy", "S"), S=steps), steps)
+    assert run(p, call("chunk_len", "C"), C=2, T=T, t=2) == 1
+    chunk = run(p, call("chunk_matrix", "B", "4", "n"), B=RNG.normal(size=(4, 3, m)), n=2)
+    assert chunk.shape == (4, 2 * m)
+    dtype = torch.float64 if module is TORCH else np.float64
+    zeros = run(p, call("zeros", c.Shape((c.Dim(n_h), c.Name("m")))), n_h=3, m=m, dtype=dtype, device="cpu")
+    assert zeros.shape == (3, m) and not zeros.any()
