@@ -61,7 +61,7 @@ MODULES: dict[str, list[str]] = {
                                   "tests/test_kernel_memory.py", *SHORT_FUNCTIONS],
     "symbptt/kernels/forward.py": ["tests/test_mutation_forward.py", "tests/test_mutation_layout.py", "tests/test_kernel_plan.py",
                                    "tests/test_kernel_memory.py", *SHORT_FUNCTIONS],
-    "symbptt/kernels/backward.py": ["tests/test_mutation_layout.py", "tests/test_kernel_plan.py",
+    "symbptt/kernels/backward.py": ["tests/test_mutation_backward.py", "tests/test_mutation_layout.py", "tests/test_kernel_plan.py",
                                     "tests/test_kernel_memory.py", *SHORT_FUNCTIONS],
     "symbptt/kernels/code.py": ["tests/test_mutation_code.py", "tests/test_kernel_plan.py",
                                 "tests/test_numpy_printer.py", *SHORT_FUNCTIONS],
