@@ -230,7 +230,7 @@ def test_broadcast_columns_and_cut_carries_are_entry_loops():
     truncation cut, are loops over entries, with the NumPy kernel's numbers."""
     text = kernel_source("lstm_peephole", backend="numba")
     body = text[text.index("def _backward_steps("):text.index("_workspaces = threading.local()")]
-    assert "p_f[_i, 0]" in body and "if not cut else 0.0" in body
+    assert "p_f[_i, 0]" in body and "if not cut else _f(0.0)" in body
     plain, fused = kernel_module("lstm_peephole"), kernel_module("lstm_peephole", backend="numba")
     p, x, h0, up = problem(plain, m=4, T=6)
     assert worst_difference(fused, plain, p, x, h0, up, truncate=2) < 1e-12

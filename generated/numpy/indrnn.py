@@ -254,7 +254,7 @@ def forward(parameters, x, initial_states=None, workspace=None):
         a_h = gates
         # h = relu(a_h)
         h = h_seq[t + 1]
-        relu(a_h, out=h)
+        relu(h, out=h)
 
     # Readouts of every step at once (T·m columns), after the loop.
     h_flat = _flat(h_seq)  # (rows, (T + 1)·m)

@@ -256,7 +256,7 @@ def forward(parameters, x, initial_states=None, workspace=None):
         a_h = gates
         # h = tanh(a_h)
         h = h_seq[t + 1]
-        np.tanh(a_h, out=h)
+        np.tanh(h, out=h)
 
     # Readouts of every step at once (T·m columns), after the loop.
     h_flat = _flat(h_seq)  # (rows, (T + 1)·m)

@@ -324,7 +324,10 @@ class ForwardPlanner:
         if e.kind == "update" or e.name in {s.name for s in self.stored_names}:
             out.append(c.assign(e.name, seq_view(self.L, e.name) if e.kind == "update"
                                 else c.View(f"{e.name}_seq", (c.Name("t"),))))
-            out += write_into(e.name, e.expr, self.names)
+            if e.name == self.L.rows_in_state:  # its rows hold its pre-activation: in place
+                out.append(c.ApplyInPlace(str(in_place_name(e.expr)), c.View(e.name)))
+            else:
+                out += write_into(e.name, e.expr, self.names)
         else:
             out.append(c.assign(e.name, self.math(e.expr)))
         return out

@@ -91,7 +91,7 @@ class ElementPrinter(NumPyPrinter):
         if isinstance(expr, ops.Pointwise):
             if not expr.numba_scalar:
                 raise NotElementwise(expr.op_name)
-            return "(" + expr.numba_scalar.format(u=self.doprint(expr.arg)) + ")"
+            return "(" + in_precision(expr.numba_scalar).format(u=self.doprint(expr.arg)) + ")"
         if isinstance(expr, ops.Broadcast):  # a column over the batch: its entry [_i, 0]
             return self.doprint(expr.column)
         if isinstance(expr, ops.Node) and not isinstance(expr, ops.Elementwise):
@@ -109,7 +109,16 @@ class ElementPrinter(NumPyPrinter):
         return super()._print_MatMul(expr)
 
     def _print_ZeroMatrix(self, expr) -> str:
-        return "0.0"
+        return "_f(0.0)"
+
+    def _print_OneMatrix(self, expr) -> str:
+        return "_f(1.0)"
+
+    def _print_Number(self, expr) -> str:
+        return f"_f({float(expr)!r})"
+
+    _print_Integer = _print_Float = _print_Rational = _print_Number
+    _print_Zero = _print_One = _print_NegativeOne = _print_Half = _print_Number
 
 
 @dataclass
@@ -235,7 +244,8 @@ class FusedPrinter(ArrayPrinter):
             # in place, the entry is read through the target's own name: one array, so that
             # the compiler sees no overlap and vectorizes the loop
             source = None if s.source is None else self.entry(s.source)
-            return self._loop(s.target, "=", lambda out: scalar.format(u=source or f"{out}[_i, _j]"))
+            return self._loop(s.target, "=", lambda out: in_precision(scalar).format(
+                u=source or f"{out}[_i, _j]"))
         if isinstance(s, c.Assign) and len(s.targets) == 1 and s.chain is None:
             return self._new_array(s)
         return None
@@ -254,7 +264,7 @@ class FusedPrinter(ArrayPrinter):
         target = s.targets[0]
         formula = self.entry(value)
         if zero_unless is not None:
-            formula = f"{formula} if {self.value(zero_unless)} else 0.0"
+            formula = f"{formula} if {self.value(zero_unless)} else _f(0.0)"
         piece = self._loop(c.View(target), "=", formula)
         piece.prelude = [f"{target} = np.empty(({rows}, {cols}), dtype){_note(s.note)}"]
         piece.new = True
@@ -283,7 +293,7 @@ class FusedPrinter(ArrayPrinter):
     def entry(self, v, operand: bool = False) -> str:
         """The code of entry [_i, _j] of a value (a matrix of the target's shape, or a number)."""
         if isinstance(v, str) and _is_number(v):
-            return v
+            return f"_f({float(v)!r})"
         if isinstance(v, (str, c.View)):
             return self.element(v, (2, 2))
         if isinstance(v, c.Math):
@@ -313,6 +323,16 @@ class FusedPrinter(ArrayPrinter):
             else:
                 items.append(self.value(item))
         return f"{v.base}[{', '.join(items + loops)}]"
+
+
+_FLOAT_LITERAL = re.compile(r"(?<![\w.])(\d+\.\d*(?:e[-+]?\d+)?)")
+
+
+def in_precision(formula: str) -> str:
+    """A scalar formula with its float constants as ``_f(c)``: ``_f`` is the kernel's float
+    type (passed in by the caller), so that float32 entries are computed in float32, not
+    promoted to float64 by a Python constant."""
+    return _FLOAT_LITERAL.sub(r"_f(\1)", formula)
 
 
 def _is_number(text: str) -> bool:
@@ -492,7 +512,7 @@ def fused_parts(derivation: Derivation) -> FusedParts:
                         bwd_after, ("first", "stop"), known,
                         "Steps stop - 1 down to first of backward's loop, compiled (the NumPy "
                         "loop in backward says the same).")
-    argument = {"truncate": "0 if truncate is None else truncate"}
+    argument = {"truncate": "0 if truncate is None else truncate", "_f": "dtype.type"}
 
     fwd_old = "\n".join(["    for t in range(T):"] + _indent(numpy_fwd, 8)) + "\n"
     fwd_new = "\n".join([
@@ -549,8 +569,7 @@ def _decorate(source: str) -> str:
         return "@_jit\n" + source
     name = match.group(1)
     f64 = source.replace(f"def {name}(", f"def _{name}_f64(", 1)
-    f32 = re.sub(r"(?<![\w.])(\d+\.\d*(?:e[-+]?\d+)?)", r"np.float32(\1)",
-                 source.replace(f"def {name}(", f"def _{name}_f32(", 1))
+    f32 = _FLOAT_LITERAL.sub(r"np.float32(\1)", source.replace(f"def {name}(", f"def _{name}_f32(", 1))
     return f"{f64}\n\n\n{f32}\n\n\n{name} = _by_precision(_{name}_f64, _{name}_f32)"
 
 
