@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import re
 
+import numpy as np
 import pytest
 
-from symbptt.codegen import kernel_text
+from symbptt import Cell, fdcheck, odot, sigmoid, tanh
+from symbptt.codegen import kernel_module, kernel_text
 from symbptt.derive import derive
 from symbptt.kernels.layout import Layout
 from symbptt.loader import load
 from symbptt.text import text
+from tests.test_mutation_layout import reference_outputs
 
 _EQUATION = re.compile(r"(\w+) = (.+?)(?=, \w+ = |$)")
 
@@ -72,3 +75,43 @@ def test_grouped_product_comment_names_its_rows(name):
         assert lines[0].endswith(": one product") == (len(members) > 1), lines[0]
         rows = sorted(t.split("·")[1] for t in body.split(" + "))
         assert rows == sorted(f"d{r.name}" for r, _ in members), lines[0]
+
+
+# -- readouts whose backward takes the planner's other paths --------------------------------------
+
+
+def readout_cell(kind: str) -> Cell:
+    """h = tanh(U·h_prev + W·x + b) with a readout that reads the input (``input``), whose
+    adjoint of h is more than one product (``square``), or that reads a gate, not a state
+    (``gate``)."""
+    cell = Cell(f"readout_{kind}", kind)
+    n_x, n_h, n_y = cell.dims("n_x", "n_h", "n_y")
+    x, h_prev = cell.input("x", n_x), cell.state("h", n_h)
+    g = cell.let("g", sigmoid(cell.weight("G", n_h, n_h) @ h_prev + cell.weight("Q", n_h, n_x) @ x))
+    h = cell.update("h", odot(g, tanh(cell.weight("U", n_h, n_h) @ h_prev + cell.weight("W", n_h, n_x) @ x
+                                      + cell.bias("b", n_h))))
+    Wy = cell.weight("Wy", n_y, n_h)
+    if kind == "input":
+        readout = Wy @ h + cell.weight("Vy", n_y, n_x) @ x
+    elif kind == "square":
+        readout = Wy @ h + cell.weight("Vy", n_y, n_h) @ odot(h, h)
+    else:
+        readout = tanh(Wy @ g) + cell.weight("Vy", n_y, n_h) @ h
+    cell.readout("y", readout)
+    return cell
+
+
+@pytest.mark.parametrize("kind", ["input", "square", "gate"])
+@pytest.mark.parametrize("truncate", [None, 2])
+def test_kernel_with_a_readout_matches_its_equations_and_differences(kind, truncate):
+    cell = readout_cell(kind)
+    kernel = kernel_module(cell)
+    dims = fdcheck.dims_for(kernel)
+    problem = fdcheck.random_problem(kernel, dims, 2, 3, seed=11)
+    outputs, _ = kernel.forward(problem.parameters, problem.x, problem.initial_states)
+    expected = reference_outputs(cell, problem, dims, 2)
+    for key, value in expected.items():
+        np.testing.assert_allclose(outputs[key], value, rtol=1e-12, atol=1e-12, err_msg=key)
+    errors = fdcheck.check(kernel, m=2, T=3, truncate=truncate, seed=11)
+    worst = max(errors, key=errors.get)
+    assert errors[worst] <= 1e-6, (kind, worst, errors[worst])

@@ -296,11 +296,12 @@ class BackwardPlanner:
             if a.target == r.name:
                 self.pending.append(r)  # the row's adjoint: σ' or tanh' applied in a run later
                 return
-            self._bind(names_in(a.expr))
-            self.body.append(c.Comment(f"{a.symbol.name} = {text(a.expr)}"))
+            expr = self._without_readouts(a)
+            self._bind(names_in(expr))
+            self.body.append(c.Comment(f"{a.symbol.name} = {text(expr)}"))
             self.body.append(c.assign(a.symbol.name, self._dbuf_rows(r)))
-            self.body.extend(write_into(a.symbol.name, a.expr, self.names))
-            self.referenced |= names_in(a.expr)
+            self.body.extend(write_into(a.symbol.name, expr, self.names))
+            self.referenced |= names_in(expr)
             return
         grouped = [t for t in a.terms if self._grouped(t, a.target, L.grouped)]
         static = [t for t in a.terms if self._grouped(t, a.target, L.grouped_static)]
@@ -323,6 +324,14 @@ class BackwardPlanner:
             self.carries[a.target] = (a, expr)
             return
         self._write_adjoint(a, expr)
+
+    def _without_readouts(self, a):
+        """a's adjoint with the readouts' terms read from their sum made before the loop."""
+        if a.target not in self.extra_terms:
+            return a.expr
+        return ops.add(*([a.incoming] if a.incoming is not None else []),
+                       *[t.expr for t in a.terms if t.via not in self.L.readout_names],
+                       self.extra_terms[a.target])
 
     def _write_adjoint(self, a, expr) -> None:
         name = a.symbol.name
