@@ -78,3 +78,21 @@ def test_no_sharing_where_the_backward_reads_the_pre_activation():
     from symbptt import log
 
     assert Layout(derive(_cell("share_log", log))).rows_in_state is None
+
+
+def test_an_affine_update_reads_the_stacked_weights_blocks():
+    """h = W·[h_prev; x] + b written straight into h: W's column blocks (W[:, :n_h] for
+    h_prev, W[:, n_h:] for x) are spelled through the planner's names, not left as the split
+    weights' own names, which no kernel variable holds."""
+    from symbptt import stack
+
+    cell = Cell("linear_stacked", "an affine update on the stacked state and input")
+    n_x, n_h = cell.dims("n_x", "n_h")
+    x = cell.input("x", n_x)
+    h_prev = cell.state("h", n_h)
+    W = cell.weight("W", n_h, n_h + n_x)
+    b = cell.bias("b", n_h)
+    cell.update("h", W @ stack(h_prev, x) + b)
+    k = kernel_module(cell)
+    errors = check(k, m=2, T=4)
+    assert max(errors.values()) < 1e-6, errors
