@@ -96,3 +96,22 @@ def test_an_affine_update_reads_the_stacked_weights_blocks():
     k = kernel_module(cell)
     errors = check(k, m=2, T=4)
     assert max(errors.values()) < 1e-6, errors
+
+
+def test_a_readout_only_a_weight_gradient_reads_is_cached():
+    """z = U·y with y = V·h computed after the loop: dU = dz·yᵀ reads y, which no adjoint
+    reads (dy = Uᵀ·dz), so forward must keep y's steps in its cache for the backward."""
+    cell = Cell("readout_of_readout", "a readout read only by another readout's weight gradient")
+    n_x, n_h, n_y = cell.dims("n_x", "n_h", "n_y")
+    x = cell.input("x", n_x)
+    h_prev = cell.state("h", n_h)
+    W = cell.weight("W", n_h, n_x)
+    U_h = cell.weight("U_h", n_h, n_h)
+    V = cell.weight("V", n_y, n_h)
+    U = cell.weight("U", n_y, n_y)
+    h = cell.update("h", tanh(W @ x + U_h @ h_prev))
+    y = cell.let("y", V @ h)
+    cell.readout("z", U @ y)
+    k = kernel_module(cell)
+    errors = check(k, m=2, T=4)
+    assert max(errors.values()) < 1e-6, errors
