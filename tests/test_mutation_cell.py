@@ -71,11 +71,14 @@ def unused_input():
     cell.validate()
 
 
-def kernels_array():
-    cell, _, x, h_prev, W, U, b = small()
-    cell.let("h_seq", tanh(W @ x))
-    cell.update("h", tanh(W @ x + U @ h_prev + b))
-    cell.validate()
+def let_named(name):
+    """A valid cell plus a let called ``name`` (a name the kernel keeps for one of its arrays)."""
+    def build():
+        cell, _, x, h_prev, W, U, b = small()
+        cell.let(name, tanh(W @ x))
+        cell.update("h", tanh(W @ x + U @ h_prev + b))
+        cell.validate()
+    return build
 
 
 def dimension_unused():
@@ -92,13 +95,6 @@ def dimension_only_in_sums():
     n_h, n_z = cell.dims("n_h", "n_z")
     x, h_prev = cell.input("x", n_h + n_z), cell.state("h", n_h)
     cell.update("h", tanh(cell.weight("W", n_h, n_h + n_z) @ x) + h_prev)
-    cell.validate()
-
-
-def state_initial_name_taken():
-    cell, _, x, h_prev, W, U, b = small()
-    cell.let("h0", tanh(W @ x))
-    cell.update("h", tanh(W @ x + U @ h_prev + b))
     cell.validate()
 
 
@@ -178,7 +174,7 @@ MESSAGES = [
     ("unused", unused_bias, "cell bad: bias 'b' is declared but never used in an equation"),
     ("unused input", unused_input, "cell ok: input 'xt' is declared but never used in an equation"),
     ("no equations", lambda: Cell("ok").validate(), "cell ok: no equations"),
-    ("kernel's array", kernels_array,
+    ("kernel's array", let_named("h_seq"),
      "cell bad: the name 'h_seq' is what the generated kernel calls its array for 'h'; rename one of them"),
     ("dimension unused", dimension_unused,
      ("cell ok: dimension 'n_z' is declared but no parameter, input or state uses it; remove it "
@@ -186,7 +182,7 @@ MESSAGES = [
     ("dimension only in sums", dimension_only_in_sums,
      ("cell ok: dimension 'n_z' appears only inside sums of sizes, so a kernel cannot read it from "
       "its arguments; give some parameter, input or state exactly that size")),
-    ("a state's initial-value name", state_initial_name_taken,
+    ("a state's initial-value name", let_named("h0"),
      "cell bad: the name 'h0' is what the generated kernel calls its array for 'h'; rename one of them"),
     ("size never declared", let(lambda cell, n_h, x, h_prev, U: tanh(MatrixSymbol("h_prev", sp.Symbol("q"), BATCH))),
      "equation a (let): dimension q is never defined (declare it with cell.dims)"),
