@@ -39,7 +39,7 @@ from ..derive import Derivation
 from ..printers import NumPyPrinter
 from . import code as c
 from . import plan_kernel
-from .array_printer import NUMPY_PRINTER, ArrayPrinter
+from .array_printer import NUMPY_PRINTER, ArrayPrinter, _note
 
 
 class FusedModule(ArrayModule):
@@ -341,10 +341,6 @@ def _is_number(text: str) -> bool:
     except ValueError:
         return False
     return True
-
-
-def _note(text: str) -> str:
-    return f"  # {text}" if text else ""
 
 
 _UFUNCS = {"+": "np.add", "-": "np.subtract", "*": "np.multiply"}

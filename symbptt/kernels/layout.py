@@ -155,9 +155,7 @@ class Layout:
 
     def _in_place(self, rows: list[Row]) -> list[Row]:
         """An activation overwrites its pre-activation's rows when nothing else reads them."""
-        backward_names: set[str] = set()
-        for a in self.d.backward + self.d.parameters:
-            backward_names |= names_in(a.expr)
+        backward_names = self._backward_names()
         for r in rows:
             users = [e for e in self.forward if uses(e.expr, r.name)]
             if len(users) != 1 or users[0].kind != "let" or r.name in backward_names:
@@ -168,6 +166,13 @@ class Layout:
                 r.act, r.act_kind = users[0], fn
                 r.half = isinstance(expr, ops.Sigmoid) and not r.rest
         return rows
+
+    def _backward_names(self) -> set[str]:
+        """Every name the backward's adjoints and parameter gradients read."""
+        names: set[str] = set()
+        for a in self.d.backward + self.d.parameters:
+            names |= names_in(a.expr)
+        return names
 
     def _rows_in_state(self) -> str | None:
         """The state whose own sequence buffer holds the stacked rows, or None.
@@ -180,10 +185,7 @@ class Layout:
             return None
         name = self.rows[0].name
         users = [e for e in self.forward if uses(e.expr, name)]
-        backward_names: set[str] = set()
-        for a in self.d.backward + self.d.parameters:
-            backward_names |= names_in(a.expr)
-        if len(users) != 1 or users[0].kind != "update" or name in backward_names:
+        if len(users) != 1 or users[0].kind != "update" or name in self._backward_names():
             return None
         expr = users[0].expr
         if in_place_name(expr) and isinstance(expr.arg, MatrixSymbol) and expr.arg.name == name:
