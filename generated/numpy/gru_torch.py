@@ -225,6 +225,12 @@ def forward(parameters, x, initial_states=None, workspace=None):
     """
     parameters = _checked_parameters(parameters)
     initial_states = _checked_initial_states(initial_states)
+    x = _real_array("x", x, 3)
+    dtype = np.result_type(x, *parameters.values())
+    if dtype.kind != "f":
+        dtype = np.dtype(np.float64)  # integer or boolean arrays only: compute in float64
+    # every product in one precision (a float32 weight with a float64 x: float64)
+    parameters = {k: v.astype(dtype, copy=False) for k, v in parameters.items()}
     W_ir = parameters["W_ir"]
     W_iz = parameters["W_iz"]
     W_in = parameters["W_in"]
@@ -237,10 +243,6 @@ def forward(parameters, x, initial_states=None, workspace=None):
     b_hr = parameters["b_hr"]
     b_hz = parameters["b_hz"]
     b_hn = parameters["b_hn"]
-    x = _real_array("x", x, 3)
-    dtype = np.result_type(x, *parameters.values())
-    if dtype.kind != "f":
-        dtype = np.dtype(np.float64)  # integer or boolean arrays only: compute in float64
     x_seq = np.ascontiguousarray(x.transpose(0, 2, 1), dtype=dtype)  # (rows, T, m)
     n_x = W_ir.shape[1]
     n_h = W_ir.shape[0]

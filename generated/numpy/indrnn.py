@@ -210,15 +210,17 @@ def forward(parameters, x, initial_states=None, workspace=None):
     """
     parameters = _checked_parameters(parameters)
     initial_states = _checked_initial_states(initial_states)
+    x = _real_array("x", x, 3)
+    dtype = np.result_type(x, *parameters.values())
+    if dtype.kind != "f":
+        dtype = np.dtype(np.float64)  # integer or boolean arrays only: compute in float64
+    # every product in one precision (a float32 weight with a float64 x: float64)
+    parameters = {k: v.astype(dtype, copy=False) for k, v in parameters.items()}
     W = parameters["W"]
     u = parameters["u"]
     b = parameters["b"]
     Wy = parameters["Wy"]
     by = parameters["by"]
-    x = _real_array("x", x, 3)
-    dtype = np.result_type(x, *parameters.values())
-    if dtype.kind != "f":
-        dtype = np.dtype(np.float64)  # integer or boolean arrays only: compute in float64
     x_seq = np.ascontiguousarray(x.transpose(0, 2, 1), dtype=dtype)  # (rows, T, m)
     n_x = W.shape[1]
     n_h = W.shape[0]
@@ -375,7 +377,7 @@ def backward(cache, upstream, truncate=None, chunk=None, workspace=None):
             dW_xt += dgates_chunk @ x_seq[:, t:t + n_t].reshape(x_seq.shape[0], -1).T
             dgates_bias += dgates_chunk.sum(axis=1, keepdims=True)
 
-    dgates_all = dgates_chunk
+    dgates_all = dgates_seq[:, :T].reshape(n_h, -1)
     da_h_all = dgates_all
     gradients = {
         "dW": dW_xt,  # dW = Σ_t da_h·xtᵀ

@@ -242,6 +242,12 @@ def forward(parameters, x, initial_states=None, workspace=None):
     """
     parameters = _checked_parameters(parameters)
     initial_states = _checked_initial_states(initial_states)
+    x = _real_array("x", x, 3)
+    dtype = np.result_type(x, *parameters.values())
+    if dtype.kind != "f":
+        dtype = np.dtype(np.float64)  # integer or boolean arrays only: compute in float64
+    # every product in one precision (a float32 weight with a float64 x: float64)
+    parameters = {k: v.astype(dtype, copy=False) for k, v in parameters.items()}
     Wf = parameters["Wf"]
     bf = parameters["bf"]
     Wi = parameters["Wi"]
@@ -252,10 +258,6 @@ def forward(parameters, x, initial_states=None, workspace=None):
     bo = parameters["bo"]
     Wy = parameters["Wy"]
     by = parameters["by"]
-    x = _real_array("x", x, 3)
-    dtype = np.result_type(x, *parameters.values())
-    if dtype.kind != "f":
-        dtype = np.dtype(np.float64)  # integer or boolean arrays only: compute in float64
     x_seq = np.ascontiguousarray(x.transpose(0, 2, 1), dtype=dtype)  # (rows, T, m)
     n_x = x_seq.shape[0]
     n_h = Wf.shape[0]

@@ -251,6 +251,12 @@ def forward(parameters, x, initial_states=None, workspace=None):
     """
     parameters = _checked_parameters(parameters)
     initial_states = _checked_initial_states(initial_states)
+    x = _real_array("x", x, 3)
+    dtype = np.result_type(x, *parameters.values())
+    if dtype.kind != "f":
+        dtype = np.dtype(np.float64)  # integer or boolean arrays only: compute in float64
+    # every product in one precision (a float32 weight with a float64 x: float64)
+    parameters = {k: v.astype(dtype, copy=False) for k, v in parameters.items()}
     Wi = parameters["Wi"]
     bi = parameters["bi"]
     Wf = parameters["Wf"]
@@ -264,10 +270,6 @@ def forward(parameters, x, initial_states=None, workspace=None):
     p_o = parameters["p_o"]
     Wy = parameters["Wy"]
     by = parameters["by"]
-    x = _real_array("x", x, 3)
-    dtype = np.result_type(x, *parameters.values())
-    if dtype.kind != "f":
-        dtype = np.dtype(np.float64)  # integer or boolean arrays only: compute in float64
     x_seq = np.ascontiguousarray(x.transpose(0, 2, 1), dtype=dtype)  # (rows, T, m)
     n_x = x_seq.shape[0]
     n_h = Wi.shape[0]
@@ -526,7 +528,7 @@ def backward(cache, upstream, truncate=None, chunk=None, workspace=None):
             dW_h_prev += dgates_chunk @ h_flat[:, t * m:(t + n_t) * m].T
             dgates_bias += dgates_chunk.sum(axis=1, keepdims=True)
 
-    dgates_all = dgates_chunk
+    dgates_all = dgates_seq[:, :T].reshape(4*n_h, -1)
     c_flat = _flat(c_seq)  # (rows, (T + 1)·m)
     da_i_all = dgates_all[:n_h]
     da_f_all = dgates_all[n_h:2*n_h]

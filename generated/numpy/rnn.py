@@ -210,15 +210,17 @@ def forward(parameters, x, initial_states=None, workspace=None):
     """
     parameters = _checked_parameters(parameters)
     initial_states = _checked_initial_states(initial_states)
+    x = _real_array("x", x, 3)
+    dtype = np.result_type(x, *parameters.values())
+    if dtype.kind != "f":
+        dtype = np.dtype(np.float64)  # integer or boolean arrays only: compute in float64
+    # every product in one precision (a float32 weight with a float64 x: float64)
+    parameters = {k: v.astype(dtype, copy=False) for k, v in parameters.items()}
     Whx = parameters["Whx"]
     Whh = parameters["Whh"]
     bh = parameters["bh"]
     Wyh = parameters["Wyh"]
     by = parameters["by"]
-    x = _real_array("x", x, 3)
-    dtype = np.result_type(x, *parameters.values())
-    if dtype.kind != "f":
-        dtype = np.dtype(np.float64)  # integer or boolean arrays only: compute in float64
     x_seq = np.ascontiguousarray(x.transpose(0, 2, 1), dtype=dtype)  # (rows, T, m)
     n_x = Whx.shape[1]
     n_h = Whx.shape[0]

@@ -427,8 +427,9 @@ class BackwardPlanner:
                                     "steps in this chunk"),
                            c.assign(f"{L.dbuf}_chunk", c.Call("chunk_matrix", (
                                f"{L.dbuf}_seq", c.Dim(L.total), n_t)), "(rows, n_t·m)")]
-            if not self.chunked:
-                after.append(c.assign(f"{L.dbuf}_all", c.View(f"{L.dbuf}_chunk")))
+            if not self.chunked:  # every step's adjoints (none when T = 0)
+                after.append(c.assign(f"{L.dbuf}_all", c.Call("chunk_matrix", (
+                    f"{L.dbuf}_seq", c.Dim(L.total), c.Name("T")))))
         for i in L.inputs:
             self._input_gradient(i)
         self.block: dict[str, object] = {}

@@ -520,7 +520,7 @@ def fused_parts(derivation: Derivation) -> FusedParts:
         NUMPY_PRINTER.lines(plan.backward.loop), 8)) + "\n"
     if chunk is not None:
         size = NUMPY_PRINTER.value(chunk.condition.size)
-        fused = [f"        for first in reversed(range(0, T, {size})):  # chunks, the last first",
+        fused = [f"        for first in reversed(range(0, T, max({size}, 1))):  # chunks, the last first",
                  "            # the chunk's steps in one compiled call, the last first",
                  "            " + _call(bwd, argument | {"stop": f"min(first + {size}, T)"}),
                  "            t = first"] + _indent(chunk_lines, 12)
