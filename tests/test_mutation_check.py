@@ -447,3 +447,47 @@ def test_the_loop_evidence_of_a_lost_carry(tmp_path):
     assert [v.detail for v in report.verdicts if v.status == "diagnosis"] == [
         ("truncated BPTT: no gradient is carried back from step t+1 to step t: the numbers equal the reference's with "
         "the recurrence cut at every step (truncate=1)")]
+
+
+# -- a sampled mutation run over check.py (tools/mutation.py --sample 40) ----------------------
+
+
+def _gru_edited(tmp_path: Path, name: str, *edits: tuple[str, str]) -> Path:
+    text = (REFERENCE / "gru_handwritten.py").read_text(encoding="utf-8")
+    for old, new in edits:
+        assert text.count(old) == 1
+        text = text.replace(old, new)
+    path = tmp_path / f"{name}.py"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_a_process_that_keeps_crashing_leaves_the_rest_not_checked(tmp_path):
+    """After MAX_RESTARTS crashes no call is made: its row is 'not checked', at those shapes."""
+    header = "def gru_one_step_forward(xt, h_prev, parameters):\n"
+    path = _gru_edited(tmp_path, "gru_crash", (header, header + "    import os\n    os._exit(3)\n"))
+    report = check_module(path, "gru", timeout=TIMEOUT)
+    rows = [(v.function, v.item, v.status, v.text()) for v in report.verdicts if v.function == "gru_forward"]
+    crashed = "the process exited with status 3 (os._exit or similar) instead of returning"
+    assert rows == [("gru_forward", "(call)", "crashed", f"{crashed} (m=1, T=1; m=1, T=3)"),
+                    ("gru_forward", "(inputs)", "not checked",
+                     "the checked code's process crashed or hung too often (m=5, T=3)")]
+    assert "gru_forward            (inputs)" not in report.table()  # the function is not repeated
+
+
+def test_a_raising_backward_is_blamed_on_its_wrong_forward(tmp_path):
+    path = _gru_edited(tmp_path, "gru_blame", ("    return H, Y, caches", "    return 1.01 * H, Y, caches"),
+                        ("def gru_backward(dh, caches):\n",
+                         "def gru_backward(dh, caches):\n    raise ValueError('no')\n"))
+    report = check_module(path, "gru", timeout=TIMEOUT)
+    [raised] = [v for v in report.verdicts if v.function == "gru_backward"]
+    assert raised.status == "raised"
+    assert raised.detail.endswith("ValueError('no')); its cache comes from gru_forward, which has wrong outputs")
+
+
+def test_a_hang_is_reported_at_the_shape_it_hung_at(tmp_path):
+    """The function is not called again after it hung: the verdict names that one shape."""
+    report = check_module(write_planted("hang", tmp_path), "gru", timeout=0.3)
+    [hung] = [v for v in report.verdicts if v.status == "hung"]
+    assert hung.shapes == ["m=1, T=1"] and hung.detail.startswith("stopped after the 0.3 s timeout")
+    assert hung.text().endswith(") (m=1, T=1)")

@@ -6,7 +6,7 @@ count how many the tests catch.
     python3 tools/mutation.py --list               # the modules and their test subsets
     python3 tools/mutation.py symbptt/report.py --sample 40 --seed 1   # 40 random mutants of it
 
-Each module is mutated in a scratch copy of the checkout's tracked files (the checkout itself
+Each module is mutated in a scratch copy of the checkout's files (the checkout itself
 is never touched), and only the tests that exercise it run (MODULES below): the freshness test
 of ``generated/`` is left out, since regenerating makes any change "fresh". mutmut itself also
 runs, for each mutant, only the tests of that subset that reach the mutated function.
@@ -50,6 +50,11 @@ EQUIVALENT = ROOT / "tools" / "mutation-equivalent.txt"
 SHORT_FUNCTIONS = ["--deselect", "tests/test_kernel_plan.py::test_planner_functions_are_short",
                    "--deselect", "tests/test_kernel_plan.py::test_no_function_in_the_package_is_too_complex"]
 
+#: The reports without PDFs (test_report's PDF builds take minutes): the .tex of every cell
+#: and its contexts, and a few cells' printed equations read back (test_mutation_report).
+REPORT_FAST = ["tests/test_mutation_report.py", "tests/test_report.py",
+               "-k", "not pdf and not page and not rebuilt and not latex_error and not pdflatex"]
+
 #: Module → the tests that exercise it (the fast subset run against its mutants).
 MODULES: dict[str, list[str]] = {
     "symbptt/fdcheck.py": ["tests/test_fdcheck.py", "tests/test_finite_differences.py"],
@@ -62,9 +67,8 @@ MODULES: dict[str, list[str]] = {
                         "tests/test_hostile_inputs.py", "tests/test_against_references.py"],
     "symbptt/ops.py": ["tests/test_mutation_ops.py", "tests/test_operations.py", "tests/test_operation_consumers.py",
                        "tests/test_finite_differences.py", "tests/test_against_references.py"],
-    "symbptt/printers.py": ["tests/test_mutation_ops.py", "tests/test_numpy_printer.py", "tests/test_report.py",
-                            "tests/test_report_roundtrip.py", "tests/test_against_references.py"],
-    "symbptt/notation.py": ["tests/test_report.py", "tests/test_report_roundtrip.py", "tests/test_hostile_inputs.py"],
+    "symbptt/printers.py": ["tests/test_mutation_ops.py", "tests/test_numpy_printer.py", *REPORT_FAST],
+    "symbptt/notation.py": ["tests/test_hostile_inputs.py", *REPORT_FAST],
     "symbptt/kernels/rewrite.py": ["tests/test_mutation_rewrite.py", "tests/test_mutation_layout.py"],
     # the planner: kernels of many cells against their equations and finite differences
     # (test_mutation_layout), without the slow Hypothesis cells.
@@ -81,8 +85,8 @@ MODULES: dict[str, list[str]] = {
                                 "tests/test_operation_consumers.py", "tests/test_torch_kernel.py"],
     "symbptt/kernels/array_printer.py": ["tests/test_mutation_array_printer.py", "tests/test_numpy_printer.py", "tests/test_kernel_plan.py",
                                          "tests/test_torch_kernel.py", *SHORT_FUNCTIONS],
-    "symbptt/report.py": ["tests/test_report.py", "tests/test_report_roundtrip.py"],
-    "symbptt/report_steps.py": ["tests/test_report.py", "tests/test_report_roundtrip.py"],
+    "symbptt/report.py": REPORT_FAST,
+    "symbptt/report_steps.py": REPORT_FAST,
     "symbptt/check.py": ["tests/test_check.py", "tests/test_pinned_tolerances.py", "tests/test_mutation_check.py"],
     "symbptt/check_diagnose.py": ["tests/test_check.py", "tests/test_pinned_tolerances.py",
                                   "tests/test_mutation_check_diagnose.py"],
@@ -165,9 +169,11 @@ def equivalents() -> dict[str, str]:
 
 
 def scratch_copy(module: str, tests: list[str]) -> Path:
-    """The checkout's tracked files in a new folder, with mutmut configured for ``module``."""
+    """The checkout's files (tracked, and new ones git does not ignore) in a new folder, with
+    mutmut configured for ``module``."""
     where = Path(tempfile.mkdtemp(prefix="symbptt-mutation-"))
-    files = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True).stdout
+    files = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+                           cwd=ROOT, capture_output=True, check=True).stdout
     for name in filter(None, files.decode().split("\0")):
         target = where / name
         target.parent.mkdir(parents=True, exist_ok=True)
