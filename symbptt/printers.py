@@ -126,6 +126,15 @@ class NumPyPrinter(_MatrixPrinting, PythonCodePrinter):
         if module is not None:
             self.module = module
 
+    def _print(self, expr, **kwargs) -> str:
+        """A constant other than a plain number (π, √2, e, log 2) as its float value: SymPy
+        spells it as a call or name (``sqrt(2)``, ``pi``) that a kernel does not define."""
+        if isinstance(expr, sp.Expr) and expr.is_number and not expr.is_Rational and not expr.is_Float:
+            value = complex(expr)
+            if value.imag == 0:
+                return repr(value.real)
+        return super()._print(expr, **kwargs)
+
     def _print_MatrixSymbol(self, expr) -> str:
         return self.names.get(expr.name, expr.name)
 

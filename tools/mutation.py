@@ -94,6 +94,21 @@ MODULES: dict[str, list[str]] = {
                              "tests/test_mutation_handcheck.py"],
     "symbptt/verify.py": ["tests/test_verify.py", "tests/test_verify_scale.py"],
     "symbptt/proof.py": ["tests/test_proof.py"],
+    # The rest, sampled (--sample): the tests that import each module, those over ~20 s cut.
+    "symbptt/report_check.py": ["tests/test_mutation_report.py", "tests/test_attack_report_order.py"],
+    "symbptt/report_order.py": ["tests/test_attack_report_order.py"],
+    "symbptt/report_figure.py": REPORT_FAST,
+    "symbptt/report_params.py": REPORT_FAST,
+    "symbptt/render.py": ["tests/test_numpy_printer.py", *REPORT_FAST],
+    "symbptt/cli.py": ["tests/test_cli.py"],
+    "symbptt/build.py": ["tests/test_build_atomic.py", "tests/test_build_summary.py", "tests/test_cli.py"],
+    "symbptt/tree.py": ["tests/test_build_atomic.py"],
+    "symbptt/codegen.py": ["tests/test_numpy_printer.py", "tests/test_kernel_arguments.py", "tests/test_cli.py"],
+    "symbptt/limited.py": ["tests/test_attack_limited.py"],
+    "symbptt/torch.py": ["tests/test_attack_torch.py", "tests/test_torch_interop.py"],
+    "symbptt/torch_oracle.py": ["tests/test_torch_interop.py"],
+    **{f"symbptt/grading/{name}.py": ["tests/test_grade.py", "tests/test_check.py", "tests/test_mutation_check.py"]
+       for name in ("grade", "gradebook", "notebook", "sandbox", "person", "wire", "child", "limits")},
 }
 
 #: What a test run needs besides the package and the tests (mutmut copies tests/ itself).
