@@ -491,3 +491,18 @@ def test_a_hang_is_reported_at_the_shape_it_hung_at(tmp_path):
     [hung] = [v for v in report.verdicts if v.status == "hung"]
     assert hung.shapes == ["m=1, T=1"] and hung.detail.startswith("stopped after the 0.3 s timeout")
     assert hung.text().endswith(") (m=1, T=1)")
+
+
+def test_caches_lost_with_a_crashed_process_are_made_again(tmp_path):
+    """One crash restarts the child: the caches the forwards left in the old one are stale, and
+    the checker runs each forward again (Checker.refresh_cache) so every backward is checked."""
+    flag = tmp_path / "crashed-once"
+    header = "def gru_one_step_backward(dh_next, cache):\n"
+    crash_once = (f"    import os\n    if not os.path.exists({str(flag)!r}):\n"
+                  f"        open({str(flag)!r}, 'w').close()\n        os._exit(3)\n")
+    report = check_module(_gru_edited(tmp_path, "gru_crash_once", (header, header + crash_once)), "gru",
+                          timeout=TIMEOUT)
+    [problem] = report.problems
+    assert (problem.function, problem.status, problem.shapes) == ("gru_one_step_backward", "crashed", ["m=1, T=1"])
+    checked = {(v.function, v.item) for v in report.verdicts if v.status == "ok"}
+    assert {("gru_one_step_backward", "dWz"), ("gru_backward", "dWz"), ("gru_backward", "dx")} <= checked
