@@ -67,8 +67,9 @@ MODULES: dict[str, list[str]] = {
                         "tests/test_hostile_inputs.py", "tests/test_against_references.py"],
     "symbptt/ops.py": ["tests/test_mutation_ops.py", "tests/test_operations.py", "tests/test_operation_consumers.py",
                        "tests/test_finite_differences.py", "tests/test_against_references.py"],
-    "symbptt/printers.py": ["tests/test_mutation_ops.py", "tests/test_numpy_printer.py", *REPORT_FAST],
-    "symbptt/notation.py": ["tests/test_hostile_inputs.py", *REPORT_FAST],
+    "symbptt/printers.py": ["tests/test_mutation_printers.py", "tests/test_mutation_ops.py", "tests/test_numpy_printer.py",
+                            *REPORT_FAST],
+    "symbptt/notation.py": ["tests/test_mutation_notation.py", "tests/test_hostile_inputs.py", *REPORT_FAST],
     "symbptt/kernels/rewrite.py": ["tests/test_mutation_rewrite.py", "tests/test_mutation_layout.py"],
     # the planner: kernels of many cells against their equations and finite differences
     # (test_mutation_layout), without the slow Hypothesis cells.
