@@ -50,3 +50,25 @@ def test_every_name_given_with_print_as_is_used_in_the_report():
         tex = report_tex(d)
         for latex, _ in d.cell.printed_names.values():
             assert tex.count(latex + "_{t}") >= 2, (name, latex)
+
+
+def test_a_readout_wears_a_hat_and_a_pre_activation_keeps_its_accent():
+    """ŷ_t for a prediction (the notebook's notation); a_{\\tilde{gin},t} for the pre-activation
+    of g_in_tilde: the accent is the name's last part, whatever the parts before it."""
+    from symbptt import Cell, tanh
+
+    for name in ("rnn", "gru"):
+        d = derive(load(name))
+        names = latex_symbol_names(d)
+        readouts = [eq.name for eq in d.forward if eq.kind == "readout"]
+        assert readouts and all(names[r].startswith(r"\hat{\mathbf{") for r in readouts)
+        assert not any(names[eq.name].startswith(r"\hat") for eq in d.forward if eq.kind != "readout")
+    cell = Cell("accents", "A three-part name with an accent.")
+    n_x, n_h = cell.dims("n_x", "n_h")
+    x = cell.input("x", n_x, "input")
+    h_prev = cell.state("h", n_h, "state")
+    W = cell.weight("W", n_h, n_x, "weights")
+    cell.update("h", cell.let("g_in_tilde", tanh(W @ x), "candidate") + h_prev)
+    names = latex_symbol_names(derive(cell))
+    assert names["a_g_in_tilde"] == r"\mathbf{a}_{\tilde{gin},t}"
+    assert names["g_in_tilde"] == r"\tilde{\mathbf{g}}_{in,t}"
