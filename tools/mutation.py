@@ -87,7 +87,7 @@ MODULES: dict[str, list[str]] = {
     "symbptt/kernels/array_printer.py": ["tests/test_mutation_array_printer.py", "tests/test_numpy_printer.py", "tests/test_kernel_plan.py",
                                          "tests/test_torch_kernel.py", *SHORT_FUNCTIONS],
     "symbptt/report.py": REPORT_FAST,
-    "symbptt/report_steps.py": REPORT_FAST,
+    "symbptt/report_steps.py": ["tests/test_mutation_report_steps.py", *REPORT_FAST],
     "symbptt/check.py": ["tests/test_check.py", "tests/test_pinned_tolerances.py", "tests/test_mutation_check.py"],
     "symbptt/check_diagnose.py": ["tests/test_check.py", "tests/test_pinned_tolerances.py",
                                   "tests/test_mutation_check_diagnose.py"],
