@@ -308,12 +308,16 @@ def forward(parameters, x, initial_states=None, workspace=None):
     z_seq = gates_seq[:, :n_h]
     r_seq = gates_seq[:, n_h:2*n_h]
     h_tilde_seq = gates_seq[:, 2*n_h:]
-    # Readouts of every step at once (T·m columns), after the loop.
-    h_flat = _flat(h_seq)  # (rows, (T + 1)·m)
-    # a_y = Wy·h + by
-    a_y_all = Wy @ h_flat[:, m:] + by
-    # y = softmax(a_y)
-    y_all = softmax(a_y_all)
+    # Readouts of every step, C steps (C·m columns) at a time, after the loop.
+    C = _chunk_steps(None, T, m)  # steps per chunk
+    y_all = np.empty((n_y, T * m), dtype)
+    for t in range(0, T, C):
+        n_t = min(C, T - t)  # steps in this chunk
+        h_chunk = _flat(h_seq[t + 1:t + 1 + n_t])
+        # a_y = Wy·h + by
+        a_y = Wy @ h_chunk + by
+        # y = softmax(a_y)
+        y_all[:, t * m:(t + n_t) * m] = softmax(a_y)
     y_seq = y_all.reshape(n_y, T, m).transpose(1, 0, 2)
 
     outputs = {
@@ -325,7 +329,6 @@ def forward(parameters, x, initial_states=None, workspace=None):
         "x_seq": x_seq,
         "h_seq": h_seq,
         "y_seq": y_seq,
-        "h_flat": h_flat,
         "gates_seq": gates_seq,
         "z_seq": z_seq,
         "r_seq": r_seq,
@@ -387,7 +390,6 @@ def backward(cache, upstream, truncate=None, chunk=None, workspace=None):
     x_seq = cache["x_seq"]
     h_seq = cache["h_seq"]
     y_seq = cache["y_seq"]
-    h_flat = cache["h_flat"]
     gates_seq = cache["gates_seq"]
     z_seq = cache["z_seq"]
     r_seq = cache["r_seq"]
@@ -403,14 +405,16 @@ def backward(cache, upstream, truncate=None, chunk=None, workspace=None):
     dy_all = _upstream(upstream, "y", n_y, m, T, dtype, workspace, flat=True)
     # The readouts' backward for every step at once, before the loop.
     # da_y = y ⊙ (dy - colsum(y ⊙ dy))
-    da_y_all = y_all * (dy_all - (y_all * dy_all).sum(axis=0, keepdims=True))
+    da_y_all = dy_all - (y_all * dy_all).sum(axis=0, keepdims=True)
+    da_y_all *= y_all
     # dh += Wyᵀ·da_y  (from the readouts)
     dh_up = _workspace("dh_up", (T, n_h, m), dtype, workspace)
     np.matmul(Wy.transpose(1, 0), da_y_all.reshape(n_y, T, m).transpose(1, 0, 2), out=dh_up)
+    del dy_all  # read no more: freed before the loop
     dh_up = _upstream(upstream, "h", n_h, m, T, dtype, workspace, plus=dh_up, into=True)
+    C = _chunk_steps(chunk, T, m)  # steps per chunk of the products over steps and batch
     W_h_prev = np.concatenate((Wz[:, :n_h], Wr[:, :n_h]))  # weights of every product with h_prev
     W_xt = np.concatenate((Wz[:, n_h:], Wr[:, n_h:], Wh[:, n_h:]))  # weights of every product with xt
-    C = _chunk_steps(chunk, T, m)  # steps per chunk of the products over steps and batch
     dgates_seq = _workspace("dgates_seq", (3*n_h, C, m), dtype, workspace)  # adjoints of gates_seq's rows, C steps, rows first
     dh_carry = np.zeros((n_h, m), dtype)  # gradient flowing back from step t+1
     dx_all = np.empty((n_x, T * m), dtype)
@@ -418,6 +422,8 @@ def backward(cache, upstream, truncate=None, chunk=None, workspace=None):
     dW_h_prev = np.zeros((2*n_h, n_h), dtype)  # dWz_h_prev, dWr_h_prev = Σ_t d(row)·h_prevᵀ
     dW_h_prev_r = np.zeros((n_h, n_h), dtype)  # dWh_h_prev_r = Σ_t d(row)·h_prev_rᵀ
     dgates_bias = np.zeros((3*n_h, 1), dtype)  # every row's Σ over steps and batch
+    dWy_sum = np.zeros((n_y, n_h), dtype)  # dWy = Σ_t da_y·hᵀ
+    dby_sum = np.zeros((n_y, 1), dtype)  # dby = Σ_t rowsum(da_y)
 
     for t in reversed(range(T)):
         h_prev = h_seq[t]
@@ -456,12 +462,16 @@ def backward(cache, upstream, truncate=None, chunk=None, workspace=None):
         if t % C == 0:
             n_t = min(C, T - t)  # steps in this chunk
             dgates_chunk = dgates_seq[:, :n_t].reshape(3*n_h, -1)  # (rows, n_t·m)
+            h_chunk = _flat(h_seq[t:t + n_t + 1])
+            h_prev_r_chunk = _flat(h_prev_r_seq[t:t + n_t])
             # dxt = Wz_xtᵀ·da_z + Wr_xtᵀ·da_r + Wh_xtᵀ·da_h_tilde
             np.matmul(W_xt.transpose(1, 0), dgates_chunk, out=dx_all[:, t * m:(t + n_t) * m])
             dW_xt += dgates_chunk @ x_seq[:, t:t + n_t].reshape(x_seq.shape[0], -1).T
-            dW_h_prev += dgates_chunk[:2*n_h] @ h_flat[:, t * m:(t + n_t) * m].T
-            dW_h_prev_r += dgates_chunk[2*n_h:] @ _flat(h_prev_r_seq[t:t + n_t]).T
+            dW_h_prev += dgates_chunk[:2*n_h] @ h_chunk[:, :-m].T
+            dW_h_prev_r += dgates_chunk[2*n_h:] @ h_prev_r_chunk.T
             dgates_bias += dgates_chunk.sum(axis=1, keepdims=True)
+            dWy_sum += da_y_all[:, t * m:(t + n_t) * m] @ h_chunk[:, m:].T
+            dby_sum += da_y_all[:, t * m:(t + n_t) * m].sum(axis=1, keepdims=True)
 
     gradients = {
         "dWz": np.concatenate((dW_h_prev[:n_h], dW_xt[:n_h]), axis=1),  # dWz = Σ_t da_z·h_prev_xtᵀ
@@ -470,8 +480,8 @@ def backward(cache, upstream, truncate=None, chunk=None, workspace=None):
         "dbr": dgates_bias[n_h:2*n_h],  # dbr = Σ_t rowsum(da_r)
         "dWh": np.concatenate((dW_h_prev_r, dW_xt[2*n_h:]), axis=1),  # dWh = Σ_t da_h_tilde·h_prev_r_xtᵀ
         "dbh": dgates_bias[2*n_h:],  # dbh = Σ_t rowsum(da_h_tilde)
-        "dWy": da_y_all @ h_flat[:, m:].T,  # dWy = Σ_t da_y·hᵀ
-        "dby": da_y_all.sum(axis=1, keepdims=True),  # dby = Σ_t rowsum(da_y)
+        "dWy": dWy_sum,  # dWy = Σ_t da_y·hᵀ
+        "dby": dby_sum,  # dby = Σ_t rowsum(da_y)
     }
     gradients["dx"] = dx_all.reshape(n_x, T, m).transpose(0, 2, 1)
     gradients["dh0"] = dh_carry

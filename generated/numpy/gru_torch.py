@@ -387,9 +387,9 @@ def backward(cache, upstream, truncate=None, chunk=None, workspace=None):
     _, T, m = x_seq.shape
 
     dh_up = _upstream(upstream, "h", n_h, m, T, dtype, workspace)
+    C = _chunk_steps(chunk, T, m)  # steps per chunk of the products over steps and batch
     W_h_prev = np.concatenate((W_hn, W_hr, W_hz))  # weights of every product with h_prev
     W_xt = np.concatenate((W_ir, W_iz, W_in))  # weights of every product with xt
-    C = _chunk_steps(chunk, T, m)  # steps per chunk of the products over steps and batch
     dgates_seq = _workspace("dgates_seq", (4*n_h, C, m), dtype, workspace)  # adjoints of gates_seq's rows, C steps, rows first
     dh_carry = np.zeros((n_h, m), dtype)  # gradient flowing back from step t+1
     dx_all = np.empty((n_x, T * m), dtype)
@@ -433,10 +433,11 @@ def backward(cache, upstream, truncate=None, chunk=None, workspace=None):
         if t % C == 0:
             n_t = min(C, T - t)  # steps in this chunk
             dgates_chunk = dgates_seq[:, :n_t].reshape(4*n_h, -1)  # (rows, n_t·m)
+            h_chunk = _flat(h_seq[t:t + n_t])
             # dxt = W_irᵀ·da_r + W_izᵀ·da_z + W_inᵀ·da_n
             np.matmul(W_xt.transpose(1, 0), dgates_chunk[n_h:], out=dx_all[:, t * m:(t + n_t) * m])
             dW_xt += dgates_chunk[n_h:] @ x_seq[:, t:t + n_t].reshape(x_seq.shape[0], -1).T
-            dW_h_prev += dgates_chunk[:3*n_h] @ _flat(h_seq[t:t + n_t]).T
+            dW_h_prev += dgates_chunk[:3*n_h] @ h_chunk.T
             dgates_bias += dgates_chunk.sum(axis=1, keepdims=True)
 
     gradients = {

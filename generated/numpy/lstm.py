@@ -326,12 +326,16 @@ def forward(parameters, x, initial_states=None, workspace=None):
     i_seq = gates_seq[:, n_h:2*n_h]
     o_seq = gates_seq[:, 2*n_h:3*n_h]
     c_tilde_seq = gates_seq[:, 3*n_h:]
-    # Readouts of every step at once (T·m columns), after the loop.
-    h_flat = _flat(h_seq)  # (rows, (T + 1)·m)
-    # a_y = Wy·h + by
-    a_y_all = Wy @ h_flat[:, m:] + by
-    # y = softmax(a_y)
-    y_all = softmax(a_y_all)
+    # Readouts of every step, C steps (C·m columns) at a time, after the loop.
+    C = _chunk_steps(None, T, m)  # steps per chunk
+    y_all = np.empty((n_y, T * m), dtype)
+    for t in range(0, T, C):
+        n_t = min(C, T - t)  # steps in this chunk
+        h_chunk = _flat(h_seq[t + 1:t + 1 + n_t])
+        # a_y = Wy·h + by
+        a_y = Wy @ h_chunk + by
+        # y = softmax(a_y)
+        y_all[:, t * m:(t + n_t) * m] = softmax(a_y)
     y_seq = y_all.reshape(n_y, T, m).transpose(1, 0, 2)
 
     outputs = {
@@ -345,7 +349,6 @@ def forward(parameters, x, initial_states=None, workspace=None):
         "h_seq": h_seq,
         "c_seq": c_seq,
         "y_seq": y_seq,
-        "h_flat": h_flat,
         "gates_seq": gates_seq,
         "f_seq": f_seq,
         "i_seq": i_seq,
@@ -410,7 +413,6 @@ def backward(cache, upstream, truncate=None, chunk=None, workspace=None):
     h_seq = cache["h_seq"]
     c_seq = cache["c_seq"]
     y_seq = cache["y_seq"]
-    h_flat = cache["h_flat"]
     gates_seq = cache["gates_seq"]
     f_seq = cache["f_seq"]
     i_seq = cache["i_seq"]
@@ -427,15 +429,17 @@ def backward(cache, upstream, truncate=None, chunk=None, workspace=None):
     dy_all = _upstream(upstream, "y", n_y, m, T, dtype, workspace, flat=True)
     # The readouts' backward for every step at once, before the loop.
     # da_y = y ⊙ (dy - colsum(y ⊙ dy))
-    da_y_all = y_all * (dy_all - (y_all * dy_all).sum(axis=0, keepdims=True))
+    da_y_all = dy_all - (y_all * dy_all).sum(axis=0, keepdims=True)
+    da_y_all *= y_all
     # dh += Wyᵀ·da_y  (from the readouts)
     dh_up = _workspace("dh_up", (T, n_h, m), dtype, workspace)
     np.matmul(Wy.transpose(1, 0), da_y_all.reshape(n_y, T, m).transpose(1, 0, 2), out=dh_up)
+    del dy_all  # read no more: freed before the loop
     dh_up = _upstream(upstream, "h", n_h, m, T, dtype, workspace, plus=dh_up, into=True)
     dc_up = _upstream(upstream, "c", n_h, m, T, dtype, workspace)
+    C = _chunk_steps(chunk, T, m)  # steps per chunk of the products over steps and batch
     W_h_prev = np.concatenate((Wf[:, :n_h], Wi[:, :n_h], Wo[:, :n_h], Wc[:, :n_h]))  # weights of every product with h_prev
     W_xt = np.concatenate((Wf[:, n_h:], Wi[:, n_h:], Wo[:, n_h:], Wc[:, n_h:]))  # weights of every product with xt
-    C = _chunk_steps(chunk, T, m)  # steps per chunk of the products over steps and batch
     dgates_seq = _workspace("dgates_seq", (4*n_h, C, m), dtype, workspace)  # adjoints of gates_seq's rows, C steps, rows first
     dh_carry = np.zeros((n_h, m), dtype)  # gradient flowing back from step t+1
     dc_carry = np.zeros((n_h, m), dtype)  # gradient flowing back from step t+1
@@ -443,6 +447,8 @@ def backward(cache, upstream, truncate=None, chunk=None, workspace=None):
     dW_xt = np.zeros((4*n_h, n_x), dtype)  # dWf_xt, dWi_xt, dWo_xt, dWc_xt = Σ_t d(row)·xtᵀ
     dW_h_prev = np.zeros((4*n_h, n_h), dtype)  # dWf_h_prev, dWi_h_prev, dWo_h_prev, dWc_h_prev = Σ_t d(row)·h_prevᵀ
     dgates_bias = np.zeros((4*n_h, 1), dtype)  # every row's Σ over steps and batch
+    dWy_sum = np.zeros((n_y, n_h), dtype)  # dWy = Σ_t da_y·hᵀ
+    dby_sum = np.zeros((n_y, 1), dtype)  # dby = Σ_t rowsum(da_y)
 
     for t in reversed(range(T)):
         c_prev = c_seq[t]
@@ -488,11 +494,14 @@ def backward(cache, upstream, truncate=None, chunk=None, workspace=None):
         if t % C == 0:
             n_t = min(C, T - t)  # steps in this chunk
             dgates_chunk = dgates_seq[:, :n_t].reshape(4*n_h, -1)  # (rows, n_t·m)
+            h_chunk = _flat(h_seq[t:t + n_t + 1])
             # dxt = Wf_xtᵀ·da_f + Wi_xtᵀ·da_i + Wo_xtᵀ·da_o + Wc_xtᵀ·da_c_tilde
             np.matmul(W_xt.transpose(1, 0), dgates_chunk, out=dx_all[:, t * m:(t + n_t) * m])
             dW_xt += dgates_chunk @ x_seq[:, t:t + n_t].reshape(x_seq.shape[0], -1).T
-            dW_h_prev += dgates_chunk @ h_flat[:, t * m:(t + n_t) * m].T
+            dW_h_prev += dgates_chunk @ h_chunk[:, :-m].T
             dgates_bias += dgates_chunk.sum(axis=1, keepdims=True)
+            dWy_sum += da_y_all[:, t * m:(t + n_t) * m] @ h_chunk[:, m:].T
+            dby_sum += da_y_all[:, t * m:(t + n_t) * m].sum(axis=1, keepdims=True)
 
     gradients = {
         "dWf": np.concatenate((dW_h_prev[:n_h], dW_xt[:n_h]), axis=1),  # dWf = Σ_t da_f·h_prev_xtᵀ
@@ -503,8 +512,8 @@ def backward(cache, upstream, truncate=None, chunk=None, workspace=None):
         "dbc": dgates_bias[3*n_h:],  # dbc = Σ_t rowsum(da_c_tilde)
         "dWo": np.concatenate((dW_h_prev[2*n_h:3*n_h], dW_xt[2*n_h:3*n_h]), axis=1),  # dWo = Σ_t da_o·h_prev_xtᵀ
         "dbo": dgates_bias[2*n_h:3*n_h],  # dbo = Σ_t rowsum(da_o)
-        "dWy": da_y_all @ h_flat[:, m:].T,  # dWy = Σ_t da_y·hᵀ
-        "dby": da_y_all.sum(axis=1, keepdims=True),  # dby = Σ_t rowsum(da_y)
+        "dWy": dWy_sum,  # dWy = Σ_t da_y·hᵀ
+        "dby": dby_sum,  # dby = Σ_t rowsum(da_y)
     }
     gradients["dx"] = dx_all.reshape(n_x, T, m).transpose(0, 2, 1)
     gradients["dh0"] = dh_carry

@@ -294,12 +294,16 @@ def forward(parameters, x, initial_states=None, workspace=None):
 
     f_seq = gates_seq[:, :n_h]
     h_tilde_seq = gates_seq[:, n_h:]
-    # Readouts of every step at once (T·m columns), after the loop.
-    h_flat = _flat(h_seq)  # (rows, (T + 1)·m)
-    # a_y = Wy·h + by
-    a_y_all = Wy @ h_flat[:, m:] + by
-    # y = softmax(a_y)
-    y_all = softmax(a_y_all)
+    # Readouts of every step, C steps (C·m columns) at a time, after the loop.
+    C = _chunk_steps(None, T, m)  # steps per chunk
+    y_all = np.empty((n_y, T * m), dtype)
+    for t in range(0, T, C):
+        n_t = min(C, T - t)  # steps in this chunk
+        h_chunk = _flat(h_seq[t + 1:t + 1 + n_t])
+        # a_y = Wy·h + by
+        a_y = Wy @ h_chunk + by
+        # y = softmax(a_y)
+        y_all[:, t * m:(t + n_t) * m] = softmax(a_y)
     y_seq = y_all.reshape(n_y, T, m).transpose(1, 0, 2)
 
     outputs = {
@@ -311,7 +315,6 @@ def forward(parameters, x, initial_states=None, workspace=None):
         "x_seq": x_seq,
         "h_seq": h_seq,
         "y_seq": y_seq,
-        "h_flat": h_flat,
         "gates_seq": gates_seq,
         "f_seq": f_seq,
         "h_tilde_seq": h_tilde_seq,
@@ -371,7 +374,6 @@ def backward(cache, upstream, truncate=None, chunk=None, workspace=None):
     x_seq = cache["x_seq"]
     h_seq = cache["h_seq"]
     y_seq = cache["y_seq"]
-    h_flat = cache["h_flat"]
     gates_seq = cache["gates_seq"]
     f_seq = cache["f_seq"]
     h_tilde_seq = cache["h_tilde_seq"]
@@ -386,13 +388,15 @@ def backward(cache, upstream, truncate=None, chunk=None, workspace=None):
     dy_all = _upstream(upstream, "y", n_y, m, T, dtype, workspace, flat=True)
     # The readouts' backward for every step at once, before the loop.
     # da_y = y ⊙ (dy - colsum(y ⊙ dy))
-    da_y_all = y_all * (dy_all - (y_all * dy_all).sum(axis=0, keepdims=True))
+    da_y_all = dy_all - (y_all * dy_all).sum(axis=0, keepdims=True)
+    da_y_all *= y_all
     # dh += Wyᵀ·da_y  (from the readouts)
     dh_up = _workspace("dh_up", (T, n_h, m), dtype, workspace)
     np.matmul(Wy.transpose(1, 0), da_y_all.reshape(n_y, T, m).transpose(1, 0, 2), out=dh_up)
+    del dy_all  # read no more: freed before the loop
     dh_up = _upstream(upstream, "h", n_h, m, T, dtype, workspace, plus=dh_up, into=True)
-    W_xt = np.concatenate((Wf[:, n_h:], Wh[:, n_h:]))  # weights of every product with xt
     C = _chunk_steps(chunk, T, m)  # steps per chunk of the products over steps and batch
+    W_xt = np.concatenate((Wf[:, n_h:], Wh[:, n_h:]))  # weights of every product with xt
     dgates_seq = _workspace("dgates_seq", (2*n_h, C, m), dtype, workspace)  # adjoints of gates_seq's rows, C steps, rows first
     dh_carry = np.zeros((n_h, m), dtype)  # gradient flowing back from step t+1
     dx_all = np.empty((n_x, T * m), dtype)
@@ -400,6 +404,8 @@ def backward(cache, upstream, truncate=None, chunk=None, workspace=None):
     dW_h_prev = np.zeros((n_h, n_h), dtype)  # dWf_h_prev = Σ_t d(row)·h_prevᵀ
     dW_f_h_prev = np.zeros((n_h, n_h), dtype)  # dWh_f_h_prev = Σ_t d(row)·f_h_prevᵀ
     dgates_bias = np.zeros((2*n_h, 1), dtype)  # every row's Σ over steps and batch
+    dWy_sum = np.zeros((n_y, n_h), dtype)  # dWy = Σ_t da_y·hᵀ
+    dby_sum = np.zeros((n_y, 1), dtype)  # dby = Σ_t rowsum(da_y)
 
     for t in reversed(range(T)):
         f = f_seq[t]
@@ -435,20 +441,24 @@ def backward(cache, upstream, truncate=None, chunk=None, workspace=None):
         if t % C == 0:
             n_t = min(C, T - t)  # steps in this chunk
             dgates_chunk = dgates_seq[:, :n_t].reshape(2*n_h, -1)  # (rows, n_t·m)
+            f_h_prev_chunk = _flat(f_h_prev_seq[t:t + n_t])
+            h_chunk = _flat(h_seq[t:t + n_t + 1])
             # dxt = Wf_xtᵀ·da_f + Wh_xtᵀ·da_h_tilde
             np.matmul(W_xt.transpose(1, 0), dgates_chunk, out=dx_all[:, t * m:(t + n_t) * m])
             dW_xt += dgates_chunk @ x_seq[:, t:t + n_t].reshape(x_seq.shape[0], -1).T
-            dW_h_prev += dgates_chunk[:n_h] @ h_flat[:, t * m:(t + n_t) * m].T
-            dW_f_h_prev += dgates_chunk[n_h:] @ _flat(f_h_prev_seq[t:t + n_t]).T
+            dW_h_prev += dgates_chunk[:n_h] @ h_chunk[:, :-m].T
+            dW_f_h_prev += dgates_chunk[n_h:] @ f_h_prev_chunk.T
             dgates_bias += dgates_chunk.sum(axis=1, keepdims=True)
+            dWy_sum += da_y_all[:, t * m:(t + n_t) * m] @ h_chunk[:, m:].T
+            dby_sum += da_y_all[:, t * m:(t + n_t) * m].sum(axis=1, keepdims=True)
 
     gradients = {
         "dWf": np.concatenate((dW_h_prev, dW_xt[:n_h]), axis=1),  # dWf = Σ_t da_f·h_prev_xtᵀ
         "dbf": dgates_bias[:n_h],  # dbf = Σ_t rowsum(da_f)
         "dWh": np.concatenate((dW_f_h_prev, dW_xt[n_h:]), axis=1),  # dWh = Σ_t da_h_tilde·f_h_prev_xtᵀ
         "dbh": dgates_bias[n_h:],  # dbh = Σ_t rowsum(da_h_tilde)
-        "dWy": da_y_all @ h_flat[:, m:].T,  # dWy = Σ_t da_y·hᵀ
-        "dby": da_y_all.sum(axis=1, keepdims=True),  # dby = Σ_t rowsum(da_y)
+        "dWy": dWy_sum,  # dWy = Σ_t da_y·hᵀ
+        "dby": dby_sum,  # dby = Σ_t rowsum(da_y)
     }
     gradients["dx"] = dx_all.reshape(n_x, T, m).transpose(0, 2, 1)
     gradients["dh0"] = dh_carry

@@ -260,12 +260,16 @@ def forward(parameters, x, initial_states=None, workspace=None):
         h = h_seq[t + 1]
         np.tanh(h, out=h)
 
-    # Readouts of every step at once (T·m columns), after the loop.
-    h_flat = _flat(h_seq)  # (rows, (T + 1)·m)
-    # a_y = Wyh·h + by
-    a_y_all = Wyh @ h_flat[:, m:] + by
-    # y = softmax(a_y)
-    y_all = softmax(a_y_all)
+    # Readouts of every step, C steps (C·m columns) at a time, after the loop.
+    C = _chunk_steps(None, T, m)  # steps per chunk
+    y_all = np.empty((n_y, T * m), dtype)
+    for t in range(0, T, C):
+        n_t = min(C, T - t)  # steps in this chunk
+        h_chunk = _flat(h_seq[t + 1:t + 1 + n_t])
+        # a_y = Wyh·h + by
+        a_y = Wyh @ h_chunk + by
+        # y = softmax(a_y)
+        y_all[:, t * m:(t + n_t) * m] = softmax(a_y)
     y_seq = y_all.reshape(n_y, T, m).transpose(1, 0, 2)
 
     outputs = {
@@ -277,7 +281,6 @@ def forward(parameters, x, initial_states=None, workspace=None):
         "x_seq": x_seq,
         "h_seq": h_seq,
         "y_seq": y_seq,
-        "h_flat": h_flat,
         "gates_seq": gates_seq,
         "y_all": y_all,
     }
@@ -334,7 +337,6 @@ def backward(cache, upstream, truncate=None, chunk=None, workspace=None):
     x_seq = cache["x_seq"]
     h_seq = cache["h_seq"]
     y_seq = cache["y_seq"]
-    h_flat = cache["h_flat"]
     gates_seq = cache["gates_seq"]
     y_all = cache["y_all"]
     dtype = x_seq.dtype
@@ -346,10 +348,12 @@ def backward(cache, upstream, truncate=None, chunk=None, workspace=None):
     dy_all = _upstream(upstream, "y", n_y, m, T, dtype, workspace, flat=True)
     # The readouts' backward for every step at once, before the loop.
     # da_y = y ⊙ (dy - colsum(y ⊙ dy))
-    da_y_all = y_all * (dy_all - (y_all * dy_all).sum(axis=0, keepdims=True))
+    da_y_all = dy_all - (y_all * dy_all).sum(axis=0, keepdims=True)
+    da_y_all *= y_all
     # dh += Wyhᵀ·da_y  (from the readouts)
     dh_up = _workspace("dh_up", (T, n_h, m), dtype, workspace)
     np.matmul(Wyh.transpose(1, 0), da_y_all.reshape(n_y, T, m).transpose(1, 0, 2), out=dh_up)
+    del dy_all  # read no more: freed before the loop
     dh_up = _upstream(upstream, "h", n_h, m, T, dtype, workspace, plus=dh_up, into=True)
     C = _chunk_steps(chunk, T, m)  # steps per chunk of the products over steps and batch
     dgates_seq = _workspace("dgates_seq", (n_h, C, m), dtype, workspace)  # adjoints of gates_seq's rows, C steps, rows first
@@ -358,6 +362,8 @@ def backward(cache, upstream, truncate=None, chunk=None, workspace=None):
     dW_xt = np.zeros((n_h, n_x), dtype)  # dWhx = Σ_t d(row)·xtᵀ
     dW_h_prev = np.zeros((n_h, n_h), dtype)  # dWhh = Σ_t d(row)·h_prevᵀ
     dgates_bias = np.zeros((n_h, 1), dtype)  # every row's Σ over steps and batch
+    dWyh_sum = np.zeros((n_y, n_h), dtype)  # dWyh = Σ_t da_y·hᵀ
+    dby_sum = np.zeros((n_y, 1), dtype)  # dby = Σ_t rowsum(da_y)
 
     for t in reversed(range(T)):
         h = h_seq[t + 1]
@@ -377,18 +383,21 @@ def backward(cache, upstream, truncate=None, chunk=None, workspace=None):
         if t % C == 0:
             n_t = min(C, T - t)  # steps in this chunk
             dgates_chunk = dgates_seq[:, :n_t].reshape(n_h, -1)  # (rows, n_t·m)
+            h_chunk = _flat(h_seq[t:t + n_t + 1])
             # dxt = Whxᵀ·da_h
             np.matmul(Whx.transpose(1, 0), dgates_chunk, out=dx_all[:, t * m:(t + n_t) * m])
             dW_xt += dgates_chunk @ x_seq[:, t:t + n_t].reshape(x_seq.shape[0], -1).T
-            dW_h_prev += dgates_chunk @ h_flat[:, t * m:(t + n_t) * m].T
+            dW_h_prev += dgates_chunk @ h_chunk[:, :-m].T
             dgates_bias += dgates_chunk.sum(axis=1, keepdims=True)
+            dWyh_sum += da_y_all[:, t * m:(t + n_t) * m] @ h_chunk[:, m:].T
+            dby_sum += da_y_all[:, t * m:(t + n_t) * m].sum(axis=1, keepdims=True)
 
     gradients = {
         "dWhx": dW_xt,  # dWhx = Σ_t da_h·xtᵀ
         "dWhh": dW_h_prev,  # dWhh = Σ_t da_h·h_prevᵀ
         "dbh": dgates_bias,  # dbh = Σ_t rowsum(da_h)
-        "dWyh": da_y_all @ h_flat[:, m:].T,  # dWyh = Σ_t da_y·hᵀ
-        "dby": da_y_all.sum(axis=1, keepdims=True),  # dby = Σ_t rowsum(da_y)
+        "dWyh": dWyh_sum,  # dWyh = Σ_t da_y·hᵀ
+        "dby": dby_sum,  # dby = Σ_t rowsum(da_y)
     }
     gradients["dx"] = dx_all.reshape(n_x, T, m).transpose(0, 2, 1)
     gradients["dh0"] = dh_carry

@@ -32,6 +32,7 @@ class ArrayPrinter:
             "workspace": self._spelled("workspace"),
             "matmul": self._spelled("matmul"),
             "chunk_steps": _wrap("_chunk_steps(chunk, T, m)"),
+            "readout_chunk": _wrap("_chunk_steps(None, T, m)"),
             "chunk_matrix": _wrap("{0}[:, :{2}].reshape({1}, -1)"),
             "chunk_len": _wrap("min({0}, T - t)"),
             "input_chunk": _wrap("{0}[:, {1}].reshape({0}.shape[0], -1)"),
@@ -227,8 +228,18 @@ class ArrayPrinter:
 
     @statement.register
     def _(self, s: c.When) -> str:
-        body = [line for inner in s.body for line in self.statement(inner).split("\n")]
-        return "\n".join([f"if {self.value(s.condition)}:"] + ["    " + line for line in body])
+        return self._block(f"if {self.value(s.condition)}:", s.body)
+
+    @statement.register
+    def _(self, s: c.ForChunks) -> str:
+        return self._block(f"for t in range(0, T, {self.value(s.size)}):", s.body)
+
+    @statement.register
+    def _(self, s: c.Release) -> str:
+        return f"del {', '.join(s.names)}{_note(s.note)}"
+
+    def _block(self, header: str, body: tuple) -> str:
+        return "\n".join([header] + ["    " + line for line in self.lines(body)])
 
     def lines(self, statements) -> list[str]:
         """The lines of a list of statements (a :class:`~symbptt.kernels.code.When` gives several)."""

@@ -17,13 +17,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import sympy as sp
-from sympy import MatMul, MatrixSymbol, Transpose
+from sympy import HadamardProduct, MatAdd, MatMul, MatrixSymbol, Transpose
 
 from .. import ops
 from ..cell import prev_name, step_name
 from ..text import text
 from . import code as c
-from .forward import Forward, flat, rows_view, seq_view, write_into
+from .forward import Forward, chunk_operands, flat, rows_view, seq_view, write_into
 from .layout import Layout, Row, total_rows
 from .rewrite import names_in
 
@@ -61,7 +61,7 @@ class BackwardPlanner:
         self.ro_adjoints = [a for a in d.backward if a.target in layout.readout_names]
         self.readout_incoming = {sym.name for name, sym in d.incoming.items()
                                  if name in layout.readout_names}
-        self.defined = dict(forward.flats)  # (rows, T·m) copies made so far
+        self.defined: dict = {}  # (rows, T·m) copies the readouts' backward made
         self.referenced: set[str] = set()
 
     def math(self, expr, extra: dict | None = None) -> c.Math:
@@ -97,9 +97,30 @@ class BackwardPlanner:
         for a in self.ro_adjoints:
             self.ro_names[a.symbol.name] = c.View(f"{a.symbol.name}_all")
             self.out.setup.append(c.Comment(f"{a.symbol.name} = {text(a.expr)}"))
-            self.out.setup.append(c.assign(f"{a.symbol.name}_all", self.math(a.expr, self.ro_names)))
+            self.out.setup += self._new_array(f"{a.symbol.name}_all", a.expr)
         for target, ts in ro_into.items():
             self._readout_terms(target, ops.add(*[t.expr for t in ts]))
+        self._release(refs)
+
+    def _release(self, refs: set[str]) -> None:
+        """``del`` the readouts' upstream gradients that nothing after their backward reads."""
+        L, d = self.L, self.L.d
+        later = set().union(*[names_in(a.expr) for a in d.backward if a.target not in L.readout_names],
+                            *[names_in(a.expr) for a in d.parameters])
+        done = sorted(f"{n}_all" for n in self.readout_incoming if n in refs and n not in later)
+        if done:
+            self.out.setup.append(c.Release(tuple(done), "read no more: freed before the loop"))
+
+    def _new_array(self, name: str, expr) -> list:
+        """``name = expr``, with one temporary less where expr is an elementwise product with
+        one sum among its factors: the sum is the new array, the other factors multiply it."""
+        if isinstance(expr, HadamardProduct):
+            sums = [f for f in expr.args if isinstance(f, MatAdd)]
+            if len(sums) == 1:
+                return [c.assign(name, self.math(sums[0], self.ro_names))] + [
+                    c.Update(c.View(name), "*", c.Math.of(f, {**self.names, **self.ro_names}, True))
+                    for f in expr.args if f is not sums[0]]
+        return [c.assign(name, self.math(expr, self.ro_names))]
 
     def _readout_names(self, refs: set[str]) -> None:
         """Every value the readouts' backward reads, over every step: (rows, T·m) matrices."""
@@ -141,13 +162,13 @@ class BackwardPlanner:
 
     def _setup(self) -> None:
         L, setup = self.L, self.out.setup
-        fallback = [a for a in L.d.parameters if a.target not in L.covered]
-        self.chunked = not any(n in self.row_adjoint for a in fallback for n in names_in(a.expr))
         self.C, self.n_t = L.fresh("C"), L.fresh("n_t")  # steps per chunk, in this chunk
         for st in L.states:
             kwargs = self.state_plus.get(st, ())
             setup.append(c.assign(f"d{st}_up", c.Call("upstream", (
                 st, c.Dim(L.cell.symbols[prev_name(st)].shape[0])), kwargs)))
+        setup.append(c.assign(self.C, c.Call("chunk_steps"),
+                              "steps per chunk of the products over steps and batch"))
         if L.rows:
             self._stacked_buffers()
         self._kept_adjoints()
@@ -163,12 +184,6 @@ class BackwardPlanner:
             if len(members) > 1:
                 setup.append(c.assign(L.stacked[v], c.Call("concat", tuple(
                     L.wcode(w) for _, w in members)), f"weights of every product with {v}"))
-        if self.chunked:
-            setup.append(c.assign(self.C, c.Call("chunk_steps"),
-                                  "steps per chunk of the products over steps and batch"))
-        else:
-            setup.append(c.assign(self.C, c.Name("T"), "every step in one chunk: the gradients "
-                                  "below read the rows' adjoints of every step"))
         setup.append(c.assign(f"{L.dbuf}_seq", c.Call("workspace", (f"{L.dbuf}_seq", c.Shape((
             c.Dim(L.total), c.Name(self.C), c.Name("m"))))),
             f"adjoints of {L.buf}_seq's rows, C steps, rows first"))
@@ -399,37 +414,15 @@ class BackwardPlanner:
 
     # -- after the loop ----------------------------------------------------------------------
 
-    def _flat(self, n: str):
-        """``n`` over every step and the batch as a (rows, T·m) matrix, copied once."""
-        L, after = self.L, self.out.after
-        if n in self.flats:
-            return self.flats[n]
-        self.flats[n] = c.View(f"{n}_all")
-        if n in L.readout_names or n in self.readout_incoming:
-            pass  # every step at once: cached by the forward, or the upstream gradient
-        elif n in self.row_adjoint:
-            r = self.row_adjoint[n]
-            after.append(c.assign(f"{n}_all", rows_view(f"{L.dbuf}_all", r.start, r.stop, L.total)))
-        elif (n in self.kept or n in self.F.stored_rows or n in {s for s, _ in self.F.stored}
-              or n in L.eq or n in L.prev_of or n in L.step_of or n in L.states):
-            self.flats[n] = flat(L, n, self.defined, after)
-        return self.flats[n]
-
     def _after(self) -> None:
         """The products over steps and batch: per chunk of C steps in the loop (once the
         chunk's adjoints are complete, at its first step), accumulated into the gradients."""
-        L, after = self.L, self.out.after
-        self.flats: dict = {}
-        self.chunk: list = []
+        L = self.L
+        self.chunk: list = [c.assign(self.n_t, c.Call("chunk_len", (c.Name(self.C),)), "steps in this chunk")]
         if L.rows:
-            n_t = c.Name(self.n_t)
-            self.chunk += [c.assign(self.n_t, c.Call("chunk_len", (c.Name(self.C),)),
-                                    "steps in this chunk"),
-                           c.assign(f"{L.dbuf}_chunk", c.Call("chunk_matrix", (
-                               f"{L.dbuf}_seq", c.Dim(L.total), n_t)), "(rows, n_t·m)")]
-            if not self.chunked:  # every step's adjoints (none when T = 0)
-                after.append(c.assign(f"{L.dbuf}_all", c.Call("chunk_matrix", (
-                    f"{L.dbuf}_seq", c.Dim(L.total), c.Name("T")))))
+            self.chunk.append(c.assign(f"{L.dbuf}_chunk", c.Call("chunk_matrix", (
+                f"{L.dbuf}_seq", c.Dim(L.total), c.Name(self.n_t))), "(rows, n_t·m)"))
+        self.cv = self._chunk_values()
         for i in L.inputs:
             self._input_gradient(i)
         self.block: dict[str, object] = {}
@@ -440,10 +433,40 @@ class BackwardPlanner:
                                            "every row's Σ over steps and batch"))
             self.chunk.append(c.Update(c.View(f"d{L.buf}_bias"), "+", c.Call(
                 "rowsum", (f"{L.dbuf}_chunk",))))
-        if L.rows:
+        self._fallback_gradients()
+        if len(self.chunk) > 1:
             self.out.loop.append(c.Comment("A chunk's products over its steps and the batch, "
                                            "once its first step is done."))
             self.out.loop.append(c.When(c.ChunkStart(c.Name(self.C)), tuple(self.chunk)))
+
+    def _chunk_values(self) -> dict:
+        """What the chunk's products read, over its steps: (rows, n_t·m) views of the buffers
+        kept for every step, and copies of one chunk of the others."""
+        L = self.L
+        columns = (":", c.StepColumns(c.Name("t"), c.Name(self.n_t)))
+        ro = {a.symbol.name for a in self.ro_adjoints}
+        wanted = set(L.static_groups) | set(L.groups) | {
+            n for a in self.fallback for n in names_in(a.expr) if n not in L.params}
+        values: dict = {}
+        for n in sorted(wanted):
+            if n in L.readout_names or n in self.readout_incoming or n in ro:
+                values[n] = c.View(f"{n}_all", columns)
+            elif n in self.row_adjoint:
+                r = self.row_adjoint[n]
+                values[n] = self._chunk_rows(r.start, r.rows)
+        copies = {n for n in wanted if n not in values and n not in self.adjoint_names or n in self.kept}
+        return values | chunk_operands(L, copies, self.n_t, self.chunk)
+
+    def _fallback_gradients(self) -> None:
+        """The gradients the stacked products do not give, each a sum over the chunks."""
+        self.fallback_sums: dict[str, str] = {}
+        for a in self.fallback:
+            if not a.terms:
+                continue
+            name = self.L.fresh(f"{a.symbol.name}_sum")
+            self.fallback_sums[a.target] = name
+            self.out.setup.append(c.assign(name, _zeros(*a.symbol.shape), f"{a.symbol.name} = Σ_t {text(a.expr)}"))
+            self.chunk.append(c.Update(c.View(name), "+", self.math(a.expr, self.cv)))
 
     def _chunk_rows(self, start, rows) -> c.View:
         return rows_view(f"{self.L.dbuf}_chunk", start, start + rows, self.L.total)
@@ -473,18 +496,6 @@ class BackwardPlanner:
         else:
             after.append(c.assign(f"d{i}_all", _zeros(rows, c.Name("T * m"))))
 
-    def _operand_chunk(self, v: str):
-        """The operand ``v`` over the chunk's steps as a (rows, n_t·m) matrix: a view where a
-        rows-first copy exists (the input, a state the readouts flattened), else a copy."""
-        L, t, n_t = self.L, c.Name("t"), c.Name(self.n_t)
-        if v in L.step_of:
-            return c.Call("input_chunk", (f"{L.step_of[v]}_seq", c.StepRange(t, n_t)))
-        first = c.Name("t + 1") if v in L.states else t
-        s = L.prev_of.get(v, v)
-        if (v in L.prev_of or v in L.states) and f"{s}_flat" in self.defined:
-            return c.View(f"{s}_flat", (":", c.StepColumns(first, n_t)))
-        return c.Call("flat", (c.View(f"{s}_seq", (c.StepRange(first, n_t),)),))
-
     def _weight_gradients(self, v: str, members) -> None:
         """One product per operand (and contiguous run of rows) and chunk gives its weights'
         gradients, accumulated over the chunks."""
@@ -493,15 +504,11 @@ class BackwardPlanner:
         stacked = L.stacked[v]
         own_name = len(runs) == 1 and isinstance(stacked, str) and stacked not in L.params
         cols = L.cell.symbols[v].shape[0]
-        operand = self._operand_chunk(v)
+        operand = self.cv[v]
         for k, run in enumerate(runs):
             name = L.fresh(f"d{stacked}" if own_name else f"dW_{v}" + (f"_{k + 1}" if len(runs) > 1 else ""))
             self.out.setup.append(c.assign(name, _zeros(run.rows, cols), ", ".join(
                 f"d{w}" for _, w in run.members) + f" = Σ_t d(row)·{v}ᵀ"))
-            if len(runs) > 1 and k == 0:
-                operand_name = L.fresh(f"{v}_chunk")
-                self.chunk.append(c.assign(operand_name, operand))
-                operand = c.View(operand_name)
             self.chunk.append(c.Update(c.View(name), "+", c.Product(
                 self._chunk_rows(run.start, run.rows), operand, transpose_b=True)))
             off = run.start
@@ -512,12 +519,6 @@ class BackwardPlanner:
 
     def _grads(self) -> None:
         L = self.L
-        ro = {x.symbol.name for x in self.ro_adjoints}
-        self.all_names = {}
-        for a in self.fallback:
-            for n in sorted(names_in(a.expr)):
-                if n not in L.params:
-                    self.all_names[n] = self._flat(n) if n not in ro else c.View(f"{n}_all")
         self.used_slices: set = set()
         self.ga = {a.target: a for a in L.d.parameters}
         original = {a.target: a for a in L.original.parameters}
@@ -542,7 +543,6 @@ class BackwardPlanner:
                     parts.append(c.Call("copy", (sl,)) if sl in self.used_slices else sl)
                     self.used_slices.add(sl)
             return c.Sum(tuple(parts))
-        a = self.ga[p]
-        if not a.terms:
-            return _zeros(*a.symbol.shape)
-        return self.math(a.expr, self.all_names)
+        if p in self.fallback_sums:
+            return c.View(self.fallback_sums[p])
+        return _zeros(*self.ga[p].symbol.shape)

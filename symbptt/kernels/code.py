@@ -268,7 +268,25 @@ class When:
     body: tuple
 
 
-Statement = Comment | Assign | Update | MatMulInto | ApplyInPlace | MultiplyInto | When
+@dataclass(frozen=True)
+class Release:
+    """``del`` of arrays no later statement reads, so that their memory is freed early."""
+
+    names: tuple
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class ForChunks:
+    """Statements run once per chunk of ``size`` steps, first chunk first; ``t`` is the
+    chunk's first step."""
+
+    size: object
+    body: tuple
+
+
+Statement = (Comment | Assign | Update | MatMulInto | ApplyInPlace | MultiplyInto | When | ForChunks
+             | Release)
 
 
 def assign(target: str, value, note: str = "") -> Assign:

@@ -63,6 +63,37 @@ def flat(layout: Layout, name: str, defined: dict, out: list) -> c.View | c.Call
     return c.View(var)
 
 
+def chunk_operands(layout: Layout, names: set[str], n_t: str, out: list) -> dict:
+    """Each of ``names`` (states, their previous values, inputs, values kept in sequence
+    buffers) over the chunk's steps t … t + n_t − 1 as a (rows, n_t·m) matrix.
+
+    An input is a view; any other value is copied, one chunk at a time (so that no copy of
+    the whole sequence is ever made). A state read both as s and as s_prev is copied once,
+    steps t … t + n_t, and serves both. The copies' statements go to ``out``.
+    """
+    t, count = c.Name("t"), c.Name(n_t)
+    values: dict = {}
+    prevs = {layout.prev_of[n] for n in names if n in layout.prev_of}
+    for n in sorted(names):
+        if n in layout.step_of:  # an input, kept as (rows, T, m): a view
+            values[n] = c.Call("input_chunk", (f"{layout.step_of[n]}_seq", c.StepRange(t, count)))
+            continue
+        s = layout.prev_of.get(n, n)
+        both = s in layout.states and s in prevs and s in names
+        if both and n in layout.prev_of:
+            continue  # given with its state below
+        var = layout.fresh(f"{s}_chunk")
+        if both:
+            steps = c.StepRange(t, c.Name(f"{n_t} + 1"))
+            values[prev_name(s)] = c.View(var, (":", c.Name(":-m")))
+            values[s] = c.View(var, (":", c.Name("m:")))
+        else:
+            steps = c.StepRange(c.Name("t + 1") if n in layout.states else t, count)
+            values[n] = c.View(var)
+        out.append(c.assign(var, c.Call("flat", (c.View(f"{s}_seq", (steps,)),))))
+    return values
+
+
 def write_into(target: str, expr, names: dict | None = None) -> list:
     """Statements that write ``expr`` into the existing array ``target``, fewest passes."""
     names = names or {}
@@ -95,8 +126,6 @@ class Forward:
     stored: list = field(default_factory=list)
     #: names of the forward's arrays the cache keeps
     cache: list = field(default_factory=list)
-    #: (rows, T·m) copies made after the loop, reused by the backward
-    flats: dict = field(default_factory=dict)
     #: loop value -> its rows of the stacked buffer (every step)
     stored_rows: dict = field(default_factory=dict)
 
@@ -124,7 +153,10 @@ class ForwardPlanner:
                              and e.name not in self.out.stored_rows]
         self.out.stored = [(e.name, ops.shape_of(e.expr)[0]) for e in self.stored_names]
         self._loop()
-        self._readouts()
+        self.read_back = set().union(set(), *[names_in(a.expr) for a in self.L.d.backward], *[
+            names_in(a.expr) for a in self.L.d.parameters if a.target not in self.L.covered])
+        with self.L.scratch():
+            self._readouts()
         self._cache()
         return self.out
 
@@ -335,18 +367,28 @@ class ForwardPlanner:
     # -- after the loop ----------------------------------------------------------------------
 
     def _readouts(self) -> None:
+        """The readouts of every step, after the loop, C steps (C·m columns) at a time: what
+        they read is copied one chunk at a time, never the whole sequence."""
         L, after = self.L, self.out.after
         if not L.readout_part:
             return
-        after.append(c.Comment("Readouts of every step at once (T·m columns), after the loop."))
+        size, n_t = L.fresh("C"), L.fresh("n_t")
+        columns = (":", c.StepColumns(c.Name("t"), c.Name(n_t)))
+        after.append(c.Comment("Readouts of every step, C steps (C·m columns) at a time, after the loop."))
+        after.append(c.assign(size, c.Call("readout_chunk"), "steps per chunk"))
+        body: list = [c.assign(n_t, c.Call("chunk_len", (c.Name(size),)), "steps in this chunk")]
         read = set().union(*[names_in(e.expr) for e in L.readout_part])
-        names = {}
-        for n in sorted(read & L.loop_names | (read & (set(L.prev_of) | set(L.step_of)))):
-            names[n] = flat(L, n, self.out.flats, after)
+        names = chunk_operands(L, read & (L.loop_names | set(L.prev_of) | set(L.step_of)), n_t, body)
         for e in L.readout_part:
-            names[e.name] = c.View(f"{e.name}_all")
-            after.append(c.Comment(f"{e.name} = {text(e.expr)}"))
-            after.append(c.assign(f"{e.name}_all", self.math(e.expr, names)))
+            body.append(c.Comment(f"{e.name} = {text(e.expr)}"))
+            if e.kind == "readout" or e.name in self.read_back:  # kept for every step
+                after.append(c.assign(f"{e.name}_all", c.Call("empty", (c.Shape((
+                    c.Dim(ops.shape_of(e.expr)[0]), c.Name("T * m"))),))))
+                body.append(c.Update(c.View(f"{e.name}_all", columns), "=", self.math(e.expr, names)))
+                names[e.name] = c.View(f"{e.name}_all", columns)
+            else:
+                body.append(c.assign(e.name, self.math(e.expr, names)))
+        after.append(c.ForChunks(c.Name(size), tuple(body)))
         for e in L.readout_part:
             if e.kind == "readout":
                 after.append(c.assign(f"{e.name}_seq", c.Call("reshape_steps", (
@@ -354,14 +396,8 @@ class ForwardPlanner:
 
     def _cache(self) -> None:
         L, out = self.L, self.out
-        read_back: set[str] = set()
-        for a in L.d.backward:
-            read_back |= names_in(a.expr)
-        for a in L.d.parameters:
-            if a.target not in L.covered:
-                read_back |= names_in(a.expr)
-        self.readout_cached = [e.name for e in L.readout_part if e.name in read_back]
-        cache = (list(out.flats) + ([f"{L.buf}_seq"] if L.rows else [])
+        self.readout_cached = [e.name for e in L.readout_part if e.name in self.read_back]
+        cache = (([f"{L.buf}_seq"] if L.rows else [])
                  + [f"{n}_seq" for n in out.stored_rows if n in L.needed]
                  + [f"{n}_seq" for n, _ in out.stored] + [f"{n}_all" for n in self.readout_cached])
         out.cache = cache

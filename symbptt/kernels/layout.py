@@ -13,6 +13,8 @@ Readouts (equations no state depends on) run after the loop, over every step at 
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import sympy as sp
@@ -234,6 +236,14 @@ class Layout:
         return out
 
     # -- names -------------------------------------------------------------------------------
+
+    @contextmanager
+    def scratch(self) -> Iterator[None]:
+        """Names made fresh inside are free again after it: one function's locals (the
+        forward's readout loop), which the other function may name the same."""
+        taken = set(self._taken)
+        yield
+        self._taken = taken
 
     def fresh(self, base: str) -> str:
         """A kernel variable name that no symbol, equation or adjoint of the cell uses."""
