@@ -4,9 +4,10 @@ then the products over every step and the batch.
 The readouts' backward runs once for all T·m columns before the loop; what it sends to the
 states joins their upstream. In the loop, the adjoints of one step's stacked rows are
 written into a reused buffer ``dgates``; σ' and tanh' multiply adjacent rows in one pass;
-the adjoint of each operand of the stacked products is one product per step. The buffer is
-kept for every step, so the input's adjoint and every weight gradient are one product after
-the loop, and the bias gradients one reduction.
+the adjoint of each operand of the stacked products is one product per step. The buffer
+keeps a chunk of C steps; once a chunk is complete (at its first step), the input's adjoint,
+every weight gradient and every other parameter's gradient get the chunk's share, each one
+product or reduction over the chunk's steps and the batch.
 
 Every value is named before a statement reads it, whatever the order of the cell's
 declarations: a row's adjoint that a later equation reads gets its name when it is read.

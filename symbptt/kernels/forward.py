@@ -3,8 +3,9 @@
 Before the loop, every step's products with the input and the biases are written into the
 stacked rows at once. In the loop, each operand's products with its stacked weights are one
 product, activations overwrite their rows (several gates in one call), and every other
-equation is written into its sequence buffer. Readouts run after the loop over all T·m
-columns. See :mod:`symbptt.kernels.layout` for the layout itself.
+equation is written into its sequence buffer. Readouts run after the loop, C steps (C·m
+columns) at a time, so that what they read is copied one chunk at a time, never the whole
+sequence. See :mod:`symbptt.kernels.layout` for the layout itself.
 """
 
 from __future__ import annotations
