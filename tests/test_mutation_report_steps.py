@@ -7,11 +7,14 @@ These tests came from ``tools/mutation.py symbptt/report_steps.py --sample 40``.
 
 from __future__ import annotations
 
+import re
+
+import numpy as np
 import pytest
 
 from symbptt import Cell, derive, odot, sigmoid, tanh
 from symbptt.loader import builtin_cells, load
-from symbptt.report_steps import reset_placement, variant_context
+from symbptt.report_steps import reset_placement, softmax_rows, variant_context
 
 #: The cells whose reset gate multiplies h_{t-1} before (gru) or after (gru_torch) a product.
 PLACEMENT = {"gru": "before", "gru_torch": "after"}
@@ -50,3 +53,224 @@ def test_placement_of_inline_cells():
     assert _gru_like(lambda r, h, U: U @ odot(r, h)) == "before"
     # (U h_{t-1}) ⊙ h_{t-1}: a product with h_{t-1}, but no gate in it: neither
     assert _gru_like(lambda r, h, U: odot(U @ h, h)) == ""
+
+
+# -- the softmax and cross-entropy rows, entry by entry, evaluated ------------------------------
+
+K, M = 4, 3  # classes, columns
+_TOKEN = re.compile(r"\\[A-Za-z]+|\\[,;!]|\d+|\S")
+_SKIP = {r"\,", r"\;", r"\!", r"\bigl", r"\bigr", r"\Bigl", r"\Bigr", r"\qquad"}
+
+
+def _softmax(a):
+    e = np.exp(a - a.max(axis=0))
+    return e / e.sum(axis=0)
+
+
+class _Entries:
+    """Reads one side of an entry-by-entry row (ŷ_i, a_j, e^{…}, Σ_k, \\frac, [i = j], log, ∂)
+    into a function of the indices, evaluated on fixed values: a, ŷ = softmax(a), y, δŷ."""
+
+    def __init__(self, text: str, values: dict):
+        self.tokens = [t for t in _TOKEN.findall(text) if t not in _SKIP]
+        self.pos, self.values = 0, values
+
+    def peek(self):
+        return self.tokens[self.pos] if self.pos < len(self.tokens) else None
+
+    def take(self, want=None):
+        token = self.peek()
+        assert want is None or token == want, f"expected {want!r}, got {token!r} in {self.tokens}"
+        self.pos += 1
+        return token
+
+    def read(self):
+        value = self.expr()
+        assert self.peek() is None, f"left over: {self.tokens[self.pos:]}"
+        return value
+
+    def expr(self):
+        sign = -1.0 if self.peek() == "-" and self.take() else 1.0
+        terms = [(sign, self.term())]
+        while self.peek() in ("+", "-"):
+            terms.append((1.0 if self.take() == "+" else -1.0, self.term()))
+        return lambda env: sum(s * t(env) for s, t in terms)
+
+    def term(self):
+        factors = []
+        while self.peek() not in (None, "+", "-", ")", "}", "]", "=", ","):
+            if self.peek() == r"\sum":
+                factors.append(self.sum())
+                break
+            factors.append(self.factor())
+        assert factors, f"empty term at {self.tokens[self.pos:]}"
+        return lambda env: float(np.prod([f(env) for f in factors]))
+
+    def sum(self):
+        self.take(r"\sum")
+        self.take("_")
+        self.take("{")
+        var = self.take()
+        start = 0
+        if self.peek() == "=":
+            self.take()
+            start = int(self.take())
+        self.take("}")
+        if self.peek() == "^":
+            self.take()
+            self.take("{")
+            self.take("m")
+            self.take("}")
+        body = self.term()
+        stop = M + 1 if start == 1 else K
+        return lambda env: sum(body({**env, var: v}) for v in range(start, stop))
+
+    def group(self):
+        self.take("{")
+        value = self.expr()
+        self.take("}")
+        return value
+
+    def factor(self):
+        base = self.atom()
+        if self.peek() == "^":
+            self.take()
+            power = self.group()
+            return lambda env: base(env) ** power(env)
+        return base
+
+    def index(self):
+        self.take("_")
+        self.take("{")
+        names = [self.take()]
+        while self.peek() == ",":
+            self.take()
+            names.append(self.take())
+        self.take("}")
+        return lambda env: (env[names[0]], env[names[1]] - 1 if len(names) > 1 else 0)
+
+    def atom(self):
+        token = self.take()
+        if token == "(":
+            value = self.expr()
+            self.take(")")
+            return value
+        if token == "{":
+            self.pos -= 1
+            return self.group()
+        if token.isdigit():
+            return lambda env: float(token)
+        if token == r"\frac":
+            if self.tokens[self.pos + 1] == r"\partial":
+                return self.derivative()
+            num, den = self.group(), self.group()
+            return lambda env: num(env) / den(env)
+        if token == r"\log":
+            inner = self.factor()
+            return lambda env: np.log(inner(env))
+        if token == "e" and self.peek() == "^":
+            self.take()
+            power = self.group()
+            return lambda env: np.exp(power(env))
+        if token == "[":
+            inside = []
+            while self.peek() != "]":
+                inside.append(self.take())
+            self.take("]")
+            if "=" in inside:  # Iverson bracket [i = j]
+                return lambda env: float(env[inside[0]] == env[inside[2]])
+            return self.entry("".join(inside))
+        if token == r"\hat":
+            self.take("{")
+            assert self.take() == "y"
+            self.take("}")
+            return self.entry("yhat")
+        if token == "L":
+            self.index()
+            return lambda env: self.values["L"]
+        return self.entry(token)
+
+    def entry(self, name: str):
+        array = self.values[{"\\delta\\mathbf{a}": "da", "\\delta\\hat{\\mathbf{y}}": "dy"}.get(name, name)]
+        at = self.index()
+        return lambda env: array[at(env)]
+
+    def derivative(self):
+        """∂ŷ_i/∂a_j or ∂L/∂ŷ_{i,n}, from the values' own Jacobian and gradient."""
+        self.take("{")
+        self.take(r"\partial")
+        top = self.atom() if self.peek() != "L" else (self.take() and None)
+        self.take("}")
+        self.take("{")
+        self.take(r"\partial")
+        self.atom()
+        self.take("}")
+        if top is None:
+            return lambda env: self.values["dL_dyhat"][env["i"], env["n"] - 1]
+        return lambda env: self.values["jacobian"][env["i"], env["j"]]
+
+
+def _values() -> dict:
+    rng = np.random.default_rng(7)
+    a = rng.normal(size=(K, M))
+    yhat = _softmax(a)
+    y = rng.dirichlet(np.ones(K), size=M).T  # each column a distribution, as a target is
+    dy = rng.normal(size=(K, M))
+
+    def loss_of_yhat(p):
+        return -np.sum(y * np.log(p))
+
+    def loss_of_a(z):
+        return -np.sum(y[:, :1] * np.log(_softmax(z)))
+
+    h = 1e-6
+    jacobian = np.zeros((K, K))
+    dL_dyhat = np.zeros((K, M))
+    da_ce = np.zeros((K, 1))
+    for j in range(K):
+        step = np.zeros((K, 1))
+        step[j] = h
+        jacobian[:, j] = ((_softmax(a[:, :1] + step) - _softmax(a[:, :1] - step)) / (2 * h))[:, 0]
+        da_ce[j] = (loss_of_a(a[:, :1] + step) - loss_of_a(a[:, :1] - step)) / (2 * h)
+    for idx in np.ndindex(K, M):
+        step = np.zeros((K, M))
+        step[idx] = h
+        dL_dyhat[idx] = (loss_of_yhat(yhat + step) - loss_of_yhat(yhat - step)) / (2 * h)
+    return {"a": a, "yhat": yhat, "y": y, "dy": dy, "L": loss_of_yhat(yhat), "jacobian": jacobian,
+            "dL_dyhat": dL_dyhat, "da_softmax": jacobian.T @ dy[:, :1], "da_ce": da_ce}
+
+
+def _split(text: str, at: str) -> list[str]:
+    """``text`` split at ``at`` outside brackets and braces."""
+    parts, depth, start = [], 0, 0
+    for k, ch in enumerate(text):
+        depth += ch in "{[(" and 1 or -(ch in "}])")
+        if depth == 0 and text.startswith(at, k):
+            parts.append(text[start:k])
+            start = k + len(at)
+    return [*parts, text[start:]]
+
+
+def test_the_softmax_and_cross_entropy_rows_hold_entry_by_entry():
+    """Every side of every entry-wise row, evaluated at every i, j, n, equals the others and
+    what differences of softmax and of the cross-entropy give (the two matrix rows apart)."""
+    values = _values()
+    rows = softmax_rows(r"\hat{\mathbf{y}}_{t}", r"\mathbf{y}_{t}", r"\mathbf{a}_{y,t}", r"\delta \hat{\mathbf{y}}_{t}")
+    checked = set()
+    for kind, lines in rows.items():
+        for line in lines:
+            label = re.search(r"\\label\{(.*?)\}", line)[1]
+            assert line.endswith(rf"\label{{{label}}}"), line
+            if label.endswith(":matrix"):
+                continue
+            values["da"] = values["da_softmax" if kind == "jacobian" else "da_ce"]
+            text = line[: line.index(r"\label")].replace("&=", "=")
+            for equation in _split(text, r", \qquad"):
+                sides = [_Entries(side, values).read() for side in _split(equation, "=")]
+                assert len(sides) >= 2, equation
+                for i, j, n in np.ndindex(K, K, M):
+                    env = {"i": i, "j": j, "n": n + 1}
+                    got = [side(env) for side in sides]
+                    assert np.allclose(got, got[0], rtol=1e-5, atol=1e-8), (label, equation, env, got)
+            checked.add(label)
+    assert checked == {"eq:soft:def", "eq:soft:jac", "eq:soft:vjp", "eq:ce:dy", "eq:ce:entry"}
