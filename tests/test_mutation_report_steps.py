@@ -14,7 +14,7 @@ import pytest
 
 from symbptt import Cell, derive, odot, sigmoid, tanh
 from symbptt.loader import builtin_cells, load
-from symbptt.report_steps import reset_placement, softmax_rows, variant_context
+from symbptt.report_steps import affine_parameters, reset_placement, softmax_rows, variant_context
 
 #: The cells whose reset gate multiplies h_{t-1} before (gru) or after (gru_torch) a product.
 PLACEMENT = {"gru": "before", "gru_torch": "after"}
@@ -54,6 +54,19 @@ def test_placement_of_inline_cells():
     # (U h_{t-1}) ⊙ h_{t-1}: a product with h_{t-1}, but no gate in it: neither
     assert _gru_like(lambda r, h, U: odot(U @ h, h)) == ""
 
+
+
+def test_the_affine_pair_is_found_whatever_parameter_comes_first():
+    """a = W x + b with b declared before W: the entry-wise derivation still gets W, b and x."""
+    cell = Cell("bias_first", "The bias declared first.")
+    n_x, n_h = cell.dims("n_x", "n_h")
+    x = cell.input("x", n_x, "input")
+    h_prev = cell.state("h", n_h, "state")
+    b = cell.bias("b", n_h, "bias")
+    W = cell.weight("W", n_h, n_x, "weights")
+    cell.update("h", tanh(W @ x + b) + h_prev)
+    found = affine_parameters(derive(cell))
+    assert (found["weight"].target, found["bias"].target, found["operand"].name) == ("W", "b", "xt")
 
 # -- the softmax and cross-entropy rows, entry by entry, evaluated ------------------------------
 
