@@ -346,8 +346,7 @@ def backward(cache, upstream, truncate=None, chunk=None, workspace=None):
     dy_all = _upstream(upstream, "y", n_y, m, T, dtype, workspace, flat=True)
     # The readouts' backward for every step at once, before the loop.
     # da_y = y ⊙ (dy - colsum(y ⊙ dy))
-    da_y_all = dy_all - (y_all * dy_all).sum(axis=0, keepdims=True)
-    da_y_all *= y_all
+    da_y_all = y_all * (dy_all - (y_all * dy_all).sum(axis=0, keepdims=True))
     # dh += Wyᵀ·da_y  (from the readouts)
     dh_up = _workspace("dh_up", (T, n_h, m), dtype, workspace)
     np.matmul(Wy.transpose(1, 0), da_y_all.reshape(n_y, T, m).transpose(1, 0, 2), out=dh_up)

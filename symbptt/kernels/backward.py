@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import sympy as sp
-from sympy import HadamardProduct, MatAdd, MatMul, MatrixSymbol, Transpose
+from sympy import MatMul, MatrixSymbol, Transpose
 
 from .. import ops
 from ..cell import prev_name, step_name
@@ -98,7 +98,7 @@ class BackwardPlanner:
         for a in self.ro_adjoints:
             self.ro_names[a.symbol.name] = c.View(f"{a.symbol.name}_all")
             self.out.setup.append(c.Comment(f"{a.symbol.name} = {text(a.expr)}"))
-            self.out.setup += self._new_array(f"{a.symbol.name}_all", a.expr)
+            self.out.setup.append(c.assign(f"{a.symbol.name}_all", self.math(a.expr, self.ro_names)))
         for target, ts in ro_into.items():
             self._readout_terms(target, ops.add(*[t.expr for t in ts]))
         self._release(refs)
@@ -111,17 +111,6 @@ class BackwardPlanner:
         done = sorted(f"{n}_all" for n in self.readout_incoming if n in refs and n not in later)
         if done:
             self.out.setup.append(c.Release(tuple(done), "read no more: freed before the loop"))
-
-    def _new_array(self, name: str, expr) -> list:
-        """``name = expr``, with one temporary less where expr is an elementwise product with
-        one sum among its factors: the sum is the new array, the other factors multiply it."""
-        if isinstance(expr, HadamardProduct):
-            sums = [f for f in expr.args if isinstance(f, MatAdd)]
-            if len(sums) == 1:
-                return [c.assign(name, self.math(sums[0], self.ro_names))] + [
-                    c.Update(c.View(name), "*", c.Math.of(f, {**self.names, **self.ro_names}, True))
-                    for f in expr.args if f is not sums[0]]
-        return [c.assign(name, self.math(expr, self.ro_names))]
 
     def _readout_names(self, refs: set[str]) -> None:
         """Every value the readouts' backward reads, over every step: (rows, T·m) matrices."""

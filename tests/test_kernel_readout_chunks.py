@@ -1,0 +1,101 @@
+"""The readouts run C steps at a time, and no whole sequence is copied (issue 13).
+
+The forward's readouts are computed a chunk of C steps after another (C from the batch size:
+about 2048 columns), reading each state's steps one chunk at a time; the gradients that the
+stacked products do not give (readout weights, per-unit vectors, peepholes) are sums over
+the backward's chunks. With m = 64 a chunk is 32 steps, so T = 70 runs three chunks.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from symbptt.codegen import kernel_module
+from symbptt.loader import builtin_cells
+
+CELLS = [p.stem for p in builtin_cells()]
+M, T, SPLIT = 64, 70, 37  # 70 = 32 + 32 + 6 steps; 37 = 32 + 5 and 33 = 32 + 1
+
+
+def _problem(kernel, seed=0):
+    rng = np.random.default_rng(seed)
+    dims = {d: 2 + i for i, d in enumerate(kernel.DIMS)}
+    p = kernel.init_parameters(dims, rng)
+    rows = kernel.rows(dims)
+    x = rng.standard_normal((rows["x"], M, T))
+    h0 = {s: rng.standard_normal((rows[s], M)) for s in kernel.STATES}
+    up = {k: rng.standard_normal((rows[k], M, T)) for k in kernel.STATES + kernel.READOUTS}
+    return p, x, h0, up
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_readouts_of_several_chunks_are_those_of_the_steps_run_in_two_calls(cell):
+    """A readout depends on its own step only: running the first SPLIT steps, then the rest
+    from the states they end in, gives the same outputs, whatever the chunks' bounds."""
+    k = kernel_module(cell)
+    assert k._chunk_steps(None, T, M) == 32
+    p, x, h0, _ = _problem(k)
+    whole, _ = k.forward(p, x, h0)
+    first, _ = k.forward(p, x[:, :, :SPLIT], h0)
+    rest, _ = k.forward(p, x[:, :, SPLIT:], {s: first[s][:, :, -1] for s in k.STATES})
+    for name in whole:
+        joined = np.concatenate([first[name], rest[name]], axis=2)
+        np.testing.assert_allclose(whole[name], joined, rtol=1e-12, atol=1e-13, err_msg=name)
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_gradients_summed_over_chunks_match_one_chunk(cell):
+    """Every gradient, the readouts' and per-unit vectors' included, is the same with the
+    default three chunks as with one chunk of every step."""
+    k = kernel_module(cell)
+    p, x, h0, up = _problem(k)
+    _, cache = k.forward(p, x, h0)
+    one = k.backward(cache, up, chunk=T)
+    for chunk in (None, 1, 9):
+        got = k.backward(cache, up, chunk=chunk)
+        for key in one:
+            np.testing.assert_allclose(got[key], one[key], rtol=1e-11, atol=1e-11, err_msg=f"{key} chunk={chunk}")
+
+
+def _owned(a: np.ndarray) -> np.ndarray:
+    while a.base is not None:
+        a = a.base
+    return a
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_the_cache_holds_each_state_sequence_once(cell):
+    """No array of the cache is a second copy of a state's sequence (the (rows, (T + 1)·m)
+    matrix the readouts and weight gradients once read)."""
+    k = kernel_module(cell)
+    p, x, h0, _ = _problem(k)
+    _, cache = k.forward(p, x, h0)
+    arrays = [v for v in cache.values() if isinstance(v, np.ndarray)]
+    for s in k.STATES:
+        seq = cache[f"{s}_seq"]
+        rows_first = np.ascontiguousarray(seq.transpose(1, 0, 2)).reshape(seq.shape[1], -1)
+        for a in arrays:
+            if _owned(a) is _owned(seq) or a.size < rows_first[:, M:].size:
+                continue
+            for copy in (rows_first, rows_first[:, M:], rows_first[:, :-M]):
+                assert not (a.size == copy.size and np.array_equal(a.ravel(), copy.ravel())), s
+
+
+def test_the_readouts_upstream_is_not_kept_for_the_loop():
+    """rnn's backward frees its (n_y, T·m) copy of the readout's upstream once the readout's
+    backward has read it, so the loop, which fills dx (as large here), holds two such
+    arrays (the readout's adjoint and dx), not three."""
+    import tracemalloc
+
+    k = kernel_module("rnn")
+    rng = np.random.default_rng(1)
+    p = k.init_parameters({"n_x": 200, "n_h": 4, "n_y": 200}, rng)
+    _, cache = k.forward(p, rng.standard_normal((200, M, T)), workspace=False)
+    up = {"y": rng.standard_normal((200, M, T))}
+    block = 200 * M * T * 8  # one (200, T·m) float64 array
+    tracemalloc.start()
+    k.backward(cache, up, workspace=False)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 2.5 * block, peak / block  # with the copy kept through the loop: 3.03
