@@ -8,13 +8,21 @@ These tests came from ``tools/mutation.py symbptt/report_steps.py --sample 40``.
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from symbptt import Cell, derive, odot, sigmoid, tanh
 from symbptt.loader import builtin_cells, load
-from symbptt.report_steps import affine_parameters, reset_placement, softmax_rows, variant_context
+from symbptt.notation import latex_printer
+from symbptt.report_steps import (
+    affine_parameters,
+    names_table,
+    reset_placement,
+    softmax_rows,
+    variant_context,
+)
 
 #: The cells whose reset gate multiplies h_{t-1} before (gru) or after (gru_torch) a product.
 PLACEMENT = {"gru": "before", "gru_torch": "after"}
@@ -67,6 +75,38 @@ def test_the_affine_pair_is_found_whatever_parameter_comes_first():
     cell.update("h", tanh(W @ x + b) + h_prev)
     found = affine_parameters(derive(cell))
     assert (found["weight"].target, found["bias"].target, found["operand"].name) == ("W", "b", "xt")
+
+
+@pytest.mark.parametrize("name", ["rnn", "lstm"])
+def test_notebook_names_are_the_course_notebooks_variables(name):
+    """The δ names the report gives for the notebook are the ones its code uses (dfs_t, dccs_t,
+    dh_prev, dWf, …): each is a name in the notebook's own solution, and every dgs_t there is one."""
+    d = derive(load(name))
+    source = (Path(__file__).parent / "reference" / f"{name}_notebook.py").read_text(encoding="utf-8")
+    words = set(re.findall(r"\b\w+\b", source))
+    given = {row["notebook"] for row in names_table(d, latex_printer(d))} - {""}
+    assert given <= words, given - words
+    assert {w for w in words if re.fullmatch(r"d[a-z]+s_t", w)} <= given
+    assert {"dh_prev", "dxt"} <= given
+
+
+@pytest.mark.parametrize("states", [("c",), ("h", "g")])
+def test_no_placement_for_a_cell_with_a_c_or_two_states(states):
+    """A gated r ⊙ h_{t-1} inside a product, but the state is an LSTM's c, or there are two."""
+    cell = Cell("gated", "Two gates, one or two states.")
+    n_x, n_h = cell.dims("n_x", "n_h")
+    x = cell.input("x", n_x, "input")
+    prev = [cell.state(s, n_h, s) for s in states]
+    W = {g: cell.weight(f"W{g}", n_h, n_x, g) for g in "rzn"}
+    U = cell.weight("U", n_h, n_h, "U")
+    r = cell.let("r", sigmoid(W["r"] @ x), "reset gate")
+    z = cell.let("z", sigmoid(W["z"] @ x), "update gate")
+    n = cell.let("n", tanh(W["n"] @ x + U @ odot(r, prev[0])), "candidate")
+    cell.update(states[0], odot(1 - z, n) + odot(z, prev[0]))
+    for s, p in zip(states[1:], prev[1:]):
+        cell.update(s, tanh(p))
+    d = derive(cell)
+    assert reset_placement(d) == "" and variant_context(d) is None
 
 # -- the softmax and cross-entropy rows, entry by entry, evaluated ------------------------------
 
