@@ -8,10 +8,15 @@ each report is rendered once per module.
 
 from __future__ import annotations
 
+import itertools
+import re
+
 import pytest
+import sympy as sp
 
 from symbptt import derive
 from symbptt.loader import load
+from symbptt.notation import latex_printer
 from symbptt.report import LANGS, report_tex
 from symbptt.report_check import NOT_STEP_EQUATIONS, check_report
 
@@ -31,3 +36,110 @@ def test_printed_equations_read_back_as_the_derivation(derivations, name, lang):
     assert not verdict.failures, problems
     assert {why for _, why in verdict.skipped} <= set(NOT_STEP_EQUATIONS.values())
     assert len(verdict.checked) >= 3 * len(d.backward)
+
+
+# -- the .tex of every cell, rendered inside each test ------------------------------------------
+# (test_report.py checks the same on texts its module fixture renders once; mutmut credits a
+# fixture's calls to the first test that uses it, so its later tests never ran against mutants.)
+
+
+def _extra_cell(kind: str):
+    """inline: tanh written inside the update (its pre-activation a_tanh_h is of no named
+    equation); no_carry: h_t does not depend on h_{t-1} (δh_{t-1} = 0, one row, not two)."""
+    from symbptt import Cell, sigmoid, tanh
+
+    cell = Cell(kind, "A cell written for one case of the report.")
+    if kind == "shared":
+        (n,) = cell.dims("n")
+        x, h_prev = cell.input("x", n, "input"), cell.state("h", n, "state")
+        W = cell.weight("W", n, n, "weights")
+        cell.update("h", tanh(W @ x) + sigmoid(W @ h_prev))
+        return cell
+    n_x, n_h = cell.dims("n_x", "n_h")
+    x = cell.input("x", n_x, "input")
+    h_prev = cell.state("h", n_h, "state")
+    W = cell.weight("W", n_h, n_x, "weights")
+    if kind == "inline":
+        cell.update("h", h_prev + tanh(W @ x))
+    else:
+        cell.update("h", cell.let("g", tanh(W @ x), "gate"))
+    return cell
+
+
+EXTRA = ("inline", "no_carry", "shared")
+
+
+def _cells():
+    from symbptt.loader import builtin_cells
+
+    return [*sorted(p.stem for p in builtin_cells()), *EXTRA]
+
+
+def _derivation(name):
+    return derive(_extra_cell(name) if name in EXTRA else load(name))
+
+
+@pytest.mark.parametrize("name", _cells())
+def test_no_artifacts_and_no_repeated_right_hand_side(name):
+    """No SymPy leftovers (None, MatMul, …); no row repeats the right side of the row before
+    it (a chain-rule step that changed nothing is dropped)."""
+    from tests.test_report import ARTIFACTS
+
+    d = _derivation(name)
+    for lang in LANGS if name == "rnn" else ("en",):  # the languages share every context
+        tex = report_tex(d, lang)
+        assert not [a for a in ARTIFACTS if a in tex], (name, lang)
+        blocks = re.findall(r"\\begin\{(\w*align\*?)\}(.*?)\\end\{\1\}", tex, re.DOTALL)
+        assert len(blocks) > 5
+        for _, block in blocks:
+            sides = [re.sub(r"\\label\{[^}]*\}|\\nonumber|&&.*$|^.*?&=|&\\quad", "", row.strip()).strip()
+                     for row in block.split("\\\\")]
+            repeated = [s for s, t in itertools.pairwise(sides) if s and s == t]
+            assert not repeated, (name, lang, repeated)
+
+
+@pytest.mark.parametrize("name", ["rnn", "gru"])
+def test_symbol_table_shapes_read_back_as_the_declared_shapes(name):
+    from symbptt.report import report_context
+
+    d = derive(load(name))
+    context = report_context(d)
+    rows = {row["latex"]: row["shape"] for row in context["symbols"]}
+    printer = latex_printer(d)
+    for sym in d.cell.parameters:
+        shape = rows[printer.doprint(sp.MatrixSymbol(sym.name, 1, 1))]
+        dims = [re.sub(r"[{}()]", "", side).strip() for side in shape.split(r"\times")]
+        assert dims == [str(n) for n in sym.shape], (sym.name, shape)
+
+
+def test_a_checked_failure_names_the_adjoints_label():
+    """A flipped sign in rnn's δa_h row: the report check names that row's label."""
+    d = derive(load("rnn"))
+    tex = report_tex(d)
+    row = next(line for line in tex.splitlines() if line.startswith(r"\delta \mathbf{a}_{h,t} &="))
+    flipped = row.replace(r"\odot", r"\odot -", 1)
+    verdict = check_report(d, tex.replace(row, flipped))
+    assert [side.label for side, _ in verdict.failures] == ["eq:bwd:a-h"]
+
+
+def test_write_atomic_replaces_a_file_in_an_existing_folder(tmp_path):
+    from symbptt.report import write_atomic
+
+    target = tmp_path / "report.tex"
+    write_atomic(target, "first")
+    write_atomic(target, "second\n")
+    assert target.read_text(encoding="utf-8") == "second\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["report.tex"]
+
+
+@pytest.mark.parametrize("name", ["inline", "shared"])  # no_carry's δh_{t-1} = 0: the parser reads no 0
+def test_printed_equations_of_the_written_cells_read_back(name):
+    d = _derivation(name)
+    verdict = check_report(d, report_tex(d))
+    assert not verdict.failures, [(side.label, why) for side, why in verdict.failures]
+    assert len(verdict.checked) >= 3 * len(d.backward)
+
+
+def test_a_state_update_is_titled_as_the_next_state():
+    d = derive(load("rnn"))
+    assert r"Gradient of the next state $\mathbf{h}_{t}$" in report_tex(d, "en")
