@@ -17,7 +17,7 @@ import sympy as sp
 from symbptt import derive
 from symbptt.loader import load
 from symbptt.notation import latex_printer
-from symbptt.report import LANGS, report_tex
+from symbptt.report import LANGS, report_context, report_tex
 from symbptt.report_check import NOT_STEP_EQUATIONS, check_report
 
 CASES = [("rnn", lang) for lang in LANGS] + [("gru", lang) for lang in LANGS] + [("mgu", "en")]
@@ -100,8 +100,6 @@ def test_no_artifacts_and_no_repeated_right_hand_side(name):
 
 @pytest.mark.parametrize("name", ["rnn", "gru"])
 def test_symbol_table_shapes_read_back_as_the_declared_shapes(name):
-    from symbptt.report import report_context
-
     d = derive(load(name))
     context = report_context(d)
     rows = {row["latex"]: row["shape"] for row in context["symbols"]}
@@ -143,3 +141,62 @@ def test_printed_equations_of_the_written_cells_read_back(name):
 def test_a_state_update_is_titled_as_the_next_state():
     d = derive(load("rnn"))
     assert r"Gradient of the next state $\mathbf{h}_{t}$" in report_tex(d, "en")
+
+
+def test_every_summary_statement_is_one_numbered_equation():
+    """One \\label per kernel statement, a weight whose gradient is zero (∂L/∂V = 0) too."""
+    from symbptt import Cell, ops, tanh
+    from symbptt.report import summary_adjoints
+
+    cell = Cell("thresholded", "A weight seen only through a step function (derivative 0).")
+    n_x, n_h = cell.dims("n_x", "n_h")
+    x = cell.input("x", n_x, "input")
+    h_prev = cell.state("h", n_h, "state")
+    W, V = cell.weight("W", n_h, n_x, "weights"), cell.weight("V", n_h, n_x, "thresholded")
+    cell.update("h", tanh(W @ x) + ops.Step(V @ x) + h_prev)
+    for d in (derive(cell), derive(load("rnn"))):
+        summary = report_context(d)["summary"]
+        labels = re.findall(r"\\label\{eq:sum:([^}]*)\}", " ".join(summary))
+        assert len(labels) == len(set(labels)) == len(summary_adjoints(d))
+
+
+def test_an_unknown_language_is_refused_by_the_context_too():
+    with pytest.raises(ValueError, match="choose one of en, es"):
+        report_context(derive(load("rnn")), "fr")
+
+
+def test_keeping_gates_of_gated_cells():
+    """The sigmoid gate weighing a state's previous value in its own update, and its biases."""
+    from symbptt import Cell, odot, sigmoid
+    from symbptt.report import keep_gates
+
+    assert keep_gates(derive(load("rnn"))) == []
+    assert keep_gates(derive(load("gru"))) == [{"state": "h", "gate": "z", "biases": ["bz"]}]
+    assert keep_gates(derive(load("lstm"))) == [{"state": "c", "gate": "f", "biases": ["bf"]}]
+    cell = Cell("leaky", "A plain term beside the gated one.")
+    n_x, n_h = cell.dims("n_x", "n_h")
+    x = cell.input("x", n_x, "input")
+    h_prev = cell.state("h", n_h, "state")
+    W, V = cell.weight("W", n_h, n_x, "weights"), cell.weight("V", n_h, n_x, "gate weights")
+    b = cell.bias("b", n_h, "gate bias")
+    z = cell.let("z", sigmoid(V @ x + b), "keep gate")
+    cell.update("h", W @ x + odot(z, h_prev))  # the product W x comes first in the sum
+    assert keep_gates(derive(cell)) == [{"state": "h", "gate": "z", "biases": ["b"]}]
+
+
+def test_long_sums_break_within_the_widths():
+    """The first line within first_width, the others within width; nothing lost or reordered."""
+    from symbptt.report import pack, visible_length
+
+    assert visible_length("a_{bc}") == 2 and visible_length(r"\mathbf{W}_{hx}") == 2  # subscripts count half
+    assert visible_length(r"\left(\mathbf{h}\right)") == 3
+    pieces = ["aaaa", "+ bbbb", "+ cccc", "- dddd"]
+    lines = pack(pieces, width=12, first_width=6)
+    assert " ".join(lines) == " ".join(pieces)
+    assert visible_length(lines[0]) <= 6 and all(visible_length(line) <= 12 for line in lines[1:])
+    assert len(lines) == 3
+
+
+def test_the_plot_names_the_step_before_j():
+    sym = report_context(derive(load("gru")))["plot"]["sym"]
+    assert sym["jm1"] == sym["j"].replace("_{j}", "_{j-1}") != sym["j"]
