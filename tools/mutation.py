@@ -86,14 +86,14 @@ MODULES: dict[str, list[str]] = {
                                 "tests/test_operation_consumers.py", "tests/test_torch_kernel.py"],
     "symbptt/kernels/array_printer.py": ["tests/test_mutation_array_printer.py", "tests/test_numpy_printer.py", "tests/test_kernel_plan.py",
                                          "tests/test_torch_kernel.py", *SHORT_FUNCTIONS],
-    "symbptt/report.py": REPORT_FAST,
+    "symbptt/report.py": REPORT_FAST,  # test_mutation_report renders every cell inside its tests
     "symbptt/report_steps.py": ["tests/test_mutation_report_steps.py", *REPORT_FAST],
     "symbptt/check.py": ["tests/test_check.py", "tests/test_pinned_tolerances.py", "tests/test_mutation_check.py"],
     "symbptt/check_diagnose.py": ["tests/test_check.py", "tests/test_pinned_tolerances.py",
                                   "tests/test_mutation_check_diagnose.py"],
     "symbptt/handcheck.py": ["tests/test_handcheck.py", "tests/test_pinned_tolerances.py",
                              "tests/test_mutation_handcheck.py"],
-    "symbptt/verify.py": ["tests/test_verify.py", "tests/test_verify_scale.py"],
+    "symbptt/verify.py": ["tests/test_mutation_verify.py", "tests/test_verify.py", "tests/test_verify_scale.py"],
     "symbptt/proof.py": ["tests/test_proof.py"],
     # The rest, sampled (--sample): the tests that import each module, those over ~20 s cut.
     "symbptt/report_check.py": ["tests/test_mutation_report.py", "tests/test_attack_report_order.py"],

@@ -1,0 +1,69 @@
+"""``symbptt verify``'s rows and table (symbptt/verify.py): the proof's number of steps, the
+rows of a check that raised, of a cell too large for the exact proof, of each operation's
+derivative rule, of the proof itself (run here, not in a child, so a mutant of it is seen),
+and the printed table read back into its rows.
+
+These tests came from ``tools/mutation.py symbptt/verify.py --sample 40``.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from symbptt import verify
+from symbptt.loader import load
+from symbptt.verify import Row
+
+
+@pytest.mark.parametrize(("name", "steps"), [("rnn", 3), ("indrnn", 3), ("mgu", 2), ("gru_torch", 2), ("lstm", 2)])
+def test_the_proof_runs_three_steps_only_for_cells_with_at_most_two_nonlinear_operations(name, steps):
+    assert verify.proof_steps(load(name)) == steps
+
+
+@pytest.mark.parametrize(("truncate", "check"), [(None, "finite differences (full)"),
+                                                 (2, "finite differences (truncate=2)")])
+def test_a_check_that_raises_is_a_failed_row_naming_it(truncate, check):
+    [row] = verify.finite_difference_rows(object(), truncate)  # not a kernel: fdcheck raises
+    assert (row.check, row.key, row.ok) == (check, "-", False)
+    assert row.result.startswith("raised AttributeError: ")
+
+
+EXPECTED_OPERATIONS = [
+    Row("derivative rule (symbolic)", "softmax",
+        "skipped: not elementwise (no scalar definition); checked by the differences above", None),
+    Row("derivative rule (symbolic)", "tanh", "d/du of its definition", True),
+]
+
+
+def test_each_operation_is_one_row():
+    assert verify.operation_rows(load("rnn")) == EXPECTED_OPERATIONS
+
+
+def test_a_cell_too_large_for_the_proof_is_a_skipped_row(monkeypatch):
+    monkeypatch.setattr(verify, "PROOF_MAX_EQUATIONS", 2)
+    rows = verify.proof_rows(load("rnn"))
+    assert rows[0].check == "symbolic proof" and rows[0].key == "-" and rows[0].ok is None
+    assert rows[0].result.startswith("skipped: the cell has 4 equations and 5 parameters")
+    assert rows[1:] == EXPECTED_OPERATIONS
+
+
+def test_the_proof_rows_say_proved_for_every_key():
+    rows = verify._prove(load("rnn"), 1, "symbolic proof (T=1)")
+    assert {r.key for r in rows} == {"dWhx", "dWhh", "dbh", "dWyh", "dby", "dx", "dh0"}
+    assert all(r.ok is True and re.fullmatch(r"exact, \d+ entries", r.result) for r in rows)
+
+
+def test_the_table_reads_back_as_its_rows():
+    rows = [Row("finite differences (full)", "dW", "1.2e-09", True),
+            Row("torch autograd (full)", "-", "skipped: PyTorch cannot be imported", None),
+            Row("symbolic proof (T=2)", "dbias_long_name", "differs at entry (0, 1)", False)]
+    lines = verify.format_table(rows).split("\n")
+    assert len(lines) == len(rows) + 2 and set(lines[1]) == {"-", " "}
+    verdict = {True: "ok", False: "FAIL", None: "skipped"}
+    read = [tuple(re.split(r"\s{2,}", line)) for line in lines[2:]]
+    assert read == [(r.check, r.key, r.result, verdict[r.ok]) for r in rows]
+    assert re.split(r"\s{2,}", lines[0]) == ["check", "key", "result", "verdict"]
+    starts = {line.index(r.key) for line, r in zip(lines[2:], rows)}
+    assert len(starts) == 1  # the key column is aligned
