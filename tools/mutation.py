@@ -94,7 +94,7 @@ MODULES: dict[str, list[str]] = {
     "symbptt/handcheck.py": ["tests/test_handcheck.py", "tests/test_pinned_tolerances.py",
                              "tests/test_mutation_handcheck.py"],
     "symbptt/verify.py": ["tests/test_mutation_verify.py", "tests/test_verify.py", "tests/test_verify_scale.py"],
-    "symbptt/proof.py": ["tests/test_proof.py"],
+    "symbptt/proof.py": ["tests/test_mutation_proof.py", "tests/test_proof.py"],
     # The rest, sampled (--sample): the tests that import each module, those over ~20 s cut.
     "symbptt/report_check.py": ["tests/test_mutation_report.py", "tests/test_attack_report_order.py"],
     "symbptt/report_order.py": ["tests/test_attack_report_order.py"],

@@ -1,0 +1,53 @@
+"""symbptt/proof.py: the NumPy backend's evaluation of operations, the forward with truncated
+BPTT's detached states, the exact comparison through the fraction field, and the verdicts when
+an operation's declared derivative is wrong.
+
+These tests came from ``tools/mutation.py symbptt/proof.py --sample 40``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import sympy as sp
+
+from symbptt import derive, ops, proof
+from symbptt.loader import load
+
+A = sp.MatrixSymbol("A", 3, 4)
+
+
+def test_the_numpy_backend_evaluates_operations_as_numpy_does():
+    value = np.random.default_rng(0).normal(size=(3, 4))
+    evaluate = proof.Evaluator(proof.NumpyBackend(), {}, {"A": value})
+    assert np.allclose(evaluate(ops.Tanh(A)), np.tanh(value))
+    assert np.allclose(evaluate(ops.FeatureSum(A)), np.broadcast_to(value.sum(axis=0), (3, 4)))
+    assert evaluate(ops.FeatureSum(A)).shape == (3, 4)
+
+
+def test_truncation_detaches_the_states_entering_every_kth_step():
+    """truncate=2 over 5 steps: the states entering steps 2 and 4 (0-based) go through detach."""
+    cell = load("rnn")
+    d = derive(cell)
+    dims = proof.dimension_values(cell, {"n_x": 1, "n_h": 1, "n_y": 1})
+    problem = proof.symbolic_problem(d, dims, 5)
+    steps = proof.run_forward(cell, d.forward, problem, proof.SympyBackend(), dims,
+                              detach=lambda v: v * 0, truncate=2)
+    zeroed = [t for t, env in enumerate(steps) if env["h_prev"].is_zero_matrix]
+    assert zeroed == [2, 4]
+
+
+def test_a_fraction_equal_only_in_the_field_is_proved_zero():
+    """x/(x−1) = 1 + 1/(x−1): different polynomials once 1/(x−1) is a generator of its own,
+    equal as fractions; the numeric refutation must not evaluate at x = 1."""
+    x = sp.Symbol("x", real=True)
+    assert proof.difference_is_zero(x / (x - 1) - 1 - 1 / (x - 1))
+    assert not proof.difference_is_zero(x / (x - 1) - 1 / (x - 1))
+
+
+def test_a_wrong_derivative_rule_fails_every_key_without_a_proof(monkeypatch):
+    monkeypatch.setattr(proof, "check_derivative",
+                        lambda op: f"{op.op_name}: declared derivative is wrong" if op is ops.Tanh else "")
+    results = proof.prove_keys(load("rnn"), T=1)
+    assert results and {r.key for r in results} == {"dWhx", "dWhh", "dbh", "dWyh", "dby", "dx", "dh0"}
+    for r in results:
+        assert (r.proved, r.entries, r.seconds, r.counterexample) == (False, 0, 0.0, "tanh: declared derivative is wrong")
