@@ -42,6 +42,8 @@ def test_a_fraction_equal_only_in_the_field_is_proved_zero():
     x = sp.Symbol("x", real=True)
     assert proof.difference_is_zero(x / (x - 1) - 1 - 1 / (x - 1))
     assert not proof.difference_is_zero(x / (x - 1) - 1 / (x - 1))
+    assert not proof.difference_is_zero(1 / (x - 1) ** 2 - 2 / (x - 1))  # a squared divisor is not twice it
+    assert proof.difference_is_zero(x / (x - 1) ** 2 - 1 / (x - 1) - 1 / (x - 1) ** 2)
 
 
 def test_a_wrong_derivative_rule_fails_every_key_without_a_proof(monkeypatch):
