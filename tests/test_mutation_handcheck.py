@@ -302,3 +302,25 @@ def test_a_target_may_start_with_any_letter(tmp_path):
     path = tmp_path / "hand.tex"
     path.write_text("$Xh = a$\n", encoding="utf-8")
     assert handcheck.read_lines(path) == [("Xh", "a")]
+
+
+# -- a sampled mutation run (tools/mutation.py symbptt/handcheck.py --sample 40) ---------------
+
+
+def test_a_function_with_left_right_brackets_reads_back(rnn):
+    result = check_one(rnn, "da_h", r"\delta h_t \odot \left(1 - \tanh^2\left(a_{h,t}\right)\right)")
+    assert result.verdict == "equivalent", result.report()
+
+
+def test_a_line_that_overflows_is_judged_without_numpy_warnings():
+    """log(h − h) = log 0 = −inf: the verdict says wrong, and nothing is printed on stderr (run
+    in a fresh interpreter: pytest would catch the warning itself)."""
+    import subprocess
+    import sys
+
+    code = ("from symbptt import derive, handcheck; from symbptt.loader import load; "
+            "r = handcheck.check_limited(derive(load('rnn')), 'da_h', r'\\delta h_t \\odot \\log(h_t - h_t)'); "
+            "print(r.verdict)")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert run.stdout.strip() == "NOT equivalent"
+    assert "Warning" not in run.stderr, run.stderr
