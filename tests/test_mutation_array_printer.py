@@ -128,8 +128,6 @@ def test_each_call_role_computes_what_it_names(module):
 
     assert np.allclose(run(p, call("matmul", "W", "S"), W=W, S=steps), W @ steps)
     assert np.array_equal(run(p, call("input_matrix", "x_seq"), x_seq=seq), seq.reshape(4, -1))
-    assert np.array_equal(run(p, call("as_matrix", "a", "4"), a=seq.transpose(1, 0, 2).copy(), T=T, m=m),
-                          seq.transpose(1, 0, 2).reshape(4, T * m))
     back = run(p, call("reshape_steps", "S", "4"), S=steps, T=T, m=m)
     assert back.shape == (T, 4, m) and np.array_equal(back[1], steps[:, m:2 * m])
     assert np.allclose(run(p, call("rowsum", "S"), S=steps), steps.sum(axis=1, keepdims=True))

@@ -241,18 +241,32 @@ def test_bad_initial_states_are_named(gru_problem):
 @pytest.mark.parametrize("kwargs,error,message", [
     ({"truncate": 0}, ValueError, "truncate must be a positive integer"),
     ({"truncate": True}, ValueError, "truncate must be a positive integer"),
+    ({"truncate": 2.0}, ValueError, "truncate must be a positive integer"),
     ({"chunk": 0}, ValueError, "chunk must be a positive integer"),
     ({"upstream": {"q": None}}, KeyError, "unknown output"),
     ({"upstream": {"h": torch.zeros((4, 2, 4), dtype=torch.float64)}}, ValueError, r"expected \(4, 2, 5\)"),
     ({"upstream": {"h": torch.zeros((4, 2, 5), device="meta")}}, ValueError, "upstream\\['h'\\] is on meta"),
     ({"upstream": [1]}, TypeError, "upstream must be a dict"),
-], ids=["truncate 0", "truncate True", "chunk 0", "unknown", "shape", "device", "not a dict"])
+], ids=["truncate 0", "truncate True", "truncate 2.0", "chunk 0", "unknown", "shape", "device", "not a dict"])
 def test_bad_backward_arguments_are_named(gru_problem, kwargs, error, message):
     gru, p, x = gru_problem
     _, cache = gru.forward(p, x)
     upstream = kwargs.pop("upstream", {"h": torch.zeros((4, 2, 5), dtype=torch.float64)})
     with pytest.raises(error, match=message):
         gru.backward(cache, upstream, **kwargs)
+
+
+def test_a_numpy_integer_is_a_step_count(gru_problem):
+    """truncate and chunk as NumPy integers (from a config array, a range) count steps, as
+    in the NumPy kernel, and give the numbers of the same Python ints."""
+    gru, p, x = gru_problem
+    _, cache = gru.forward(p, x)
+    up = {"h": torch.ones((4, 2, 5), dtype=torch.float64)}
+    plain = gru.backward(cache, up, truncate=2, chunk=3)
+    numpy_ints = gru.backward(cache, up, truncate=np.int64(2), chunk=np.int32(3))
+    for key in plain:
+        assert torch.equal(plain[key], numpy_ints[key]), key
+    assert not torch.equal(plain["dWz"], gru.backward(cache, up)["dWz"])  # truncation counted
 
 
 # -- drawn cells ---------------------------------------------------------------------------------

@@ -40,7 +40,6 @@ class ArrayPrinter:
             "upstream": self._upstream,
             "reshape_steps": lambda args, kwargs: self.module.spell(
                 "transpose", a=f"{args[0]}.reshape({args[1]}, T, m)", axes="1, 0, 2"),
-            "as_matrix": _wrap("{0}.reshape({1}, T * m)"),
             "input_matrix": _wrap("{0}.reshape({0}.shape[0], -1)"),
             "rowsum": lambda args, kwargs: self.module.spell("sum", a=args[0], axis=1),
             "copy": lambda args, kwargs: self.module.spell("copy", a=args[0]),
