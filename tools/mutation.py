@@ -108,7 +108,10 @@ MODULES: dict[str, list[str]] = {
     "symbptt/limited.py": ["tests/test_attack_limited.py"],
     "symbptt/torch.py": ["tests/test_attack_torch.py", "tests/test_torch_interop.py"],
     "symbptt/torch_oracle.py": ["tests/test_torch_interop.py"],
-    **{f"symbptt/grading/{name}.py": ["tests/test_grade.py", "tests/test_check.py", "tests/test_mutation_check.py"]
+    # grading: students are graded in worker processes and each one's code in a child, where
+    # mutmut sees nothing: test_mutation_grade grades one student in the test's own process.
+    **{f"symbptt/grading/{name}.py": ["tests/test_mutation_grade.py", "tests/test_grade.py", "tests/test_check.py",
+                                      "tests/test_mutation_check.py"]
        for name in ("grade", "gradebook", "notebook", "sandbox", "person", "wire", "child", "limits")},
 }
 

@@ -1,0 +1,98 @@
+"""``symbptt grade`` (symbptt/grading/grade.py) with one student graded in this process (the
+command grades in worker processes, where a mutation run sees nothing): full marks for the
+reference solution, zero with the reason for what is missing, the items each function must get
+right against the checker's own table, the progress bar, and ``main``'s summary, output folder
+and exit status.
+
+These tests came from ``tools/mutation.py symbptt/grading/grade.py --sample 40``.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import time
+from pathlib import Path
+
+from symbptt.check import check_module
+from symbptt.grading import grade
+from symbptt.grading.gradebook import DEFAULT_RUBRIC, Grade
+
+REFERENCE = Path(__file__).parent / "reference" / "gru_handwritten.py"
+DA_Z = r"da_z = \delta h_t \odot (h_{t-1} - \tilde{h}_t) \odot z_t \odot (1 - z_t)"
+
+
+def test_the_reference_solution_gets_full_code_marks_and_one_line_part_of_the_derivation(tmp_path):
+    (tmp_path / "derivation.txt").write_text(DA_Z + "\n", encoding="utf-8")
+    student = grade.Submission("ada", REFERENCE, tmp_path / "derivation.txt")
+    result = grade.grade_one(student, "gru", dict(DEFAULT_RUBRIC), 2.0)
+    assert result.points["forward"] == DEFAULT_RUBRIC["forward"]
+    assert result.points["backward"] == DEFAULT_RUBRIC["backward"]
+    assert 0 < result.points["derivation"] < DEFAULT_RUBRIC["derivation"]
+    assert set(result.reasons) == {"derivation"}
+    assert result.feedback.startswith("# ") and "ada" in result.feedback
+    assert "da_z" in result.feedback and "## What the code printed" not in result.feedback
+
+
+def test_nothing_handed_in_is_zero_with_its_reasons():
+    result = grade.grade_one(grade.Submission("bob", None, None), "gru", dict(DEFAULT_RUBRIC), 2.0)
+    assert result.points == {"forward": 0.0, "backward": 0.0, "derivation": 0.0}
+    assert result.reasons == {"forward": "no .py or .ipynb file", "backward": "no .py or .ipynb file",
+                              "derivation": "no derivation found"}
+
+
+def test_the_items_each_function_must_get_right_are_the_checkers():
+    report = check_module(REFERENCE, "gru", timeout=2.0)
+    seen: dict[str, list[str]] = {}
+    for v in report.verdicts:
+        if v.ok and not v.item.startswith("("):
+            seen.setdefault(v.function, []).append(v.item)
+    expected = grade._expected("gru")
+    assert {**expected["forward"], **expected["backward"]} == seen
+    assert set(expected["backward"]) == {"gru_one_step_backward", "gru_backward"}
+
+
+def test_an_unfinished_student_has_no_printed_output_section():
+    result = grade._unfinished(grade.Submission("cy", None, None), dict(DEFAULT_RUBRIC), "not graded: time")
+    assert result.points == {"forward": 0.0, "backward": 0.0, "derivation": 0.0}
+    assert "not graded: time" in result.feedback and "## What the code printed" not in result.feedback
+
+
+def test_the_progress_bar(capsys):
+    grade._progress(1, 3, Grade("ann", {"forward": 2.5}), time.monotonic())
+    line = capsys.readouterr().err.strip()
+    bar = re.fullmatch(r"\[([#.]+)\] 1/3  ann: 2.5  \(\d+ s\)", line)
+    assert bar and bar[1] == "#" * 10 + "." * 20, line
+
+
+def _class(tmp_path: Path) -> Path:
+    folder = tmp_path / "class"
+    folder.mkdir()
+    shutil.copy(REFERENCE, folder / "ada.py")
+    (folder / "bob.py").write_text("import numpy as np\n", encoding="utf-8")
+    return folder
+
+
+def test_main_grades_the_class_beside_its_folder(tmp_path, capsys):
+    folder = _class(tmp_path)
+    assert grade.main(str(folder), "gru", timeout=2.0, workers=1) == 0
+    out = tmp_path / "class-graded"
+    message = capsys.readouterr().out.strip()
+    assert message == (f"graded 2 of 2 submissions; wrote {out / 'gradebook.csv'} and 2 feedback files "
+                       f"in {out / 'feedback'}")
+    assert sorted(p.name for p in (out / "feedback").iterdir()) == ["ada.md", "bob.md"]
+
+
+def test_main_says_when_the_time_ran_out(tmp_path, capsys):
+    folder = _class(tmp_path)
+    assert grade.main(str(folder), "gru", str(tmp_path / "out"), timeout=2.0, total_seconds=0.0, workers=1) == 1
+    feedback = (tmp_path / "out" / "feedback" / "ada.md").read_text(encoding="utf-8")
+    assert "not graded: the total time limit of 0 s was reached" in feedback
+    assert capsys.readouterr().out.startswith("graded 0 of 2 submissions")
+
+
+def test_code_the_checker_cannot_open_is_zero_with_the_error(tmp_path):
+    missing = tmp_path / "missing.py"
+    result = grade.grade_one(grade.Submission("eve", missing, None), "gru", dict(DEFAULT_RUBRIC), 2.0)
+    assert result.points == {"forward": 0.0, "backward": 0.0, "derivation": 0.0}
+    assert result.reasons["forward"] == result.reasons["backward"] == f"FileNotFoundError: no such file: {missing}"
