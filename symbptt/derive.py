@@ -15,7 +15,7 @@ summed over time (and, inside each contribution, over the batch).
 from __future__ import annotations
 
 from collections.abc import Set as AbstractSet
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from sympy import MatrixSymbol, ZeroMatrix, preorder_traversal
 from sympy.matrices.expressions.matexpr import MatrixExpr
@@ -84,6 +84,22 @@ class Derivation:
     def intermediate_adjoints(self) -> list[Adjoint]:
         done = {a.target for a in self.carries + self.input_adjoints}
         return [a for a in self.backward if a.target not in done]
+
+    def inlined(self) -> Derivation:
+        """The same derivation with every ``shared_k`` written out where it is used: each
+        adjoint as the chain rule gives it, for a reader (the kernels compute it once)."""
+        shared = {a.symbol: a.expr for a in self.backward if a.terms and a.terms[0].via == SHARED}
+        if not shared:
+            return self
+
+        def inline(expr):
+            for _ in shared:  # a shared_k may use an earlier one
+                expr = expr.xreplace(shared)
+            return expr
+
+        backward = [Adjoint(a.target, a.symbol, tuple(Term(inline(t.expr), t.via) for t in a.terms),
+                            a.incoming) for a in self.backward if a.symbol not in shared]
+        return replace(self, backward=backward)
 
     def equation(self, name: str) -> Equation:
         return next(e for e in self.forward if e.name == name)
@@ -176,6 +192,10 @@ def _compound_counts(backward: list[Adjoint], apart: AbstractSet[str]) -> dict:
     return counts
 
 
+#: The ``via`` of a ``shared_k``'s one term: no equation, a subexpression computed once.
+SHARED = "shared"
+
+
 def share_common(backward: list[Adjoint], apart: set[str] | frozenset[str] = frozenset()) -> list[Adjoint]:
     """Compute a subexpression used more than once in a step's backward only once.
 
@@ -201,5 +221,5 @@ def share_common(backward: list[Adjoint], apart: set[str] | frozenset[str] = fro
                             tuple(t if t.via in apart else Term(t.expr.xreplace({common: symbol}), t.via)
                                   for t in a.terms),
                             a.incoming) for a in backward]
-        shared = Adjoint(symbol.name, symbol, (Term(common, "shared"),))
+        shared = Adjoint(symbol.name, symbol, (Term(common, SHARED),))
         backward = replaced[:first] + [shared] + replaced[first:]

@@ -8,8 +8,8 @@ matrix expression over symbols named as in the derivation (``dh``, ``h_prev``, `
 
 The LaTeX is read by a small recursive-descent parser (never evaluated as code) that knows
 this subset: ``+ - ( ) [a; b]``, ``\odot \circ *`` (elementwise), ``\cdot \times`` and
-juxtaposition (matrix product, binding tighter than ⊙), ``^\top ^T`` (transpose), ``^2``
-(elementwise square), every function of :data:`symbptt.ops.FUNCTIONS` by the names its
+juxtaposition (matrix product, binding tighter than ⊙), ``^\top ^T`` (transpose), ``^2``,
+``^{\odot k}`` (elementwise powers, k ≤ 8), ``\frac{a}{b}`` (a ⊘ b; ``\frac{1}{2} A`` scales A), every function of :data:`symbptt.ops.FUNCTIONS` by the names its
 declaration gives (``\sigma \tanh \exp \log \operatorname{softmax}``, …) applied to a
 parenthesised argument, ``\oslash`` and ``/`` (elementwise division), ``\mathbb{1}[u > 0]`` (the step),
 ``\mathbf{1}\mathbf{1}^\top(…)`` (column sums), numbers (``1 − z`` is ones minus z), ``\mathbf{1}``, the ``\delta``
@@ -92,6 +92,7 @@ class Refused(HandParseError):
 MAX_CHARS = 2000
 MAX_TOKENS = 600
 MAX_DEPTH = 40
+MAX_POWER = 8  # x^{\odot k}: k factors
 LINE_SECONDS = 20.0
 LINE_MEMORY = 2 * 2**30
 
@@ -326,7 +327,7 @@ class Parser:
         if token is None:
             return False
         return (token.isalpha() or token[0].isdigit() or token in ("(", "[")
-                or token in (r"\left", r"\delta", r"\mathbf", r"\boldsymbol", r"\operatorname",
+                or token in (r"\left", r"\delta", r"\frac", r"\mathbf", r"\boldsymbol", r"\operatorname",
                              r"\mathrm", r"\mathbb", *_FUNCTIONS, *_DECORATIONS))
 
     def unary(self):
@@ -352,13 +353,40 @@ class Parser:
             sup = self.group().replace(" ", "")
             if powered:
                 self.fail("a double superscript (x^2^2: LaTeX refuses it too); write (x^2)^2 or x^4 as a product")
-            powered = sup == "2"
+            power = re.fullmatch(r"(?:\\odot)?(\d+)", sup)  # x^2, x^{\odot 3}: elementwise
+            powered = power is not None
             if sup in (r"\top", "T", r"\intercal", r"\mathsf{T}", r"\mathrm{T}"):
                 value = _transpose(value)
-            elif sup == "2":
-                value = _elementwise(value, value)
+            elif power:
+                value = self.power(value, int(power[1]))
             else:
                 self.fail(f"unsupported superscript {sup!r}")
+        return value
+
+    def power(self, value, k: int):
+        r"""``x^{\odot k}`` (or ``x^k``): x ⊙ x ⊙ … k times, for k = 1 … MAX_POWER."""
+        if not 1 <= k <= MAX_POWER:
+            self.fail(f"an elementwise power must be 1 to {MAX_POWER}, not {k}")
+        result = value
+        for _ in range(k - 1):
+            result = _elementwise(result, value)
+        return result
+
+    def fraction(self):
+        """``\frac{a}{b}``: a ⊘ b elementwise; over a number, a scaled (``\frac{1}{2} A``)."""
+        self.take(r"\frac")
+        numerator, denominator = self.braced(), self.braced()
+        if not _is_scalar(denominator):
+            return _elementwise(numerator, ops.Reciprocal(_matrix(denominator)))
+        if denominator == 0:
+            self.fail(r"\frac with a zero denominator")
+        return _times(sp.Integer(1) / denominator, numerator)
+
+    def braced(self):
+        """``{expression}``."""
+        self.take("{")
+        value = self.expression()
+        self.take("}")
         return value
 
     def row_slice(self, value, rows: str):
@@ -386,6 +414,8 @@ class Parser:
             return self.bracketed(self.take(), right=True)
         if token in ("(", "["):
             return self.bracketed(self.take(), right=False)
+        if token == r"\frac":
+            return self.fraction()
         if token in _FUNCTIONS or self.is_named_function():
             return self.function()
         if self.at_ones():

@@ -357,14 +357,15 @@ def step_context(d: Derivation, p: Printers, adj: dict[str, str], a: Adjoint, vi
 
 
 def _dedupe(out: list[str]) -> list[str]:
-    """Drop a continuation row whose right-hand side repeats the row before it.
+    r"""Drop a row whose right-hand side the next ``&=`` row repeats.
 
     The later row is the one kept (it may carry the equation's label), under the earlier
-    row's left-hand side when that row was the first.
+    row's left-hand side when that row was the first. Equal terms of one sum (``&\quad +``
+    rows, a value used twice the same way) are all kept.
     """
     kept: list[str] = []
     for row in out:
-        if kept and _rhs(kept[-1]) == _rhs(row):
+        if kept and "&=" in row and _rhs(kept[-1]) == _rhs(row):
             previous = kept.pop()
             lhs = previous.split("&=", 1)[0]
             row = lhs + row[row.index("&="):] if lhs.strip() else row
@@ -670,6 +671,7 @@ def report_context(d: Derivation, lang: str = "en", source: str = "", via: str =
     """
     if lang not in LANGS:
         raise ValueError(f"unknown report language {lang!r}; choose one of {', '.join(LANGS)}")
+    d = d.inlined()  # each adjoint as the chain rule gives it, no shared_k of the kernels
     p = Printers.of(d)
     adj = _adjoint_symbols(d, p)
     cell = d.cell

@@ -97,13 +97,14 @@ def test_bases_of_names():
 
 @pytest.mark.parametrize("text, message", [
     (r"\delta h_t \odot ", r"expected a value at token 6 (None) of '\\delta h_t \\odot ', after '\\deltah_t\\odot'"),
-    ("x^3", "unsupported superscript '3' at token 4 (None) of 'x^3', after 'x^3'"),
+    ("x^{q}", "unsupported superscript 'q' at token 6 (None) of 'x^{q}', after 'x^{q}'"),
+    (r"x^{\odot 9}", r"an elementwise power must be 1 to 8, not 9 at token 7 (None) of 'x^{\\odot 9}'"),
     ("x^2^2", ("a double superscript (x^2^2: LaTeX refuses it too); write (x^2)^2 or x^4 as a product at token 6 "
               "(None) of 'x^2^2', after 'x^2^2'")),
     (r"\tanh^3(x)", r"only a square of a function is supported at token 4 ('(') of '\\tanh^3(x)', after '\\tanh^3'"),
     (r"\sigma x", r"expected '(' at token 2 ('x') of '\\sigma x', after '\\sigma'"),
     ("x )", "unexpected token at token 2 (')') of 'x )', after 'x'"),
-    (r"\frac{1}{2}", r"expected a name at token 1 ('\\frac') of '\\frac{1}{2}', after ''"),
+    (r"\frac{1}{2}", "a matrix is needed where the number 1/2 stands"),
     (r"\mathbb{2}[h > 0]", (r"only \mathbb{1}[u > 0] is supported at token 5 ('[') of '\\mathbb{2}[h > 0]', "
                            r"after '\\mathbb{2}'")),
     ("[h; x]_{3}", ("a subscript on a bracket must be a row range a:b, not '3' at token 10 (None) of '[h; x]_{3}', "
