@@ -99,3 +99,29 @@ def test_the_readouts_upstream_is_not_kept_for_the_loop():
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     assert peak < 2.5 * block, peak / block  # with the copy kept through the loop: 3.03
+
+
+def _readouts_read_everything():
+    """A readout of h, h_prev, x, a gate kept in the stacked rows and c_prev."""
+    from symbptt import Cell, odot, sigmoid, softmax, stack, tanh
+    cell = Cell("odd_readouts", "readouts read h, h_prev, x, a gate and c_prev")
+    n_x, n_h, n_y = cell.dims("n_x", "n_h", "n_y")
+    x, h_prev, c_prev = cell.input("x", n_x), cell.state("h", n_h), cell.state("c", n_h)
+    g = cell.let("g", sigmoid(cell.weight("Wg", n_h, n_h + n_x) @ stack(h_prev, x) + cell.bias("bg", n_h)))
+    c = cell.update("c", odot(g, c_prev) + tanh(cell.weight("Wc", n_h, n_x) @ x))
+    h = cell.update("h", tanh(c) + odot(g, h_prev))
+    cell.readout("y", softmax(cell.weight("Wy", n_y, n_h) @ h + cell.weight("Uy", n_y, n_h) @ h_prev
+                              + cell.weight("Vy", n_y, n_x) @ x + cell.weight("Gy", n_y, n_h) @ g
+                              + cell.weight("Cy", n_y, n_h) @ c_prev))
+    return cell
+
+
+@pytest.mark.parametrize("truncate", [None, 3])
+def test_readouts_of_every_kind_of_value_over_several_chunks_match_finite_differences(truncate):
+    """Each kind of value a chunk copies or views (a state read as s and as s_prev, a previous
+    state alone, an input, a gate's rows), over two chunks (m = 64, T = 40)."""
+    from symbptt import fdcheck
+    kernel = kernel_module(_readouts_read_everything())
+    assert kernel._chunk_steps(None, 40, 64) == 32
+    errors = fdcheck.check(kernel, m=64, T=40, truncate=truncate, seed=1)
+    assert max(errors.values()) < 1e-6, errors
