@@ -200,3 +200,30 @@ def test_long_sums_break_within_the_widths():
 def test_the_plot_names_the_step_before_j():
     sym = report_context(derive(load("gru")))["plot"]["sym"]
     assert sym["jm1"] == sym["j"].replace("_{j}", "_{j-1}") != sym["j"]
+
+
+# -- a fresh sample of report.py after the tests above (tools/mutation.py … --sample 30 --seed 1) --
+
+
+@pytest.mark.parametrize("name", ["rnn", "lstm"])
+def test_every_symbol_row_has_a_shape_and_the_next_state_its_states_meaning(name):
+    d = derive(load(name))
+    rows = report_context(d)["symbols"]
+    dims = {str(n) for n in d.cell.dimensions} | {"m", "1"}
+    for row in rows:
+        sides = [re.sub(r"[{}()\s]", "", side) for side in row["shape"].split(r"\times")]
+        assert len(sides) == 2 and all(set(re.split(r"\+", s)) <= dims for s in sides), row
+    for row in rows:
+        if row["kind"] == "next":
+            state = next(s for s in d.cell.states if row["latex"].startswith(latex_printer(d).doprint(
+                sp.MatrixSymbol(s, 1, 1))))
+            assert row["meaning"] == d.cell.symbols[f"{state}_prev"].meaning
+
+
+def test_pre_activations_titled_and_the_cell_states_path_named():
+    for name, has_c in (("lstm", True), ("gru", False)):
+        d = derive(load(name))
+        tex = report_tex(d)
+        assert tex.count("Gradient of the pre-activation") == sum(a.target.startswith("a_") for a in d.backward)
+        assert ("additive path through the cell state" in tex) == has_c
+        assert "_{," not in tex  # a readout's target y_t: no empty subscript part
