@@ -102,7 +102,8 @@ MODULES: dict[str, list[str]] = {
     "symbptt/report_params.py": REPORT_FAST,
     "symbptt/render.py": ["tests/test_numpy_printer.py", *REPORT_FAST],
     "symbptt/cli.py": ["tests/test_mutation_cli.py", "tests/test_cli.py"],  # test_cli runs a subprocess
-    "symbptt/build.py": ["tests/test_build_atomic.py", "tests/test_build_summary.py", "tests/test_mutation_cli.py"],
+    "symbptt/build.py": ["tests/test_mutation_build.py", "tests/test_build_atomic.py", "tests/test_build_summary.py",
+                         "tests/test_mutation_cli.py"],
     "symbptt/tree.py": ["tests/test_build_atomic.py"],
     "symbptt/codegen.py": ["tests/test_numpy_printer.py", "tests/test_kernel_arguments.py", "tests/test_cli.py"],
     "symbptt/limited.py": ["tests/test_attack_limited.py"],

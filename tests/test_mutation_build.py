@@ -1,0 +1,25 @@
+"""``symbptt build``'s one-cell step (symbptt/build.py) run in this process: the kernel's file
+is the generated kernel's text under numpy/, and the build's finite-difference errors are those
+of that kernel.
+
+These tests came from ``tools/mutation.py symbptt/build.py --sample 40``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from symbptt import build, fdcheck
+from symbptt.codegen import kernel_module
+from symbptt.loader import load, resolve
+
+
+def test_one_cell_builds_its_kernel_file_and_its_checks(tmp_path):
+    path = resolve("rnn")
+    result = build.build_cell(path, tmp_path, pdf=False, reports=False)
+    kernel = Path(__file__).parent.parent / "generated" / "numpy" / "rnn.py"
+    assert list(result.files) == [tmp_path / "numpy" / "rnn.py"]
+    assert result.files[tmp_path / "numpy" / "rnn.py"] == kernel.read_bytes()
+    module = kernel_module(load(path))
+    assert result.fd_error == max(fdcheck.check(module, m=2, T=3).values()) < 1e-6
+    assert result.fd_truncated_error == max(fdcheck.check(module, m=2, T=4, truncate=2).values()) < 1e-6
