@@ -23,3 +23,19 @@ def test_one_cell_builds_its_kernel_file_and_its_checks(tmp_path):
     module = kernel_module(load(path))
     assert result.fd_error == max(fdcheck.check(module, m=2, T=3).values()) < 1e-6
     assert result.fd_truncated_error == max(fdcheck.check(module, m=2, T=4, truncate=2).values()) < 1e-6
+
+
+def test_stale_files_name_what_is_missing_or_different(tmp_path):
+    out = tmp_path / "generated"
+    rnn = resolve("rnn")
+    assert build.stale_files(out, cells=[rnn], reports=False) == ["missing: generated/numpy/rnn.py"]
+    (out / "numpy").mkdir(parents=True)
+    (out / "numpy" / "rnn.py").write_text("old\n", encoding="utf-8")
+    assert build.stale_files(out, cells=[rnn], reports=False) == ["stale: generated/numpy/rnn.py"]
+
+
+def test_build_all_checks_each_cell_against_finite_differences(tmp_path):
+    out = tmp_path / "generated"
+    [result] = build.build_all(out, pdf=False, progress=lambda line: None, cells=[resolve("rnn")], reports=False)
+    assert result.fd_error is not None and result.fd_error < 1e-6
+    assert (out / "numpy" / "rnn.py").read_bytes() == result.files[out / "numpy" / "rnn.py"]

@@ -17,10 +17,10 @@ and the score killed / (total − equivalent). Survivors are written to
 ``<scratch>/survivors.txt``; ``mutmut show NAME`` in the scratch copy prints one.
 With ``--sample N`` only N of the module's mutants, drawn uniformly at random (reproducibly,
 from ``--seed``), are run, and the score is an estimate with its 95 % Wilson interval: random
-mutant sampling, which keeps most of a full run's power at a fraction of its cost (Wong and
-Mathur 1995 found 10 % samples nearly as effective as every mutant). To list the module's
-mutants, mutmut is first run on a name that matches none: that generates the mutants and
-collects which tests reach which function (reused by the run that follows), then stops.
+mutant sampling, a known way to cut a run's cost (Wong and Mathur 1995 studied 10 % samples
+against the full set of mutants). To list the module's mutants, mutmut is first run on a name
+that matches none: that generates the mutants and collects which tests reach which function
+(reused by the run that follows), then stops.
 
 Needs ``pip install mutmut==3.8.1`` (not part of the test extras: this is not the test
 command, and it takes long).
