@@ -39,3 +39,14 @@ def test_build_all_checks_each_cell_against_finite_differences(tmp_path):
     [result] = build.build_all(out, pdf=False, progress=lambda line: None, cells=[resolve("rnn")], reports=False)
     assert result.fd_error is not None and result.fd_error < 1e-6
     assert (out / "numpy" / "rnn.py").read_bytes() == result.files[out / "numpy" / "rnn.py"]
+
+
+def test_a_kernel_that_disagrees_with_finite_differences_stops_the_build(tmp_path, monkeypatch):
+    import pytest
+
+    monkeypatch.setattr(build.fdcheck, "check", lambda kernel, **kwargs: {"dWhx": 0.25})
+    with pytest.raises(RuntimeError, match=r"rnn: generated gradients disagree with finite differences "
+                                           r"\(relative error 2.5e-01, truncated 2.5e-01\)"):
+        build.build_all(tmp_path / "generated", pdf=False, progress=lambda line: None, cells=[resolve("rnn")],
+                        reports=False)
+    assert not (tmp_path / "generated" / "numpy").exists()  # nothing written
