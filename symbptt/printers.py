@@ -12,6 +12,7 @@ Operators (``@``, ``*``, ``.T``, slicing) are Python's and the same in every lib
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -131,7 +132,7 @@ class NumPyPrinter(_MatrixPrinting, PythonCodePrinter):
         spells it as a call or name (``sqrt(2)``, ``pi``) that a kernel does not define."""
         if isinstance(expr, sp.Expr) and expr.is_number and not expr.is_Rational and not expr.is_Float:
             value = complex(expr)
-            if value.imag == 0:
+            if value.imag == 0 and math.isfinite(value.real):  # not ∞ or NaN: SymPy spells those
                 return repr(value.real)
         return super()._print(expr, **kwargs)
 
