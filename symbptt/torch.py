@@ -557,13 +557,18 @@ class CellRNN(nn.Module):
 
     def to_torch(self) -> nn.LSTM | nn.GRU:
         """This network as ``nn.LSTM``/``nn.GRU`` with a copy of the weights (torch-layout
-        cells only; another cell is a ValueError naming it)."""
+        cells only; another cell is a ValueError naming it). A network whose biases are all
+        frozen at zero (one made by :meth:`from_torch` from a module with ``bias=False``)
+        gives a module with ``bias=False`` again."""
         kind, _ = _torch_layout(self.kernel.cell)
         weight = next(iter(self.parameters()))
-        module = getattr(nn, kind)(self.input_size, self.hidden_size, self.num_layers,
+        biases = [p for k, p in self.named_parameters() if k.startswith("b_")]
+        bias = any(p.requires_grad or bool(p.detach().any()) for p in biases)
+        module = getattr(nn, kind)(self.input_size, self.hidden_size, self.num_layers, bias=bias,
                                    batch_first=self.batch_first, bidirectional=self.bidirectional,
                                    device=weight.device, dtype=weight.dtype)
-        module.load_state_dict(to_torch_state_dict(self.kernel.cell, self.state_dict()))
+        entries = to_torch_state_dict(self.kernel.cell, self.state_dict())
+        module.load_state_dict({k: v for k, v in entries.items() if bias or not k.startswith("bias_")})
         return module
 
 

@@ -320,6 +320,23 @@ def test_torch_module_without_bias_gives_zero_biases():
         CellRNN.from_torch(torch.nn.LSTM(3, 4, 2, dropout=0.5))
 
 
+@pytest.mark.parametrize("kind", ["LSTM", "GRU"])
+def test_a_module_without_bias_round_trips_without_bias(kind):
+    module = getattr(torch.nn, kind)(3, 4, 2, bias=False, bidirectional=True)
+    back = CellRNN.from_torch(module).to_torch()
+    assert not back.bias and set(back.state_dict()) == set(module.state_dict())
+    for key, value in module.state_dict().items():
+        assert torch.equal(back.state_dict()[key], value), key
+    x = torch.randn(5, 2, 3)
+    assert rel(back(x)[0], module(x)[0]) <= 1e-6
+    # biases that train, or that are not zero, keep the module's biases
+    model = CellRNN.from_torch(module)
+    with torch.no_grad():
+        next(p for k, p in model.named_parameters() if k.startswith("b_")).add_(0.5)
+    assert model.to_torch().bias
+    assert CellRNN.from_torch(getattr(torch.nn, kind)(3, 4)).to_torch().bias
+
+
 @pytest.mark.parametrize("call", [
     lambda: layer_from_torch("gru", torch.nn.GRU(3, 4).state_dict()),
     lambda: to_torch_state_dict("lstm", {}),
