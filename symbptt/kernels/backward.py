@@ -444,7 +444,8 @@ class BackwardPlanner:
             elif n in self.row_adjoint:
                 r = self.row_adjoint[n]
                 values[n] = self._chunk_rows(r.start, r.rows)
-        copies = {n for n in wanted if n not in values and n not in self.adjoint_names or n in self.kept}
+        # the rest: the input, states, values kept in sequence buffers, kept adjoints
+        copies = {n for n in wanted if n not in values}
         return values | chunk_operands(L, copies, self.n_t, self.chunk)
 
     def _fallback_gradients(self) -> None:
