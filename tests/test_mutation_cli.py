@@ -94,3 +94,44 @@ def test_build_checks_and_builds_every_builtin_cell(monkeypatch, tmp_path, capsy
     out, kwargs = seen["build"]
     assert (out, kwargs["pdf"], kwargs["cells"]) == (tmp_path, True, builtin_cells())
     assert f"{tmp_path} is up to date" in capsys.readouterr().out
+
+
+# -- a fresh sample after the tests above (tools/mutation.py symbptt/cli.py --sample 40 --seed 1) --
+
+
+def test_usage_and_description_and_required_options(capsys):
+    help_text = cli.parser().format_help()
+    assert help_text.startswith("usage: symbptt ") and "Derive, explain and verify BPTT" in help_text
+    with pytest.raises(SystemExit):
+        parse("grade", "class")  # --cell is required
+    assert "the following arguments are required: --cell" in capsys.readouterr().err
+
+
+def test_main_reports_a_users_mistake_in_one_line(capsys, monkeypatch):
+    import jinja2
+
+    assert cli.main(["check", "no/such/file.py", "--cell", "gru"]) == 2
+    assert capsys.readouterr().err.startswith("symbptt check: ")
+
+    def broken(args):
+        raise jinja2.TemplateSyntaxError("unexpected '}'\nmore", 3)
+
+    monkeypatch.setattr(cli, "cmd_list", broken)
+    assert cli.main(["list"]) == 2
+    assert capsys.readouterr().err == "symbptt list: template error: unexpected '}'\n"
+
+
+def test_report_and_build_messages(monkeypatch, tmp_path, capsys):
+    _record(monkeypatch, report, "write_report")
+    monkeypatch.chdir(tmp_path)
+    assert cli.cmd_report(parse("report", "rnn")) == 0
+    assert capsys.readouterr().out == "wrote rnn.tex\n"
+    monkeypatch.setattr(cli, "stale_files", lambda out, **k: ["missing: generated/numpy/rnn.py"])
+    assert cli.cmd_build(parse("build", "--check", "-o", str(tmp_path / "generated"))) == 1
+    captured = capsys.readouterr()
+    assert captured.out == "missing: generated/numpy/rnn.py\n"
+    assert captured.err == f"{tmp_path / 'generated'} is out of date: run `symbptt build -o {tmp_path / 'generated'}`\n"
+    monkeypatch.setattr(cli, "build_all", lambda out, **k: [])
+    monkeypatch.setattr(cli, "summary_table", lambda results: "")
+    cli.cmd_build(parse("build", "-o", str(tmp_path / "g")))
+    assert capsys.readouterr().out.startswith(f"building every cell in {cli.DERIVATIONS} into {tmp_path / 'g'}\n")
