@@ -125,3 +125,44 @@ def test_readouts_of_every_kind_of_value_over_several_chunks_match_finite_differ
     assert kernel._chunk_steps(None, 40, 64) == 32
     errors = fdcheck.check(kernel, m=64, T=40, truncate=truncate, seed=1)
     assert max(errors.values()) < 1e-6, errors
+
+
+def _readout_of_a_kept_value():
+    """y = log(1 + exp(Wy·h + by)): the readout reads the named 1 + exp(…), which the backward reads
+    too (log′(u) = 1 ⊘ u), so it is kept for every step, a chunk's columns at a time."""
+    from symbptt import Cell, exp, log, stack, tanh
+    cell = Cell("log_readout", "a readout whose pre-activation the backward reads")
+    n_x, n_h, n_y = cell.dims("n_x", "n_h", "n_y")
+    x, h_prev = cell.input("x", n_x), cell.state("h", n_h)
+    h = cell.update("h", tanh(cell.weight("W", n_h, n_h + n_x) @ stack(h_prev, x) + cell.bias("b", n_h)))
+    cell.readout("y", log(1 + exp(cell.weight("Wy", n_y, n_h) @ h + cell.bias("by", n_y))))
+    return cell
+
+
+def _product_readout():
+    """A readout whose backward reads loop values: y = h ⊙ h_prev (dh += dy ⊙ h_prev)."""
+    from symbptt import Cell, odot, stack, tanh
+    cell = Cell("product_readout", "a readout that multiplies h by h_prev")
+    n_x, n_h = cell.dims("n_x", "n_h")
+    x, h_prev = cell.input("x", n_x), cell.state("h", n_h)
+    h = cell.update("h", tanh(cell.weight("W", n_h, n_h + n_x) @ stack(h_prev, x) + cell.bias("b", n_h)))
+    cell.readout("y", odot(h, h_prev))
+    return cell
+
+
+@pytest.mark.parametrize("make", [_readout_of_a_kept_value, _product_readout])
+def test_readouts_reading_readouts_or_loop_values_over_chunks(make):
+    """Outputs over two chunks against the steps run in two calls; gradients against finite
+    differences (one chunk and two)."""
+    from symbptt import fdcheck
+    k = kernel_module(make())
+    p, x, h0, _ = _problem(k)
+    whole, _ = k.forward(p, x, h0)
+    first, _ = k.forward(p, x[:, :, :SPLIT], h0)
+    rest, _ = k.forward(p, x[:, :, SPLIT:], {s: first[s][:, :, -1] for s in k.STATES})
+    for name in whole:
+        joined = np.concatenate([first[name], rest[name]], axis=2)
+        np.testing.assert_allclose(whole[name], joined, rtol=1e-12, atol=1e-13, err_msg=name)
+    for m, T in ((2, 5), (64, 40)):
+        errors = fdcheck.check(k, m=m, T=T, seed=1)
+        assert max(errors.values()) < 1e-6, (m, T, errors)

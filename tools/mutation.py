@@ -75,10 +75,10 @@ MODULES: dict[str, list[str]] = {
     # (test_mutation_layout), without the slow Hypothesis cells.
     "symbptt/kernels/layout.py": ["tests/test_mutation_layout.py", "tests/test_kernel_plan.py",
                                   "tests/test_kernel_memory.py", *SHORT_FUNCTIONS],
-    "symbptt/kernels/forward.py": ["tests/test_mutation_forward.py", "tests/test_mutation_layout.py", "tests/test_kernel_plan.py",
+    "symbptt/kernels/forward.py": ["tests/test_kernel_readout_chunks.py", "tests/test_kernel_edge_cases.py", "tests/test_mutation_forward.py", "tests/test_mutation_layout.py", "tests/test_kernel_plan.py",
                                    "tests/test_kernel_memory.py", "tests/test_kernel_rows_in_state.py",
                                    *SHORT_FUNCTIONS],
-    "symbptt/kernels/backward.py": ["tests/test_mutation_backward.py", "tests/test_mutation_layout.py", "tests/test_kernel_plan.py",
+    "symbptt/kernels/backward.py": ["tests/test_kernel_readout_chunks.py", "tests/test_kernel_edge_cases.py", "tests/test_mutation_backward.py", "tests/test_mutation_layout.py", "tests/test_kernel_plan.py",
                                     "tests/test_kernel_memory.py", *SHORT_FUNCTIONS],
     "symbptt/kernels/code.py": ["tests/test_mutation_code.py", "tests/test_kernel_plan.py",
                                 "tests/test_numpy_printer.py", *SHORT_FUNCTIONS],
