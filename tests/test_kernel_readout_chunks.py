@@ -150,7 +150,21 @@ def _product_readout():
     return cell
 
 
-@pytest.mark.parametrize("make", [_readout_of_a_kept_value, _product_readout])
+def _product_of_gate_and_input_readout():
+    """h = g ⊙ tanh(…), y = h ⊙ g ⊙ x: the readout's backward reads the gate (a loop value)
+    and the input (as wide as the state) over every step."""
+    from symbptt import Cell, odot, sigmoid, stack, tanh
+    cell = Cell("gate_input_readout", "a readout that multiplies h by a gate and the input")
+    n_h, = cell.dims("n_h")
+    x, h_prev = cell.input("x", n_h), cell.state("h", n_h)
+    g = cell.let("g", sigmoid(cell.weight("Wg", n_h, 2 * n_h) @ stack(h_prev, x) + cell.bias("bg", n_h)))
+    h = cell.update("h", odot(g, tanh(cell.weight("W", n_h, 2 * n_h) @ stack(h_prev, x) + cell.bias("b", n_h))))
+    cell.readout("y", odot(odot(h, g), x))
+    return cell
+
+
+@pytest.mark.parametrize("make", [_readout_of_a_kept_value, _product_readout,
+                                  _product_of_gate_and_input_readout])
 def test_readouts_reading_readouts_or_loop_values_over_chunks(make):
     """Outputs over two chunks against the steps run in two calls; gradients against finite
     differences (one chunk and two)."""
