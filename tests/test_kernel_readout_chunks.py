@@ -29,12 +29,9 @@ def _problem(kernel, seed=0):
     return p, x, h0, up
 
 
-@pytest.mark.parametrize("cell", CELLS)
-def test_readouts_of_several_chunks_are_those_of_the_steps_run_in_two_calls(cell):
-    """A readout depends on its own step only: running the first SPLIT steps, then the rest
-    from the states they end in, gives the same outputs, whatever the chunks' bounds."""
-    k = kernel_module(cell)
-    assert k._chunk_steps(None, T, M) == 32
+def _assert_same_as_two_calls(k) -> None:
+    """Outputs of T steps (three chunks) equal those of the first SPLIT steps, then the rest
+    run from the states they end in (other chunk bounds)."""
     p, x, h0, _ = _problem(k)
     whole, _ = k.forward(p, x, h0)
     first, _ = k.forward(p, x[:, :, :SPLIT], h0)
@@ -42,6 +39,15 @@ def test_readouts_of_several_chunks_are_those_of_the_steps_run_in_two_calls(cell
     for name in whole:
         joined = np.concatenate([first[name], rest[name]], axis=2)
         np.testing.assert_allclose(whole[name], joined, rtol=1e-12, atol=1e-13, err_msg=name)
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_readouts_of_several_chunks_are_those_of_the_steps_run_in_two_calls(cell):
+    """A readout depends on its own step only: running the first SPLIT steps, then the rest
+    from the states they end in, gives the same outputs, whatever the chunks' bounds."""
+    k = kernel_module(cell)
+    assert k._chunk_steps(None, T, M) == 32
+    _assert_same_as_two_calls(k)
 
 
 @pytest.mark.parametrize("cell", CELLS)
@@ -170,13 +176,7 @@ def test_readouts_reading_readouts_or_loop_values_over_chunks(make):
     differences (one chunk and two)."""
     from symbptt import fdcheck
     k = kernel_module(make())
-    p, x, h0, _ = _problem(k)
-    whole, _ = k.forward(p, x, h0)
-    first, _ = k.forward(p, x[:, :, :SPLIT], h0)
-    rest, _ = k.forward(p, x[:, :, SPLIT:], {s: first[s][:, :, -1] for s in k.STATES})
-    for name in whole:
-        joined = np.concatenate([first[name], rest[name]], axis=2)
-        np.testing.assert_allclose(whole[name], joined, rtol=1e-12, atol=1e-13, err_msg=name)
+    _assert_same_as_two_calls(k)
     for m, T in ((2, 5), (64, 40)):
         errors = fdcheck.check(k, m=m, T=T, seed=1)
         assert max(errors.values()) < 1e-6, (m, T, errors)
