@@ -24,7 +24,7 @@ from .. import ops
 from ..cell import prev_name, step_name
 from ..text import text
 from . import code as c
-from .forward import Forward, chunk_operands, flat, rows_view, seq_view, write_into
+from .forward import Forward, chunk_columns, chunk_operands, flat, rows_view, seq_view, write_into
 from .layout import Layout, Row, total_rows
 from .rewrite import names_in
 
@@ -433,14 +433,13 @@ class BackwardPlanner:
         """What the chunk's products read, over its steps: (rows, n_t·m) views of the buffers
         kept for every step, and copies of one chunk of the others."""
         L = self.L
-        columns = (":", c.StepColumns(c.Name("t"), c.Name(self.n_t)))
         ro = {a.symbol.name for a in self.ro_adjoints}
         wanted = set(L.static_groups) | set(L.groups) | {
             n for a in self.fallback for n in names_in(a.expr) if n not in L.params}
         values: dict = {}
         for n in sorted(wanted):
             if n in L.readout_names or n in self.readout_incoming or n in ro:
-                values[n] = c.View(f"{n}_all", columns)
+                values[n] = chunk_columns(f"{n}_all", self.n_t)
             elif n in self.row_adjoint:
                 r = self.row_adjoint[n]
                 values[n] = self._chunk_rows(r.start, r.rows)
@@ -473,7 +472,7 @@ class BackwardPlanner:
                 c.Dim(rows), c.Name("T * m"))),))))
             gtotal = total_rows(r for r, _ in members)
             self.chunk.append(c.Comment(f"d{xt} = " + " + ".join(f"{w}ᵀ·d{r.name}" for r, w in members)))
-            out = c.View(f"d{i}_all", (":", c.StepColumns(c.Name("t"), c.Name(self.n_t))))
+            out = chunk_columns(f"d{i}_all", self.n_t)
             for k, run in enumerate(L.runs(members)):
                 w = L.stacked[xt] if ops.same_dim(run.rows, gtotal) else rows_view(
                     L.stacked[xt], run.group_start, run.group_start + run.rows, gtotal)

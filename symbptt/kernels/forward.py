@@ -64,6 +64,11 @@ def flat(layout: Layout, name: str, defined: dict, out: list) -> c.View | c.Call
     return c.View(var)
 
 
+def chunk_columns(name: str, n_t: str) -> c.View:
+    """The columns of the chunk's steps t … t + n_t − 1 in the (rows, T·m) matrix ``name``."""
+    return c.View(name, (":", c.StepColumns(c.Name("t"), c.Name(n_t))))
+
+
 def chunk_operands(layout: Layout, names: set[str], n_t: str, out: list) -> dict:
     """Each of ``names`` (states, their previous values, inputs, values kept in sequence
     buffers) over the chunk's steps t … t + n_t − 1 as a (rows, n_t·m) matrix.
@@ -80,7 +85,7 @@ def chunk_operands(layout: Layout, names: set[str], n_t: str, out: list) -> dict
             values[n] = c.Call("input_chunk", (f"{layout.step_of[n]}_seq", c.StepRange(t, count)))
             continue
         s = layout.prev_of.get(n, n)
-        both = s in layout.states and s in prevs and s in names
+        both = s in prevs and s in names  # the state read as s_prev and as s
         if both and n in layout.prev_of:
             continue  # given with its state below
         var = layout.fresh(f"{s}_chunk")
@@ -374,7 +379,6 @@ class ForwardPlanner:
         if not L.readout_part:
             return
         size, n_t = L.fresh("C"), L.fresh("n_t")
-        columns = (":", c.StepColumns(c.Name("t"), c.Name(n_t)))
         after.append(c.Comment("Readouts of every step, C steps (C·m columns) at a time, after the loop."))
         after.append(c.assign(size, c.Call("readout_chunk"), "steps per chunk"))
         body: list = [c.assign(n_t, c.Call("chunk_len", (c.Name(size),)), "steps in this chunk")]
@@ -385,8 +389,8 @@ class ForwardPlanner:
             if e.kind == "readout" or e.name in self.read_back:  # kept for every step
                 after.append(c.assign(f"{e.name}_all", c.Call("empty", (c.Shape((
                     c.Dim(ops.shape_of(e.expr)[0]), c.Name("T * m"))),))))
-                body.append(c.Update(c.View(f"{e.name}_all", columns), "=", self.math(e.expr, names)))
-                names[e.name] = c.View(f"{e.name}_all", columns)
+                names[e.name] = chunk_columns(f"{e.name}_all", n_t)
+                body.append(c.Update(names[e.name], "=", self.math(e.expr, names)))
             else:
                 body.append(c.assign(e.name, self.math(e.expr, names)))
         after.append(c.ForChunks(c.Name(size), tuple(body)))
