@@ -55,6 +55,11 @@ SHORT_FUNCTIONS = ["--deselect", "tests/test_kernel_plan.py::test_planner_functi
 REPORT_FAST = ["tests/test_mutation_report.py", "tests/test_report.py",
                "-k", "not pdf and not page and not rebuilt and not latex_error and not pdflatex"]
 
+#: What the forward and backward planners' subsets share: kernels of many cells against their
+#: equations and finite differences, chunked readouts and gradients, edge sizes.
+PLANNER = ["tests/test_kernel_readout_chunks.py", "tests/test_kernel_edge_cases.py", "tests/test_mutation_layout.py",
+           "tests/test_kernel_plan.py", "tests/test_kernel_memory.py", *SHORT_FUNCTIONS]
+
 #: Module → the tests that exercise it (the fast subset run against its mutants).
 MODULES: dict[str, list[str]] = {
     "symbptt/fdcheck.py": ["tests/test_fdcheck.py", "tests/test_finite_differences.py"],
@@ -75,11 +80,8 @@ MODULES: dict[str, list[str]] = {
     # (test_mutation_layout), without the slow Hypothesis cells.
     "symbptt/kernels/layout.py": ["tests/test_mutation_layout.py", "tests/test_kernel_plan.py",
                                   "tests/test_kernel_memory.py", *SHORT_FUNCTIONS],
-    "symbptt/kernels/forward.py": ["tests/test_kernel_readout_chunks.py", "tests/test_kernel_edge_cases.py", "tests/test_mutation_forward.py", "tests/test_mutation_layout.py", "tests/test_kernel_plan.py",
-                                   "tests/test_kernel_memory.py", "tests/test_kernel_rows_in_state.py",
-                                   *SHORT_FUNCTIONS],
-    "symbptt/kernels/backward.py": ["tests/test_kernel_readout_chunks.py", "tests/test_kernel_edge_cases.py", "tests/test_mutation_backward.py", "tests/test_mutation_layout.py", "tests/test_kernel_plan.py",
-                                    "tests/test_kernel_memory.py", *SHORT_FUNCTIONS],
+    "symbptt/kernels/forward.py": ["tests/test_mutation_forward.py", "tests/test_kernel_rows_in_state.py", *PLANNER],
+    "symbptt/kernels/backward.py": ["tests/test_mutation_backward.py", *PLANNER],
     "symbptt/kernels/code.py": ["tests/test_mutation_code.py", "tests/test_kernel_plan.py",
                                 "tests/test_numpy_printer.py", *SHORT_FUNCTIONS],
     "symbptt/array_module.py": ["tests/test_mutation_array_module.py", "tests/test_numpy_printer.py",
@@ -132,20 +134,23 @@ class Score:
     equivalent: int = 0
     timeout: int = 0
     other: int = 0
+    #: Set when only a sample ran: how many mutants the module has in all.
+    population: int | None = None
+
+    @property
+    def counted(self) -> int:
+        """The mutants the score counts: all but the equivalent ones."""
+        return self.killed + self.survived + self.timeout + self.other
 
     @property
     def score(self) -> float:
-        counted = self.killed + self.survived + self.timeout + self.other
-        return self.killed / counted if counted else 1.0
-
-    #: Set when only a sample ran: how many mutants the module has in all.
-    population: int | None = None
+        return self.killed / self.counted if self.counted else 1.0
 
     def row(self) -> str:
         score = f"{100 * self.score:.1f} %"
         if self.population is not None:
-            sampled = self.killed + self.survived + self.equivalent + self.timeout + self.other
-            low, high = wilson(self.killed, self.killed + self.survived + self.timeout + self.other)
+            sampled = self.counted + self.equivalent
+            low, high = wilson(self.killed, self.counted)
             score = (f"{sampled} of {self.population} sampled, estimate {score} "
                      f"[{100 * low:.1f}–{100 * high:.1f}]")
         return (f"| {self.module} | {self.killed} | {self.survived} | {self.equivalent} | "
