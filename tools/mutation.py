@@ -103,6 +103,9 @@ MODULES: dict[str, list[str]] = {
     "symbptt/report_figure.py": REPORT_FAST,
     "symbptt/report_params.py": REPORT_FAST,
     "symbptt/render.py": ["tests/test_numpy_printer.py", *REPORT_FAST],
+    "symbptt/text.py": ["tests/test_numpy_printer.py", "tests/test_operation_consumers.py"],
+    # pdf: the LaTeX error reading and one small real build (no report PDFs)
+    "symbptt/pdf.py": ["tests/test_report.py", "-k", "first_error or pdflatex or latex_error"],
     "symbptt/cli.py": ["tests/test_mutation_cli.py", "tests/test_cli.py"],  # test_cli runs a subprocess
     "symbptt/build.py": ["tests/test_mutation_build.py", "tests/test_build_atomic.py", "tests/test_build_summary.py",
                          "tests/test_mutation_cli.py"],
