@@ -12,7 +12,8 @@ juxtaposition (matrix product, binding tighter than ⊙), ``^\top ^T`` (transpos
 ``^{\odot k}`` (elementwise powers, k ≤ 8), ``\frac{a}{b}`` (a ⊘ b; ``\frac{1}{2} A`` scales A), every function of :data:`symbptt.ops.FUNCTIONS` by the names its
 declaration gives (``\sigma \tanh \exp \log \operatorname{softmax}``, …) applied to a
 parenthesised argument, ``\oslash`` and ``/`` (elementwise division), ``\mathbb{1}[u > 0]`` (the step),
-``\mathbf{1}\mathbf{1}^\top(…)`` (column sums), numbers (``1 − z`` is ones minus z), ``\mathbf{1}``, the ``\delta``
+``\mathbf{1}\mathbf{1}^\top(…)`` (column sums), numbers (``1 − z`` is ones minus z), ``\mathbf{1}``,
+``\mathbf{0}`` (zero, shaped by its partner or the target), the ``\delta``
 prefix of adjoints, ``\tilde{h} \hat{y} \bar{x}`` decorations, ``\mathbf{…} \boldsymbol{…}``
 wrappers and subscripts with a time index (``h_{t-1}`` → ``h_prev``, ``x_t`` → ``xt``,
 ``\tilde{h}_t`` → ``h_tilde``, ``W_z`` → ``Wz``, ``a_{z,t}`` → ``a_z``, ``\delta h_{t-1}``
@@ -42,7 +43,7 @@ from typing import Any, NoReturn, cast
 
 import numpy as np
 import sympy as sp
-from sympy import MatMul, MatrixSymbol, OneMatrix
+from sympy import MatMul, MatrixSymbol, OneMatrix, ZeroMatrix
 from sympy.matrices.expressions.matexpr import MatrixExpr
 
 from . import ops
@@ -420,13 +421,17 @@ class Parser:
             return self.function()
         if self.at_ones():
             return self.ones()
+        if self.at_ones(digit="0"):
+            self.pos += 4
+            return _Zeros()
         if token == r"\mathbb":
             return self.indicator()
         return self.resolve(self.name())
 
-    def at_ones(self, offset: int = 0) -> bool:
+    def at_ones(self, offset: int = 0, digit: str = "1") -> bool:
+        """Whether ``\\mathbf{1}`` (or, with ``digit="0"``, ``\\mathbf{0}``) starts here."""
         return (self.peek(offset) in (r"\mathbf", r"\boldsymbol") and self.peek(offset + 1) == "{"
-                and self.peek(offset + 2) == "1")
+                and self.peek(offset + 2) == digit)
 
     def ones(self):
         r"""``\mathbf{1}``, or ``\mathbf{1}\mathbf{1}^\top`` (each column's sum, down the rows)."""
@@ -561,6 +566,16 @@ class _Ones:
         return r"\mathbf{1} (a matrix of ones, whose shape only a partner such as z in \mathbf{1} - z decides)"
 
 
+class _Zeros:
+    """``\\mathbf{0}``: a zero matrix whose shape its partner, or the line's target, decides.
+
+    A sum drops it, a product with it is zero again; the report writes it for an adjoint
+    nothing feeds (δh_{t-1} of a state no equation reads)."""
+
+    def __str__(self) -> str:
+        return r"\mathbf{0} (a zero matrix, whose shape only a partner or the target decides)"
+
+
 class _ColumnSums:
     r"""``\mathbf{1}\mathbf{1}^\top``, waiting for the matrix whose column sums it repeats."""
 
@@ -574,8 +589,10 @@ def _is_scalar(value) -> bool:
 
 
 def _matrix(value) -> MatrixExpr:
-    if _is_scalar(value) or isinstance(value, _Ones):
+    if _is_scalar(value):
         raise HandParseError(f"a matrix is needed where the number {value} stands")
+    if isinstance(value, (_Ones, _Zeros)):
+        raise HandParseError(f"a matrix is needed where {value} stands")
     if isinstance(value, _ColumnSums):  # 1 1ᵀ with nothing after it
         raise HandParseError(f"a matrix is needed where {value} stands")
     return value
@@ -588,6 +605,8 @@ def _constant(value, like: MatrixExpr) -> MatrixExpr:
 
 
 def _plus(a, b):
+    if isinstance(a, _Zeros) or isinstance(b, _Zeros):
+        return b if isinstance(a, _Zeros) else a
     if _is_scalar(a) and _is_scalar(b):
         return a + b
     if _is_scalar(a) or isinstance(a, _Ones):
@@ -599,6 +618,8 @@ def _plus(a, b):
 
 def _times(a, b):
     """A matrix product, or a scaling when one side is a number."""
+    if isinstance(a, _Zeros) or isinstance(b, _Zeros):
+        return _Zeros()
     if isinstance(a, _ColumnSums):
         return ops.FeatureSum(_matrix(b))
     if isinstance(b, _Ones) and not (_is_scalar(a) or isinstance(a, _Ones)):
@@ -613,7 +634,7 @@ def _times(a, b):
 
 
 def _elementwise(a, b):
-    if _is_scalar(a) or _is_scalar(b):
+    if _is_scalar(a) or _is_scalar(b) or isinstance(a, _Zeros) or isinstance(b, _Zeros):
         return _times(a, b)
     if isinstance(a, _Ones):
         a = _constant(a, b)
@@ -631,13 +652,15 @@ def _broadcast_column(value, other):
 
 
 def _transpose(value):
-    return value if _is_scalar(value) else _matrix(value).T
+    return value if _is_scalar(value) or isinstance(value, _Zeros) else _matrix(value).T
 
 
-def parse_latex(text: str, resolve: Resolver) -> MatrixExpr:
-    """A LaTeX string as a matrix expression over the derivation's symbols (shape-checked)."""
+def parse_latex(text: str, resolve: Resolver, like: MatrixExpr | None = None) -> MatrixExpr:
+    """A LaTeX string as a matrix expression over the derivation's symbols (shape-checked);
+    a zero (``\\mathbf{0}``, or a sum or product that is zero) takes the shape of ``like``, the
+    line's target, when one is given."""
     value = Parser(text, resolve).parse()
-    expr = _matrix(value)
+    expr = ZeroMatrix(*like.shape) if isinstance(value, _Zeros) and like is not None else _matrix(value)
     try:
         ops.shape_of(expr)
     except (ops.ShapeError, TypeError) as err:
@@ -777,10 +800,10 @@ def _target(target: str, symbols: Mapping[str, MatrixSymbol], resolve: Resolver)
     return resolve(name).name
 
 
-def _given(expr, symbols: Mapping[str, MatrixSymbol], resolve: Resolver) -> MatrixExpr:
+def _given(expr, symbols: Mapping[str, MatrixSymbol], resolve: Resolver, target: str) -> MatrixExpr:
     """A hand expression (LaTeX string or SymPy matrix expression) over the symbols."""
     if isinstance(expr, str):
-        return parse_latex(expr, resolve)
+        return parse_latex(expr, resolve, like=symbols[target])
     if not isinstance(expr, MatrixExpr):
         raise HandParseError(f"expected a LaTeX string or a SymPy matrix expression, got "
                              f"{type(expr).__name__}")
@@ -882,7 +905,7 @@ def check_one(derivation: Derivation, target: str, expr, aliases: Mapping[str, s
         if name not in {a.symbol.name for a in derivation.backward + derivation.parameters}:
             raise HandParseError(f"{target} is not a derived adjoint (derived: "
                                  f"{', '.join(a.symbol.name for a in derivation.backward)})")
-        given = _given(expr, symbols, resolve)
+        given = _given(expr, symbols, resolve, name)
         _refuse_later_adjoints(derivation, name, given)
         if not _same_shape(given, symbols[name]):
             raise HandParseError(f"has shape {ops.fmt_shape(ops.shape_of(given))} but {name} is "

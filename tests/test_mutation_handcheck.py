@@ -110,7 +110,7 @@ def test_bases_of_names():
     ("[h; x]_{3}", ("a subscript on a bracket must be a row range a:b, not '3' at token 10 (None) of '[h; x]_{3}', "
                    "after '[h;x]_{3}'")),
     ("1 + 2", "a matrix is needed where the number 3 stands"),
-    (r"\mathbf{1}", (r"a matrix is needed where the number \mathbf{1} (a matrix of ones, whose shape only a partner "
+    (r"\mathbf{1}", (r"a matrix is needed where \mathbf{1} (a matrix of ones, whose shape only a partner "
                     r"such as z in \mathbf{1} - z decides) stands")),
     (r"\mathbf{1}\mathbf{1}^\top", (r"a matrix is needed where \mathbf{1}\mathbf{1}^\top (column sums, which need a "
                                    r"matrix after them) stands")),
