@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 import os
 import struct
 from dataclasses import dataclass
@@ -130,10 +131,13 @@ def _decode_array(spec: Any) -> np.ndarray:
     if not (isinstance(shape, list) and len(shape) <= 8
             and all(isinstance(n, int) and not isinstance(n, bool) and 0 <= n for n in shape)):
         raise WireError(f"bad shape {shape!r}")
-    size = int(np.prod(shape, dtype=np.int64)) if shape else 1
+    size = math.prod(shape)  # Python's integers: a product of huge sides does not wrap around to 0
     if size > MAX_ELEMENTS or not isinstance(data, str):
         raise WireError("array too large or without data")
-    raw = base64.b64decode(data.encode("ascii"), validate=True)
+    try:
+        raw = base64.b64decode(data.encode("ascii"), validate=True)
+    except ValueError:  # binascii.Error, or a character outside ASCII
+        raise WireError("an array's bytes are not base64") from None
     if len(raw) != size * np.dtype(dtype).itemsize:
         raise WireError(f"{len(raw)} bytes do not make an array of shape {tuple(shape)} and dtype {dtype}")
     return np.frombuffer(raw, dtype=dtype).reshape(shape).copy()
@@ -247,8 +251,9 @@ def receive(fd: int) -> dict:
     (length,) = struct.unpack(">Q", read_exactly(fd, 8))
     if length > MAX_MESSAGE:
         raise WireError(f"a message of {length} bytes is larger than allowed")
+    body = read_exactly(fd, length)  # a channel closed early says so (not "not a JSON message")
     try:
-        message = json.loads(read_exactly(fd, length))
+        message = json.loads(body)
     except (ValueError, RecursionError) as error:
         raise WireError(f"not a JSON message: {type(error).__name__}") from None
     if not isinstance(message, dict):
