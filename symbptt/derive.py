@@ -105,9 +105,10 @@ class Derivation:
         return next(e for e in self.forward if e.name == name)
 
     def _repr_latex_(self) -> str:
+        """The adjoints as a notebook shows them: as the report prints them, no ``shared_k``."""
         from .notation import derivation_latex
 
-        return derivation_latex(self)
+        return derivation_latex(self.inlined())
 
 
 def _without_readouts(forward: list[Equation]) -> list[Equation]:

@@ -16,6 +16,7 @@ from sympy import HadamardPower, MatrixSymbol
 
 from symbptt import Cell, derive, odot, stack, tanh
 from symbptt.handcheck import HandParseError, check_one
+from symbptt.notation import derivation_latex
 from symbptt.report import LANGS, Printers, report_tex
 from symbptt.report_check import check_report
 
@@ -98,3 +99,22 @@ def test_bad_powers_and_fractions_are_named(rnn, text, message):
     with pytest.raises(HandParseError):
         from symbptt.handcheck import Resolver, _symbols, parse_latex
         parse_latex(text, Resolver(_symbols(rnn)))
+
+
+def test_notebook_display_writes_shared_values_out():
+    """A notebook shows a derivation as the report prints it: the kernels' shared_k, a value
+    computed once for two uses, is written out in the adjoints that use it."""
+    cell = Cell("sq", "a value used twice")
+    n_x, n_h = cell.dims("n_x", "n_h")
+    x = cell.input("x", n_x, "input")
+    h_prev = cell.state("h", n_h, "hidden")
+    W = cell.weight("W", n_h, n_x, "input weights")
+    U = cell.weight("U", n_h, n_h, "recurrent weights")
+    a = cell.let("a", tanh(W @ x + U @ h_prev))
+    cell.update("h", odot(a, a))
+    d = derive(cell)
+    assert any(adj.symbol.name.startswith("shared_") for adj in d.backward)  # the kernels' view
+    shown = d._repr_latex_()
+    assert "shared" not in shown
+    assert shown == derivation_latex(d.inlined())
+    assert r"\delta \mathbf{a}_{t}" in shown and r"\boldsymbol{\varepsilon}_{h,t}" in shown
