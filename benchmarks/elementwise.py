@@ -9,7 +9,8 @@ of writing that work is fastest on this machine:
 - ``numpy/2 threads``: the same calls on two halves of the batch columns, one in a second
   Python thread (NumPy's ufuncs release the GIL);
 - ``numexpr/k``: one ``numexpr.evaluate`` per output with k threads (when numexpr is installed);
-- ``numba``: one compiled loop over the step (when numba is installed; the fused backend).
+- ``numba``: one compiled loop over the step with the fused backend's scalar σ and tanh (when
+  numba is installed).
 
 The step: ``a = z + b`` (gate rows i, f, o, g), ``i, f, o = σ(a)``, ``g = tanh(a)``,
 ``c = f ⊙ c_prev + i ⊙ g``, ``h = o ⊙ tanh(c)``. Each way's result is checked against the
@@ -79,20 +80,32 @@ def numexpr_step(threads: int) -> Callable[..., None]:
 
 
 def numba_step() -> Callable[..., None]:
-    """The step as one compiled loop over rows and columns (what the fused backend does)."""
+    """The step as one compiled loop over rows and columns, with the fused backend's own
+    scalar σ and tanh (their ``numba_scalar`` declarations in :mod:`symbptt.ops`: tanh in
+    arithmetic alone, so that the loop vectorizes)."""
     import numba
 
-    @numba.njit(cache=False, fastmath=False)
+    from symbptt import ops
+
+    space: dict = {"np": np}
+    exec(ops.Tanh.numba_helper, space)  # noqa: S102 - the project's own declared source
+    tanh = numba.njit(space["scalar_tanh"])
+    sigmoid_text = ops.Sigmoid.numba_scalar.format(u="u")
+    space["scalar_tanh"] = tanh
+    exec(f"def sigmoid(u):\n    return {sigmoid_text}", space)  # noqa: S102
+    sigmoid = numba.njit(space["sigmoid"])
+
+    @numba.njit
     def step(a, b, c_prev, c, h):
         n, m = c_prev.shape
         for r in range(n):
             for j in range(m):
-                i = 1 / (1 + np.exp(-(a[r, j] + b[r, 0])))
-                f = 1 / (1 + np.exp(-(a[n + r, j] + b[n + r, 0])))
-                o = 1 / (1 + np.exp(-(a[2 * n + r, j] + b[2 * n + r, 0])))
-                g = np.tanh(a[3 * n + r, j] + b[3 * n + r, 0])
+                i = sigmoid(a[r, j] + b[r, 0])
+                f = sigmoid(a[n + r, j] + b[n + r, 0])
+                o = sigmoid(a[2 * n + r, j] + b[2 * n + r, 0])
+                g = tanh(a[3 * n + r, j] + b[3 * n + r, 0])
                 c[r, j] = f * c_prev[r, j] + i * g
-                h[r, j] = o * np.tanh(c[r, j])
+                h[r, j] = o * tanh(c[r, j])
     return step
 
 
