@@ -98,7 +98,8 @@ MODULES: dict[str, list[str]] = {
     "symbptt/verify.py": ["tests/test_mutation_verify.py", "tests/test_verify.py", "tests/test_verify_scale.py"],
     "symbptt/proof.py": ["tests/test_mutation_proof.py", "tests/test_proof.py"],
     # The rest, sampled (--sample): the tests that import each module, those over ~20 s cut.
-    "symbptt/report_check.py": ["tests/test_mutation_report.py", "tests/test_attack_report_order.py"],
+    "symbptt/report_check.py": ["tests/test_mutation_report_check.py", "tests/test_mutation_report.py",
+                                "tests/test_attack_report_order.py"],
     "symbptt/report_order.py": ["tests/test_attack_report_order.py"],
     "symbptt/report_figure.py": REPORT_FAST,
     "symbptt/report_params.py": REPORT_FAST,
@@ -123,8 +124,11 @@ MODULES: dict[str, list[str]] = {
     "symbptt/torch.py": ["tests/test_mutation_torch.py", "tests/test_attack_torch.py", "tests/test_torch_interop.py"],
     "symbptt/torch_oracle.py": ["tests/test_mutation_torch_oracle.py", "tests/test_torch_oracle.py",
                                 "tests/test_torch_interop.py"],
-    # the Numba backend's kernels (numba compiles: few cells, small sizes)
-    "symbptt/kernels/fused.py": ["tests/test_mutation_fused.py", "tests/test_numba_backend.py"],
+    # the Numba backend's kernels: its compiled loops run as Python (numba hidden, FUSED set),
+    # and test_numba_backend's tests that compile nothing (its compiling ones take ~4 minutes)
+    "symbptt/kernels/fused.py": ["tests/test_mutation_fused.py", "tests/test_numba_backend.py", "-k",
+                                 "mutation_fused or without_numba or module_text or backend_names "
+                                 "or loop_variables or cli_codegen"],
     # grading: students are graded in worker processes and each one's code in a child, where
     # mutmut sees nothing: test_mutation_grade grades one student in the test's own process.
     "symbptt/grading/grade.py": ["tests/test_mutation_grade.py", "tests/test_grade.py", "tests/test_check.py",
