@@ -100,7 +100,11 @@ MODULES: dict[str, list[str]] = {
     # The rest, sampled (--sample): the tests that import each module, those over ~20 s cut.
     "symbptt/report_check.py": ["tests/test_mutation_report_check.py", "tests/test_mutation_report.py",
                                 "tests/test_attack_report_order.py"],
-    "symbptt/report_order.py": ["tests/test_attack_report_order.py"],
+    # report_order: under mutmut, source_sums runs inside mutmut's trampoline, whose frame (not
+    # cell.py's) it takes for the cell file's: it records no order there, and the one test
+    # that reads a recorded order fails on the unmutated copy (so mutmut would not run).
+    "symbptt/report_order.py": ["tests/test_attack_report_order.py", "--deselect",
+                                "tests/test_attack_report_order.py::test_loops_comments_continuations_and_a_repeated_term"],
     "symbptt/report_figure.py": REPORT_FAST,
     "symbptt/report_params.py": REPORT_FAST,
     "symbptt/render.py": ["tests/test_numpy_printer.py", *REPORT_FAST],
@@ -113,7 +117,7 @@ MODULES: dict[str, list[str]] = {
     "symbptt/tree.py": ["tests/test_build_atomic.py"],
     "symbptt/loader.py": ["tests/test_mutation_loader.py", "tests/test_cell_dsl.py", "tests/test_bad_cells.py",
                           "tests/test_hostile_inputs.py", "tests/test_install.py", "tests/test_mutation_cli.py"],
-    "symbptt/api.py": ["tests/test_install.py", "tests/test_kernel_rows_in_state.py", "tests/test_numba_backend.py"],
+    "symbptt/api.py": ["tests/test_mutation_api.py", "tests/test_install.py", "tests/test_kernel_rows_in_state.py"],
     "symbptt/paths.py": ["tests/test_install.py"],
     "symbptt/testing.py": ["tests/test_check.py", "tests/test_adversarial.py"],
     "symbptt/arith.py": ["tests/test_cell_dsl.py", "tests/test_bad_cells.py", "tests/test_hostile_inputs.py",
