@@ -243,8 +243,10 @@ class RemotePerson:
             self.child = None
 
     def _user_stderr(self, err: str) -> str:
-        """Standard error without the stack dumps the checker asked for."""
-        return re.split(r"\n?(?:Fatal Python error|Current thread|Thread 0x)", err, maxsplit=1)[0]
+        """Standard error without the stack dumps the checker asked for (a dump of one thread,
+        as the child registers it, starts with ``Stack (most recent call first):``)."""
+        return re.split(r"\n?(?:Fatal Python error|Current thread|Thread 0x|Stack \(most recent call first\))",
+                        err, maxsplit=1)[0]
 
     def close(self) -> str:
         """End the child; return everything the person's code printed (capped)."""
