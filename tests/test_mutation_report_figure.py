@@ -140,11 +140,8 @@ def test_layout_puts_sources_in_order_and_a_column_at_one_step():
     assert {pos[high][1], pos[low][1]} == {0.65, -0.65}
 
 
-@pytest.mark.xfail(strict=True, reason="BUG (not fixed: it would change generated/): _layout sorts a column "
-                   "by the mean height of its inputs ascending and places the first on top, so a node fed "
-                   "from below is drawn above one fed from above and their arrows cross (every such pair "
-                   "of gru, gru_torch, lstm, lstm_torch and mgu's figures)")
 def test_layout_orders_a_column_by_the_height_of_its_inputs():
+    """A node fed from above is drawn above one fed from below (their arrows would cross)."""
     pos, _, _, low, high = _two_columns()
     assert pos[high][1] > pos[low][1]
 
