@@ -172,7 +172,8 @@ class _Builder:
 
 
 def _layout(graph: Graph, sources: list[str]) -> dict[str, tuple[float, float]]:
-    """Longest-path columns, rows ordered by the mean height of a node's inputs."""
+    """Longest-path columns; in each, the node whose inputs sit highest on top, so that
+    arrows from one column to the next do not cross where they need not."""
     layer = {s: 0 for s in sources}
     for node, inputs in graph.inputs.items():
         if node not in layer:
@@ -185,7 +186,7 @@ def _layout(graph: Graph, sources: list[str]) -> dict[str, tuple[float, float]]:
     for k in sorted(columns):
         names = columns[k]
         if k:
-            names.sort(key=lambda n: sum(pos[i][1] for i in graph.inputs[n]) / max(len(graph.inputs[n]), 1))
+            names.sort(key=lambda n: -sum(pos[i][1] for i in graph.inputs[n]) / max(len(graph.inputs[n]), 1))
         for j, name in enumerate(names):
             pos[name] = (k * step, ((len(names) - 1) / 2 - j) * 1.3)
     return pos
