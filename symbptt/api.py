@@ -77,5 +77,5 @@ def adjoint_names(spec: CellSpec) -> list[str]:
     parameters' (``dWz``, ``dbz``, …). These are the targets of ``symbptt handcheck`` (also
     written ``\\delta a_z``, ``δa_z``); the gradients arriving from outside the step,
     ``dh_next`` and ``dy``, may be used on a right-hand side but are not targets."""
-    derivation = derive(load_cell(spec))
+    derivation = derive(load_cell(spec)).inlined()  # shared_k is the kernels' name, no target
     return [a.symbol.name for a in derivation.backward + derivation.parameters]

@@ -118,3 +118,23 @@ def test_notebook_display_writes_shared_values_out():
     assert "shared" not in shown
     assert shown == derivation_latex(d.inlined())
     assert r"\delta \mathbf{a}_{t}" in shown and r"\boldsymbol{\varepsilon}_{h,t}" in shown
+
+
+def test_adjoint_names_leave_the_kernels_shared_values_out(tmp_path):
+    """adjoint_names lists handcheck's targets: a student writes δa, not the kernels' shared_1."""
+    import symbptt
+
+    path = tmp_path / "sq.py"
+    path.write_text(
+        "from symbptt import Cell, odot, tanh\n"
+        "cell = Cell('sq', 'a value used twice')\n"
+        "n_x, n_h = cell.dims('n_x', 'n_h')\n"
+        "x = cell.input('x', n_x, 'input')\n"
+        "h_prev = cell.state('h', n_h, 'hidden')\n"
+        "W = cell.weight('W', n_h, n_x, 'input weights')\n"
+        "U = cell.weight('U', n_h, n_h, 'recurrent weights')\n"
+        "a = cell.let('a', tanh(W @ x + U @ h_prev))\n"
+        "cell.update('h', odot(a, a))\n", encoding="utf-8")
+    names = symbptt.adjoint_names(str(path))
+    assert names == ["da", "da_a", "dxt", "dh_prev", "dW", "dU"]
+    assert derive(symbptt.load_cell(str(path))).backward[0].symbol.name == "shared_1"  # the kernels' view
