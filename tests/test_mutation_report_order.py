@@ -142,6 +142,8 @@ def test_ordered_follows_the_recorded_sum_holding_every_term():
     assert ordered(terms, [("a", "b", "d")], str) == ["b", "c", "a"]
     assert ordered(terms, [], str) == ["b", "c", "a"]
     assert ordered(["x", "y"], [("Y", "X")], str.upper) == ["y", "x"]  # by the key of each term
+    a, b = sympy.MatrixSymbol("a", 2, 2), sympy.MatrixSymbol("b", 2, 2)
+    assert ordered([b, a], [("k", "k")], lambda t: "k") == [b, a]  # equal keys: the given order, no comparing terms
 
 
 @pytest.mark.parametrize("written", ["W @ x + U @ h + b", "b + U @ h + W @ x"])

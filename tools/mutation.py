@@ -103,7 +103,8 @@ MODULES: dict[str, list[str]] = {
     # report_order: under mutmut, source_sums runs inside mutmut's trampoline, whose frame (not
     # cell.py's) it takes for the cell file's: it records no order there, and the one test
     # that reads a recorded order fails on the unmutated copy (so mutmut would not run).
-    "symbptt/report_order.py": ["tests/test_attack_report_order.py", "--deselect",
+    # (tests/test_mutation_report_order_source.py, outside the subset, tests it end to end.)
+    "symbptt/report_order.py": ["tests/test_mutation_report_order.py", "tests/test_attack_report_order.py", "--deselect",
                                 "tests/test_attack_report_order.py::test_loops_comments_continuations_and_a_repeated_term"],
     "symbptt/report_figure.py": REPORT_FAST,
     "symbptt/report_params.py": REPORT_FAST,
