@@ -115,11 +115,11 @@ MODULES: dict[str, list[str]] = {
     "symbptt/cli.py": ["tests/test_mutation_cli.py", "tests/test_cli.py"],  # test_cli runs a subprocess
     "symbptt/build.py": ["tests/test_mutation_build.py", "tests/test_build_atomic.py", "tests/test_build_summary.py",
                          "tests/test_mutation_cli.py"],
-    "symbptt/tree.py": ["tests/test_build_atomic.py"],
+    "symbptt/tree.py": ["tests/test_mutation_tree.py", "tests/test_build_atomic.py"],
     "symbptt/loader.py": ["tests/test_mutation_loader.py", "tests/test_cell_dsl.py", "tests/test_bad_cells.py",
                           "tests/test_hostile_inputs.py", "tests/test_install.py", "tests/test_mutation_cli.py"],
     "symbptt/api.py": ["tests/test_mutation_api.py", "tests/test_install.py", "tests/test_kernel_rows_in_state.py"],
-    "symbptt/paths.py": ["tests/test_install.py"],
+    "symbptt/paths.py": ["tests/test_mutation_paths.py", "tests/test_install.py"],
     "symbptt/testing.py": ["tests/test_check.py", "tests/test_adversarial.py"],
     "symbptt/arith.py": ["tests/test_cell_dsl.py", "tests/test_bad_cells.py", "tests/test_hostile_inputs.py",
                          "tests/test_mutation_layout.py"],
