@@ -23,7 +23,9 @@ from .tree import write_atomic
 ENGINE_OPTIONS = ("-no-shell-escape", "-interaction=nonstopmode", "-halt-on-error",
                   "-file-line-error")
 
-_FILE_LINE_ERROR = re.compile(r"^(?:\./)?(?P<file>[^:\s]+\.tex):(?P<line>\d+): (?P<message>.*)$")
+#: ``file:line: message``: the report's .tex, or the package or class file (.sty, .cls, …)
+#: being read when the error was raised.
+_FILE_LINE_ERROR = re.compile(r"^(?:\./)?(?P<file>[^:\s]+\.[A-Za-z]+):(?P<line>\d+): (?P<message>.*)$")
 
 
 class LatexError(RuntimeError):
