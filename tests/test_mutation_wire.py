@@ -185,6 +185,23 @@ def test_nesting_deeper_than_allowed_is_opaque():
         inner = inner["list"][0]
     assert inner == {"list": [{"opaque": ["int", "nested too deeply"]}]}
     assert _round_trip(_nested(wire.MAX_DEPTH)) == _nested(wire.MAX_DEPTH)
+    deep_dict: object = 1
+    for _ in range(wire.MAX_DEPTH + 1):
+        deep_dict = {"k": deep_dict}
+    inner = encode(deep_dict)
+    for _ in range(wire.MAX_DEPTH):
+        inner = inner["dict"][0][1]
+    assert inner == {"dict": [["k", {"opaque": ["int", "nested too deeply"]}]]}
+
+
+def test_the_items_before_a_kept_last_one_are_one_level_down_like_any_tuples():
+    nested = _nested(wire.MAX_DEPTH)
+    kept = encode((nested, "cache"), keep_last=lambda value: 1)
+    assert kept["tuple"][0] == encode((nested,))["tuple"][0]
+    inner = kept["tuple"][0]
+    for _ in range(wire.MAX_DEPTH - 1):
+        inner = inner["list"][0]
+    assert inner == {"list": [{"opaque": ["int", "nested too deeply"]}]}
 
 
 # -- the parent's side: what a hostile child might send ----------------------------------------
@@ -313,6 +330,8 @@ def test_arguments_go_to_the_child_with_handles_replaced_by_what_they_stand_for(
     assert wire.decode_args({"v": 2.5}, {}) == 2.5
     with pytest.raises(KeyError):
         wire.decode_args({"ref": 9}, {})
+    inside = wire.decode_args(wire.encode_args({"cache": Remote(1, 4), "x": [Remote(1, 5)]}), {4: cache, 5: 1})
+    assert inside == {"cache": cache, "x": [1]} and inside["cache"] is cache
 
 
 # -- framing --------------------------------------------------------------------------------
@@ -329,6 +348,19 @@ def test_a_message_goes_through_a_pipe_with_its_length_first():
         wire.send(write, {"nan": float("nan")})
         message = wire.receive(read)
         assert list(message) == ["nan"] and message["nan"] != message["nan"]
+    finally:
+        os.close(read)
+        os.close(write)
+
+
+def test_a_message_written_a_few_bytes_at_a_time_is_sent_whole(monkeypatch):
+    real_write = os.write
+    monkeypatch.setattr(os, "write", lambda fd, data: real_write(fd, data[:5]))  # short writes
+    read, write = os.pipe()
+    try:
+        wire.send(write, {"op": "quit", "why": "x" * 40})
+        monkeypatch.undo()
+        assert wire.receive(read) == {"op": "quit", "why": "x" * 40}
     finally:
         os.close(read)
         os.close(write)
