@@ -75,6 +75,14 @@ def test_run_reports_the_logs_first_error(tmp_path):
         _run([_python(write_log)], tmp_path, "gru.tex", timeout=30)
 
 
+def test_run_reads_a_log_that_is_not_utf8(tmp_path):
+    """TeX writes a line of a Latin-1 .tex byte for byte into its log: still read, not a crash."""
+    latin1 = ("open('gru.log', 'wb').write(b'caf\\xe9 \\xff\\n./gru.tex:4: Missing $ inserted.\\n'); "
+              "raise SystemExit(1)")
+    with pytest.raises(LatexError, match=r"^gru\.tex:4: Missing \$ inserted\.$"):
+        _run([_python(latin1)], tmp_path, "gru.tex", timeout=30)
+
+
 def test_run_reads_the_output_when_there_is_no_log(tmp_path):
     no_log = "print('! Fatal error occurred, no output PDF file produced!'); raise SystemExit(1)"
     with pytest.raises(LatexError, match=r"^gru\.tex: Fatal error occurred, no output PDF file produced!$"):

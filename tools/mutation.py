@@ -114,7 +114,8 @@ MODULES: dict[str, list[str]] = {
     "symbptt/render.py": ["tests/test_mutation_render.py", "tests/test_numpy_printer.py"],
     "symbptt/text.py": ["tests/test_numpy_printer.py", "tests/test_operation_consumers.py"],
     # pdf: the LaTeX error reading and one small real build (no report PDFs)
-    "symbptt/pdf.py": ["tests/test_report.py", "-k", "first_error or pdflatex or latex_error"],
+    "symbptt/pdf.py": ["tests/test_mutation_pdf.py", "tests/test_report.py", "-k",
+                       "mutation_pdf or first_error or pdflatex or latex_error"],
     "symbptt/cli.py": ["tests/test_mutation_cli.py", "tests/test_cli.py"],  # test_cli runs a subprocess
     "symbptt/build.py": ["tests/test_mutation_build.py", "tests/test_build_atomic.py", "tests/test_build_summary.py",
                          "tests/test_mutation_cli.py"],
