@@ -135,3 +135,152 @@ def test_report_and_build_messages(monkeypatch, tmp_path, capsys):
     monkeypatch.setattr(cli, "summary_table", lambda results: "")
     cli.cmd_build(parse("build", "-o", str(tmp_path / "g")))
     assert capsys.readouterr().out.startswith(f"building every cell in {cli.DERIVATIONS} into {tmp_path / 'g'}\n")
+
+
+# -- what `symbptt --help` and `symbptt COMMAND --help` say, word for word (the fresh samples'
+# survivors were mostly these texts: --help is what a user reads first) --
+
+CELL = "a built-in cell's name (see `symbptt list`) or the path of a cell file"
+
+#: Per subcommand, in the order --help lists them: its line in `symbptt --help` (key None), its
+#: description, and each argument's help.
+HELP = {
+    "list": {None: "the built-in cells and their equations"},
+    "codegen": {
+        None: "print or write one cell's kernel (NumPy, CuPy or PyTorch)",
+        "description": "Print one cell's generated kernel module: forward, full or truncated BPTT backward, "
+                       "init_parameters, rows (docs/kernels.md).",
+        "cell": CELL,
+        "output": "write the kernel here instead of stdout",
+        "module": "the array library the kernel computes with: numpy (default; what `symbptt build` writes), "
+                  "cupy (the NumPy kernel with `import cupy as np`, arrays on a CUDA device) or torch "
+                  "(torch.Tensor on any device, the same interface; the body of a torch.autograd.Function)",
+        "backend": "numpy (default): plain NumPy loops; numba: the NumPy kernel with its time loops compiled by "
+                   "Numba (falls back to its NumPy loops, with a warning, where numba is missing); auto: numba "
+                   "where it is installed",
+    },
+    "build": {
+        None: "every built-in cell into generated/ (kernels, LaTeX, PDFs)",
+        "description": "Derive every built-in cell, check its kernel against finite differences, and write "
+                       "generated/numpy, generated/latex and generated/pdf all at once (a failed build writes "
+                       "nothing).",
+        "output": "where to write (default: generated/ of the checkout symbptt runs from, or ./generated when it "
+                  "is installed)",
+        "check": "write nothing; exit 1 naming each stale or missing file (PDFs are typeset and compared too, "
+                 "unless --no-pdf)",
+        "no_pdf": "skip typesetting the PDFs",
+    },
+    "report": {
+        None: "one cell's derivation as LaTeX (and PDF)",
+        "cell": CELL,
+        "pdf": "also compile the PDF (needs pdflatex and latexmk)",
+        "lang": "the report's language: English or Spanish (default en)",
+        "output": "path of the .tex, the PDF goes beside it (default: CELL_NAME.tex in the current folder)",
+    },
+    "check": {
+        None: "check a person's hand-written cell against the tool",
+        "file": "a .py file or a .ipynb notebook (its code cells)",
+        "cell": "the cell it implements: " + CELL,
+    },
+    "verify": {
+        None: "every check of one cell, as a table",
+        "cell": "a built-in cell's name or a cell file",
+        "skip_proof": "skip the exact symbolic proof (it can take minutes); each operation's derivative rule is "
+                      "still checked symbolically",
+        "proof_timeout": "stop the exact proof after this long and say so (default 300)",
+    },
+    "handcheck": {
+        None: "check hand-derived gradients (one `target = latex` a line)",
+        "cell": CELL,
+        "file": "one `target = latex` a line, or a .ipynb (its markdown's LaTeX)",
+    },
+    "grade": {
+        None: "a folder of submissions (.py/.ipynb) into a gradebook and feedback",
+        "folder": "one file or folder per student",
+        "cell": "the cell every submission implements: " + CELL,
+        "rubric": "points per part: forward, backward, derivation (default 20, 30, 50)",
+        "output": "where gradebook.csv and feedback/ go (default: FOLDER-graded)",
+        "timeout": "seconds per call of a student's function",
+        "total_time": "seconds for the whole class",
+        "jobs": "parallel workers (default: the cores)",
+    },
+}
+
+#: Per subcommand: each argument's option strings, dest, action, default, type, choices,
+#: whether it is required, and its metavar.
+ARGUMENTS = {
+    "list": [],
+    "codegen": [((), "cell", "store", None, None, None, True, None),
+                (("-o", "--output"), "output", "store", None, None, None, False, None),
+                (("--module",), "module", "store", "numpy", None, ("numpy", "cupy", "torch"), False, None),
+                (("--backend",), "backend", "store", "numpy", None, ("numpy", "numba", "auto"), False, None)],
+    "build": [(("-o", "--output"), "output", "store", None, None, None, False, "FOLDER"),
+              (("--check",), "check", "store_true", False, None, None, False, None),
+              (("--no-pdf",), "no_pdf", "store_true", False, None, None, False, None)],
+    "report": [((), "cell", "store", None, None, None, True, None),
+               (("--pdf",), "pdf", "store_true", False, None, None, False, None),
+               (("--lang",), "lang", "store", "en", None, ("en", "es"), False, None),
+               (("-o", "--output"), "output", "store", None, None, None, False, None)],
+    "check": [((), "file", "store", None, None, None, True, None),
+              (("--cell",), "cell", "store", None, None, None, True, None)],
+    "verify": [((), "cell", "store", None, None, None, True, None),
+               (("--skip-proof",), "skip_proof", "store_true", False, None, None, False, None),
+               (("--proof-timeout",), "proof_timeout", "store", 300.0, float, None, False, "SECONDS")],
+    "handcheck": [((), "cell", "store", None, None, None, True, None),
+                  ((), "file", "store", None, None, None, True, None)],
+    "grade": [((), "folder", "store", None, None, None, True, None),
+              (("--cell",), "cell", "store", None, None, None, True, None),
+              (("--rubric",), "rubric", "store", None, None, None, False, None),
+              (("-o", "--output"), "output", "store", None, None, None, False, None),
+              (("--timeout",), "timeout", "store", 10.0, float, None, False, None),
+              (("--total-time",), "total_time", "store", 1800.0, float, None, False, None),
+              (("-j", "--jobs"), "jobs", "store", None, int, None, False, None)],
+}
+
+_ACTIONS = {argparse._StoreAction: "store", argparse._StoreTrueAction: "store_true"}
+
+
+def subcommands() -> argparse._SubParsersAction:
+    return next(a for a in cli.parser()._actions if isinstance(a, argparse._SubParsersAction))
+
+
+def test_every_help_and_description_text_word_for_word():
+    sub = subcommands()
+    assert [c.dest for c in sub._choices_actions] == list(HELP) == list(sub.choices)
+    for choice in sub._choices_actions:
+        parser = sub.choices[choice.dest]
+        texts = {None: choice.help}
+        if parser.description is not None:
+            texts["description"] = parser.description
+        texts.update((a.dest, a.help) for a in parser._actions if not isinstance(a, argparse._HelpAction))
+        assert texts == HELP[choice.dest], choice.dest
+
+
+def test_every_argument_its_options_default_type_and_choices():
+    for name, parser in subcommands().choices.items():
+        found = [(tuple(a.option_strings), a.dest, _ACTIONS[type(a)], a.default, a.type,
+                  tuple(a.choices) if a.choices else None, a.required, a.metavar)
+                 for a in parser._actions if not isinstance(a, argparse._HelpAction)]
+        assert found == ARGUMENTS[name], name
+
+
+def test_the_commands_help_as_printed():
+    top = cli.parser()
+    assert top.prog == "symbptt"
+    assert top.description == "Derive, explain and verify BPTT for recurrent cells written once in SymPy."
+    sub = subcommands()
+    handcheck_help = sub.choices["handcheck"].format_help()
+    assert handcheck_help.rstrip().endswith(cli.HANDCHECK_EPILOG.rstrip())  # its line breaks kept
+    assert "LaTeX read (never evaluated): + - ( ) [a; b], \\odot \\circ * (elementwise),\n" in handcheck_help
+    assert all(p.epilog is None for n, p in sub.choices.items() if n != "handcheck")
+    assert "usage: symbptt build [-h] [-o FOLDER] [--check] [--no-pdf]" in sub.choices["build"].format_help()
+    assert "--proof-timeout SECONDS" in sub.choices["verify"].format_help()
+
+
+def test_a_stale_default_folder_says_to_run_build_without_options(monkeypatch, tmp_path, capsys):
+    monkeypatch.setattr(cli, "default_output", lambda: tmp_path / "generated")
+    monkeypatch.setattr(cli, "stale_files", lambda out, **k: ["stale: generated/numpy/rnn.py"])
+    assert cli.cmd_build(parse("build", "--check", "--no-pdf")) == 1
+    captured = capsys.readouterr()
+    assert captured.out == "stale: generated/numpy/rnn.py\n"
+    assert captured.err == f"{tmp_path / 'generated'} is out of date: run `symbptt build`\n"
