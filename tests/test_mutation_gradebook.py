@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import json
+import locale
 
 import pytest
 
@@ -51,9 +52,23 @@ def test_a_rubric_of_lines_with_comments_and_both_separators(tmp_path):
     assert gradebook.read_rubric(path) == {"forward": 15.0, "backward": 25.0, "derivation": 60.0}
     path.write_text("forward = 5\n", encoding="utf-8")
     assert gradebook.read_rubric(path) == {"forward": 5.0, "backward": 0.0, "derivation": 0.0}
+    path.write_text("forward = 10  # not #1, nor # 2\n", encoding="utf-8")  # a comment from its first #
+    assert gradebook.read_rubric(path)["forward"] == 10.0
     path.write_text("forward: 1=2\n", encoding="utf-8")  # the first separator splits
     with pytest.raises(RubricError, match=r"forward = '1=2' is not a number of points"):
         gradebook.read_rubric(path)
+
+
+def test_a_rubric_is_read_as_utf8_whatever_the_locale(tmp_path):
+    path = tmp_path / "rubric.txt"
+    path.write_text("# pondération: δ-règle\nforward = 12\n", encoding="utf-8")
+    saved = locale.setlocale(locale.LC_CTYPE)
+    locale.setlocale(locale.LC_CTYPE, "C")  # the locale's encoding is then ASCII
+    try:
+        rubric = gradebook.read_rubric(path)
+    finally:
+        locale.setlocale(locale.LC_CTYPE, saved)
+    assert rubric["forward"] == 12.0
 
 
 @pytest.mark.parametrize(("text", "message"), [

@@ -33,7 +33,8 @@ def _notebook(tmp_path, cells, name="hw.ipynb"):
 def test_a_file_that_is_not_a_notebook_is_named_with_the_reason(tmp_path):
     path = tmp_path / "broken.ipynb"
     path.write_text("{not json", encoding="utf-8")
-    with pytest.raises(NotebookError, match=r"^.*broken\.ipynb: not a readable notebook \(\w+: .+\)$"):
+    with pytest.raises(NotebookError, match=r"^.*broken\.ipynb: not a readable notebook \(NotJSONError: "
+                                            r"Notebook does not appear to be JSON: '\{not json'\)$"):
         notebook.read(path)
     with pytest.raises(NotebookError, match="missing.ipynb: not a readable notebook"):
         notebook.code_module(tmp_path / "missing.ipynb")
@@ -133,6 +134,8 @@ def test_rows_that_are_not_equations_are_noted(tmp_path):
                                 ("markdown", r"$$= 4$$")])
     rows, notes = notebook.derivation_lines(path)
     assert rows == [("cell 1, row 3", "y = 2"), ("cell 1, row 4", "y = 3")]
+    chained, _ = notebook.derivation_lines(_notebook(tmp_path, [("markdown", r"$$a = b = c \\ = d$$")], "chain.ipynb"))
+    assert chained == [("cell 1, row 1", "a = b = c"), ("cell 1, row 2", "a = d")]  # the target: before the first =
     assert notes == ["cell 1, row 1: a row starting with '=' has no target before it",
                      r"cell 1, row 2: not 'target = expression': '\\sigma(a)'",
                      f"cell 3, row 1: not 'target = expression': {'w' * 60!r}",
