@@ -227,3 +227,19 @@ def test_pre_activations_titled_and_the_cell_states_path_named():
         assert tex.count("Gradient of the pre-activation") == sum(a.target.startswith("a_") for a in d.backward)
         assert ("additive path through the cell state" in tex) == has_c
         assert "_{," not in tex  # a readout's target y_t: no empty subscript part
+
+
+# -- the whole report, in this process ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["rnn", "gru", "lstm_peephole", "indrnn", "gru_torch", "lstm_torch", "mgu", "lstm"])
+def test_each_cells_report_is_the_committed_one(name):
+    """Every byte of each built-in cell's report equals the committed generated/latex/<cell>.tex
+    (the freshness test checks the same through the CLI, in a subprocess mutmut does not see)."""
+    from pathlib import Path
+
+    from symbptt.loader import builtin_cells, source_label
+
+    path = next(p for p in builtin_cells() if p.stem == name)
+    committed = Path(__file__).resolve().parent.parent / "generated" / "latex" / f"{name}.tex"
+    assert report_tex(derive(load(path)), "en", source_label(path)) == committed.read_text(encoding="utf-8")
