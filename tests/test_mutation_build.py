@@ -50,3 +50,69 @@ def test_a_kernel_that_disagrees_with_finite_differences_stops_the_build(tmp_pat
         build.build_all(tmp_path / "generated", pdf=False, progress=lambda line: None, cells=[resolve("rnn")],
                         reports=False)
     assert not (tmp_path / "generated" / "numpy").exists()  # nothing written
+
+
+# -- the leftovers of build.py's seed-0 sample: the PDF half of a build (build_pdf replaced by a
+# stand-in that records its call: typesetting is pdf.py's, tested there), build_all's default
+# pdf=True, every built-in cell when none is given, the progress lines and the summary table --
+
+
+def fake_pdf(monkeypatch) -> list:
+    """Replace pdf.build_pdf by a stand-in that records (tex, its text, target, work)."""
+    from symbptt import pdf
+
+    calls = []
+
+    def build_pdf(tex, target, work=None):
+        calls.append((Path(tex), Path(tex).read_bytes(), Path(target), work))
+        Path(target).write_bytes(b"%PDF-1.5 " + Path(tex).name.encode() + b" %%EOF")
+        return Path(target)
+
+    monkeypatch.setattr(pdf, "build_pdf", build_pdf)
+    return calls
+
+
+def test_the_pdf_is_typeset_from_the_reports_tex_in_the_scratch_folder(tmp_path, monkeypatch):
+    calls = fake_pdf(monkeypatch)
+    out = tmp_path / "generated"
+    result = build.build_cell(resolve("rnn"), out, verify=False)  # pdf=True by default
+    tex = result.files[out / "latex" / "rnn.tex"]
+    assert sorted(result.files) == [out / "latex" / "rnn.tex", out / "numpy" / "rnn.py", out / "pdf" / "rnn.pdf"]
+    assert result.files[out / "pdf" / "rnn.pdf"] == b"%PDF-1.5 rnn.tex %%EOF"
+    scratch = tmp_path / ".generated.scratch"
+    assert calls == [(scratch / "rnn.tex", tex, scratch / "rnn.pdf", scratch)]
+    assert not scratch.exists()
+
+
+def test_build_all_typesets_by_default_and_builds_every_builtin_cell_when_none_is_given(tmp_path, monkeypatch):
+    calls = fake_pdf(monkeypatch)
+    monkeypatch.setattr(build, "builtin_cells", lambda: [resolve("rnn")])
+    out = tmp_path / "generated"
+    lines = []
+    [result] = build.build_all(out, verify=False, progress=lines.append)
+    assert result.name == "rnn" and len(calls) == 1
+    assert (out / "pdf" / "rnn.pdf").read_bytes() == b"%PDF-1.5 rnn.tex %%EOF"
+    assert lines == ["  rnn          deriving, generating, typesetting …"]
+    assert build.stale_files(out) == []  # what it wrote is what it would write
+
+
+def test_the_progress_line_names_each_step_it_takes(tmp_path, monkeypatch):
+    monkeypatch.setattr(build, "build_cell", lambda path, out, **k: build.CellBuild(path.stem, 1, 1, fd_error=0.0,
+                                                                                     fd_truncated_error=0.0))
+    lines = []
+    build.build_all(tmp_path / "g", pdf=False, progress=lines.append, cells=[resolve("rnn"), resolve("gru")])
+    build.build_all(tmp_path / "g", pdf=False, verify=False, progress=lines.append, cells=[resolve("lstm")])
+    assert lines == ["  rnn          deriving, generating, checking …", "  gru          deriving, generating, checking …",
+                     "  lstm         deriving, generating …"]
+
+
+def test_the_summary_table_word_for_word():
+    ok = build.CellBuild("rnn", 2, 5, fd_error=1.5e-9, fd_truncated_error=2e-10, seconds=0.5)
+    failed = build.CellBuild("a_very_long_cell_name", 3, 4)
+    assert build.summary_table([ok, failed]).splitlines() == [
+        "cell                  equations parameters    finite differences (full / truncated)    time",
+        "-" * 91,
+        "rnn                           2          5                     ok 1.5e-09 / 2.0e-10   0.50s",
+        "a_very_long_cell_name         3          4                         FAILED nan / nan   0.00s"]
+    assert build.summary_table([ok]).splitlines()[0] == (
+        "cell         equations parameters    finite differences (full / truncated)    time")
