@@ -127,7 +127,7 @@ MODULES: dict[str, list[str]] = {
     "symbptt/testing.py": ["tests/test_mutation_testing.py", "tests/test_check.py", "tests/test_adversarial.py"],
     "symbptt/arith.py": ["tests/test_cell_dsl.py", "tests/test_bad_cells.py", "tests/test_hostile_inputs.py",
                          "tests/test_mutation_layout.py"],
-    "symbptt/codegen.py": ["tests/test_numba_backend.py", "tests/test_numpy_printer.py", "tests/test_kernel_arguments.py",
+    "symbptt/codegen.py": ["tests/test_mutation_codegen.py", "tests/test_numba_backend.py", "tests/test_numpy_printer.py", "tests/test_kernel_arguments.py",
                            "tests/test_torch_kernel.py"],
     "symbptt/limited.py": ["tests/test_mutation_limited.py", "tests/test_attack_limited.py"],
     "symbptt/torch.py": ["tests/test_mutation_torch.py", "tests/test_attack_torch.py", "tests/test_torch_interop.py"],
