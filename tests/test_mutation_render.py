@@ -64,6 +64,8 @@ def test_environment_is_strict_and_keeps_whitespace_stable(tmp_path):
     assert out == '  dh_s\n  dc_s\n("h",) q""\\" <b>\n'  # no blank lines, kept newline, no escaping
     with pytest.raises(jinja2.UndefinedError):
         env.get_template("t.j2").render(xs=["h"], names=["h"])
+    (tmp_path / "indented.j2").write_text("  {% if on %}\nA\n  {% endif %}\nB\n", encoding="utf-8")
+    assert env.get_template("indented.j2").render(on=True) == "A\nB\n"  # an indented tag leaves no spaces
 
 
 def test_dim_code():
@@ -162,6 +164,13 @@ def test_notebook_context_of_rnn():
     assert nb["input_grads"] == [{"input": "x", "code": "Whx.T @ da_h"}]
     assert [g["name"] for g in nb["param_grads"]] == ["Whx", "Whh", "bh"]
     assert nb["param_grads"][2]["code"] == "da_h.sum(axis=1, keepdims=True)"
+
+
+def test_notebook_context_of_a_cell_without_a_readout():
+    nb = notebook_context(_cell("no_readout", True), "")
+    assert nb["readout"] is None
+    assert [f["name"] for f in nb["forward"]] == ["a_h", "h"]
+    assert nb["param_grads"] == []
 
 
 def test_notebook_context_reads_a_size_the_backward_needs():
