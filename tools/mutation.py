@@ -125,7 +125,7 @@ MODULES: dict[str, list[str]] = {
     "symbptt/api.py": ["tests/test_mutation_api.py", "tests/test_install.py", "tests/test_kernel_rows_in_state.py"],
     "symbptt/paths.py": ["tests/test_mutation_paths.py", "tests/test_install.py"],
     "symbptt/testing.py": ["tests/test_mutation_testing.py", "tests/test_check.py", "tests/test_adversarial.py"],
-    "symbptt/arith.py": ["tests/test_cell_dsl.py", "tests/test_bad_cells.py", "tests/test_hostile_inputs.py",
+    "symbptt/arith.py": ["tests/test_mutation_arith.py", "tests/test_cell_dsl.py", "tests/test_bad_cells.py", "tests/test_hostile_inputs.py",
                          "tests/test_mutation_layout.py"],
     "symbptt/codegen.py": ["tests/test_mutation_codegen.py", "tests/test_numba_backend.py", "tests/test_numpy_printer.py",
                            "tests/test_kernel_arguments.py", "tests/test_torch_kernel.py"],
