@@ -242,6 +242,7 @@ def test_the_undefined_name_of_a_name_error():
     assert P._undefined_name(NameError("name 'x' is not defined", name="x")) == "x"
     assert P._undefined_name(NameError("name 'hidden_1' is not defined")) == "hidden_1"
     assert P._undefined_name(NameError("no quotes here")) is None
+    assert P._undefined_name(NameError("no quotes here", name="y")) == "y"  # the attribute first
 
 
 def test_similar_names_with_the_notebooks_synonym():
