@@ -146,6 +146,33 @@ def test_layout_orders_a_column_by_the_height_of_its_inputs():
     assert pos[high][1] > pos[low][1]
 
 
+def test_a_sum_of_values_is_a_node_but_an_affine_map_is_not():
+    """tanh(W x) + 2 h_{t−1}: no term multiplies a parameter, so the sum is a + node (2 h_{t−1}
+    is a product, but of a number); in rnn's W x + U h + b the products pass their operands on."""
+    from symbptt import Cell, tanh
+    from symbptt.ops import scale
+
+    cell = Cell("scaled", "a scaled previous state beside a product")
+    n_x, n_h = cell.dims("n_x", "n_h")
+    x, h_prev = cell.input("x", n_x), cell.state("h", n_h)
+    cell.update("h", tanh(cell.weight("W", n_h, n_x) @ x) + scale(2, h_prev))
+    d = derive(cell).inlined()
+    graph, sources, states = _Builder(d, latex_printer(d)).build()
+    assert [graph.text[n] for n in graph.inputs[states["h"]]] == ["$+$"]
+    plus = graph.inputs[states["h"]][0]
+    assert graph.inputs[plus] == [sources[0], next(n for n in graph.text if graph.text[n] == r"$\tanh$")]
+    assert "$+$" not in _Builder(*_built("rnn")).build()[0].text.values()
+
+
+def test_a_node_without_inputs_that_is_no_source_sits_in_the_first_column_after_them():
+    g = Graph()
+    source = g.add("s", "source", [])
+    lonely = g.add("v", "value", [])  # a value of parameters only
+    fed = g.add("w", "value", [lonely])
+    pos = _layout(g, [source])
+    assert (pos[source][0], pos[lonely][0], pos[fed][0]) == (0.0, MAX_STEP, 2 * MAX_STEP)
+
+
 def test_layout_fits_many_columns_into_the_width():
     many = Graph()
     chain = [many.add("s", "source", [])]
