@@ -284,3 +284,41 @@ def test_a_stale_default_folder_says_to_run_build_without_options(monkeypatch, t
     captured = capsys.readouterr()
     assert captured.out == "stale: generated/numpy/rnn.py\n"
     assert captured.err == f"{tmp_path / 'generated'} is out of date: run `symbptt build`\n"
+
+
+# -- the fresh sample after the tests above (tools/mutation.py symbptt/cli.py --sample 40 --seed 2) --
+
+
+def test_codegen_prints_the_kernel_naming_its_source_or_writes_it(tmp_path, capsys):
+    from symbptt.codegen import kernel_text
+    from symbptt.derive import derive
+    from symbptt.loader import load, resolve
+
+    derivation = derive(load(resolve("rnn")))
+    assert cli.main(["codegen", "rnn"]) == 0
+    assert capsys.readouterr().out == kernel_text(derivation, "derivations/rnn.py", "numpy", "numpy")
+    target = tmp_path / "rnn_torch.py"
+    assert cli.main(["codegen", "rnn", "--module", "torch", "-o", str(target)]) == 0
+    assert capsys.readouterr().out == f"wrote {target}\n"
+    assert target.read_text() == kernel_text(derivation, "derivations/rnn.py", "torch", "numpy")
+
+
+def test_build_without_cells_is_an_incomplete_installation(monkeypatch, capsys):
+    monkeypatch.setattr(cli, "builtin_cells", list)
+    assert cli.main(["build", "--check"]) == 2
+    assert capsys.readouterr().err == (f"symbptt build: no built-in cells found in {cli.DERIVATIONS}: "
+                                       "the installation is incomplete\n")
+
+
+def test_build_prints_each_progress_line_then_the_summary(monkeypatch, tmp_path, capsys):
+    def build_all(out, **kwargs):
+        kwargs["progress"]("  rnn          deriving, generating …")
+        return ["result"]
+
+    monkeypatch.setattr(cli, "build_all", build_all)
+    monkeypatch.setattr(cli, "summary_table", lambda results: f"table of {results}")
+    assert cli.cmd_build(parse("build", "--no-pdf", "-o", str(tmp_path))) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[:4] == [f"building every cell in {cli.DERIVATIONS} into {tmp_path}",
+                         "  rnn          deriving, generating …", "", "table of ['result']"]
+    assert lines[4] == "" and lines[5].startswith("1 cells built in ") and lines[5].endswith(f"s; wrote {tmp_path}")
