@@ -243,3 +243,35 @@ def test_each_cells_report_is_the_committed_one(name):
     path = next(p for p in builtin_cells() if p.stem == name)
     committed = Path(__file__).resolve().parent.parent / "generated" / "latex" / f"{name}.tex"
     assert report_tex(derive(load(path)), "en", source_label(path)) == committed.read_text(encoding="utf-8")
+
+
+# -- a fresh sample of report.py (tools/mutation.py … --sample 40 --seed 2) -------------------------
+
+
+def test_a_weight_with_a_zero_gradient_is_printed_as_zero():
+    """V seen only through a step function: ∂L/∂V = 0, printed as the zero matrix, not a sum."""
+    from symbptt import Cell, ops, tanh
+
+    cell = Cell("thresholded", "A weight seen only through a step function (derivative 0).")
+    n_x, n_h = cell.dims("n_x", "n_h")
+    x = cell.input("x", n_x, "input")
+    h_prev = cell.state("h", n_h, "state")
+    W, V = cell.weight("W", n_h, n_x, "weights"), cell.weight("V", n_h, n_x, "thresholded")
+    cell.update("h", tanh(W @ x) + ops.Step(V @ x) + h_prev)
+    d = derive(cell)
+    rows = {p["name"]: p["rows"] for p in report_context(d)["parameters"]}
+    assert rows["V"] == [r"\partial L / \partial \mathbf{V} &= \mathbf{0} \label{eq:par:V}"]
+    assert rows["W"][0].startswith(r"\partial L / \partial \mathbf{W} &= \sum\nolimits_{t=1}^{T} ")
+    assert r"\partial L / \partial \mathbf{V} &= \mathbf{0}" in report_tex(d)
+
+
+def test_each_step_and_boundary_context_says_what_its_value_is():
+    """The kind of each value whose gradient a section derives, and the cell's meaning of it:
+    the previous state and the input (the boundary), the next state, the pre-activations."""
+    d = derive(load("rnn"))
+    context = report_context(d)
+    meanings = {s: d.cell.symbols[f"{s}_prev"].meaning for s in d.cell.states}
+    assert [(s["kind"], s["meaning"]) for s in context["boundary"]] == [
+        ("previous", meanings["h"]), ("input", d.cell.symbols["xt"].meaning)]
+    assert [(s["kind"], s["meaning"]) for s in context["steps"]] == [
+        ("preactivation", ""), ("next", meanings["h"]), ("preactivation", "")]
