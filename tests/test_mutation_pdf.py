@@ -58,6 +58,7 @@ def test_engine_commands(monkeypatch):
     ("! first\n" + "x\n" * 25 + "l.99 too far\n", "gru.tex: first"),  # l. more than 20 lines later
     ("! first\n" + "x\n" * 18 + "l.19 near\n", "gru.tex:19: first"),
     ("! one\nl.3 a\n! two\nl.4 b\n", "gru.tex:3: one"),
+    ("!Tight\nl.8 x\n", "gru.tex:8: Tight"),  # no space after the !
     ("This is pdfTeX\nOutput written\n", "gru.tex: LaTeX failed without an error line in its log"),
     ("", "gru.tex: LaTeX failed without an error line in its log"),
 ])
@@ -87,6 +88,12 @@ def test_run_reads_the_output_when_there_is_no_log(tmp_path):
     no_log = "print('! Fatal error occurred, no output PDF file produced!'); raise SystemExit(1)"
     with pytest.raises(LatexError, match=r"^gru\.tex: Fatal error occurred, no output PDF file produced!$"):
         _run([_python(no_log)], tmp_path, "gru.tex", timeout=30)
+
+
+def test_run_reads_output_that_is_not_utf8(tmp_path):
+    raw = ("import sys; sys.stdout.buffer.write(b'\\xff\\xfe\\n! Emergency stop.\\n'); raise SystemExit(1)")
+    with pytest.raises(LatexError, match=r"^gru\.tex: Emergency stop\.$"):
+        _run([_python(raw)], tmp_path, "gru.tex", timeout=30)
 
 
 def test_run_stops_at_the_first_failing_command_and_runs_in_order(tmp_path):
