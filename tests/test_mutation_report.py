@@ -275,3 +275,21 @@ def test_each_step_and_boundary_context_says_what_its_value_is():
         ("previous", meanings["h"]), ("input", d.cell.symbols["xt"].meaning)]
     assert [(s["kind"], s["meaning"]) for s in context["steps"]] == [
         ("preactivation", ""), ("next", meanings["h"]), ("preactivation", "")]
+
+
+@pytest.mark.parametrize(("norms", "trend"), [([4.0, 2.0, 1.0], "explode"), ([1.0, 2.0, 4.0], "vanish"),
+                                             ([1.0, 1.0, 1.0], "steady"), ([1.0, 0.99, 0.98], "steady")])
+def test_a_curve_reads_its_trend_rate_and_tenfold_steps(norms, trend):
+    """Going back in time from the last step: a ratio per step above 1.02 explodes, below 0.98
+    vanishes; "tenfold" is the number of steps for a factor of ten (0 when steady)."""
+    import math
+
+    from symbptt.report import curve
+
+    c = curve(norms)
+    per_step = (norms[0] / norms[-1]) ** (1 / (len(norms) - 1))
+    assert c["trend"] == trend
+    assert c["per_step"] == f"{per_step:.3f}"
+    assert c["tenfold"] == (f"{math.log(10) / abs(math.log(per_step)):.1f}" if trend != "steady" else "0.0")
+    assert c["coords"] == " ".join(f"({t},{v:.4e})" for t, v in enumerate(norms))
+    assert curve([0.0, 1.0])["coords"] == "(0,1.0000e-300) (1,1.0000e+00)"  # a zero norm at the floor
