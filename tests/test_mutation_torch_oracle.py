@@ -90,12 +90,35 @@ def test_compare_with_kernel_agrees_with_the_derived_backward():
     assert set(errors) >= {"dWz", "dx", "dh0"} and max(errors.values()) < 1e-10
 
 
+class _Recording:
+    """A kernel that records the inputs its forward is given."""
+
+    def __init__(self, kernel):
+        self.kernel, self.inputs = kernel, []
+
+    def __getattr__(self, name):
+        return getattr(self.kernel, name)
+
+    def forward(self, parameters, x, initial=None):
+        self.inputs.append(x.copy())
+        return self.kernel.forward(parameters, x, initial)
+
+
+def test_compare_with_kernel_draws_the_problem_of_its_seed_and_sizes():
+    kernel = kernel_module("rnn")
+    recorded = _Recording(kernel)
+    errors = oracle.compare_with_kernel(recorded, "rnn", m=3, T=2, seed=7, sizes={"n_x": 6})
+    assert max(errors.values()) < 1e-10
+    expected = random_problem(kernel, dims_for(kernel, {"n_x": 6}), m=3, T=2, seed=7).x
+    assert recorded.inputs and all(np.array_equal(x, expected) for x in recorded.inputs)
+
+
 def test_the_sizes_are_read_off_the_problems_shapes():
     kernel = kernel_module("rnn")
     problem = random_problem(kernel, {"n_x": 5, "n_h": 3, "n_y": 2}, m=4, T=2)
     cell = oracle.resolve_cell("rnn")
     sizes = {str(k): v for k, v in oracle.dims_of(cell, problem).items()}
-    assert {k: sizes[k] for k in ("n_x", "n_h", "n_y")} == {"n_x": 5, "n_h": 3, "n_y": 2}
+    assert sizes == {"n_x": 5, "n_h": 3, "n_y": 2, "m": 4}
 
 
 def test_a_cell_with_two_inputs_or_a_size_that_is_no_whole_side_is_refused():
