@@ -167,3 +167,15 @@ def test_a_replacement_killed_at_either_rename_is_resolved_by_recover(tmp_path, 
     assert len(list(tmp_path.iterdir())) > 1  # something was left beside the folder
     tree.recover(out)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["generated"] and (out / "f").read_bytes() == b"old"
+
+
+def test_a_failed_rename_whose_temporary_is_already_gone_reports_the_rename(tmp_path, monkeypatch):
+    """Another build's recover may have removed the temporary: the error is still the rename's."""
+    def fail(src, dst):
+        os.unlink(src)
+        raise OSError("the disk went away")
+
+    monkeypatch.setattr(tree.os, "replace", fail)
+    with pytest.raises(OSError, match="the disk went away"):
+        tree.write_atomic(tmp_path / "kernel.py", b"new")
+    assert not any(tmp_path.iterdir())
