@@ -18,6 +18,7 @@ import types
 import numpy as np
 import pytest
 
+from symbptt import Cell, elu, exp, odot, relu, sigmoid, softmax, softplus, tanh
 from symbptt.api import kernel_source
 from symbptt.codegen import kernel_module
 from symbptt.kernels import fused
@@ -26,7 +27,32 @@ from symbptt.loader import builtin_cells
 BUILTIN = [p.stem for p in builtin_cells()]
 
 
-def _loops_as_python(cell: str, monkeypatch) -> types.ModuleType:
+def _softmax_state() -> Cell:
+    """A cell whose state is a softmax (its compiled loop calls the compiled array_softmax) and
+    has a sigmoid and a tanh in one step."""
+    cell = Cell("softmax_state")
+    n_x, n_h = cell.dims("n_x", "n_h")
+    x, h_prev = cell.input("x", n_x), cell.state("h", n_h)
+    W, U = cell.weight("W", n_h, n_x), cell.weight("U", n_h, n_h)
+    cell.update("h", odot(softmax(W @ x + U @ h_prev), tanh(odot(sigmoid(U @ h_prev), h_prev))))
+    return cell
+
+
+def _pointwise_state() -> Cell:
+    """A cell whose backward's formulas call exp inside a loop over entries (elu's and exp's
+    derivatives), with relu and softplus beside them."""
+    cell = Cell("pointwise_state")
+    n_x, n_h = cell.dims("n_x", "n_h")
+    x, h_prev = cell.input("x", n_x), cell.state("h", n_h)
+    W, U = cell.weight("W", n_h, n_x), cell.weight("U", n_h, n_h)
+    value = tanh(W @ x)
+    for f in (elu, exp, relu, softplus):
+        value = odot(value, f(U @ h_prev))
+    cell.update("h", value)
+    return cell
+
+
+def _loops_as_python(cell, monkeypatch) -> types.ModuleType:
     text = kernel_source(cell, backend="numba")
     real_import = builtins.__import__
 
@@ -35,7 +61,7 @@ def _loops_as_python(cell: str, monkeypatch) -> types.ModuleType:
             raise ImportError("No module named 'numba' (hidden)")
         return real_import(name, *args, **kwargs)
 
-    module = types.ModuleType(f"{cell}_loops_as_python")
+    module = types.ModuleType("loops_as_python")
     with monkeypatch.context() as patch:
         patch.setattr(builtins, "__import__", refuse)
         with pytest.warns(RuntimeWarning, match="numba is not installed"):
@@ -77,6 +103,28 @@ def test_the_compiled_loops_give_the_numpy_kernels_numbers(cell, monkeypatch):
     assert _worst(loops, plain, p, x, h0, up={}) < 1e-12
 
 
+def test_a_softmax_in_the_loop_runs_the_compiled_softmax(monkeypatch):
+    cell = _softmax_state()
+    text = kernel_source(cell, backend="numba")
+    body = text[text.index("def _forward_steps("):text.index("def _backward_steps(")]
+    assert "[...] = array_softmax(" in body and "def array_softmax(" in text
+    plain, loops = kernel_module(cell), _loops_as_python(cell, monkeypatch)
+    p, x, h0, up = _problem(plain)
+    for backward in ({}, {"truncate": 2}, {"chunk": 2}):
+        assert _worst(loops, plain, p, x, h0, up, **backward) < 1e-12, backward
+
+
+def test_exp_inside_a_formula_over_entries(monkeypatch):
+    cell = _pointwise_state()
+    text = kernel_source(cell, backend="numba")
+    backward = text[text.index("def _backward_steps("):text.index("_workspaces = threading.local()")]
+    assert "(math.exp(" in backward or "(np.exp(" in backward or "exp(" in backward
+    plain, loops = kernel_module(cell), _loops_as_python(cell, monkeypatch)
+    p, x, h0, up = _problem(plain, T=3)
+    for backward_args in ({}, {"truncate": 2}):
+        assert _worst(loops, plain, p, x, h0, up, **backward_args) < 1e-12, backward_args
+
+
 @pytest.mark.parametrize("cell", ["gru", "lstm_peephole"])
 def test_the_compiled_loops_in_float32(cell, monkeypatch):
     plain, loops = kernel_module(cell), _loops_as_python(cell, monkeypatch)
@@ -96,6 +144,10 @@ def test_the_module_text_calls_its_compiled_loops_only_when_fused():
     assert "Backend: numba. The loops of forward and backward are compiled by Numba" in text
     assert text.index("Backend: numba.") < text.index("Interface: forward(")
     assert "truncate > 0 and t > 0 and t % truncate == 0" in text
+    backward = text[text.index("def _backward_steps("):text.index("_workspaces = threading.local()")]
+    # a new array filled entry by entry, and the step's column of the chunk copied back
+    assert "= np.empty((n_h, m), dtype)" in backward and "for _i in range(" in backward
+    assert "# the step's column of the chunk" in backward
 
 
 def test_a_scalar_function_is_printed_once_per_precision():
