@@ -1,5 +1,5 @@
 """``source_sums`` end to end: a cell built inside a function records the order its file writes
-(the terms are evaluated in the function's own namespace, not only the module's).
+(the terms are evaluated with the function's locals and the module's globals).
 
 Not in the mutation subset of report_order.py: under mutmut, ``source_sums`` runs inside
 mutmut's trampoline and takes that frame for the cell file's, so it records nothing there."""
@@ -17,7 +17,8 @@ def build():
     x = cell.input("x", n_x)
     h_prev = cell.state("h", n_h)
     W, U, b = cell.weight("W", n_h, n_x), cell.weight("U", n_h, n_h), cell.bias("b", n_h)
-    cell.update("h", tanh(U @ h_prev + b + W @ x))
+    g = cell.let("g", tanh(U @ h_prev + b + W @ x))
+    cell.update("h", tanh(W @ x) + g)  # a term that calls a module-level function, tanh
     return cell
 
 
@@ -29,4 +30,5 @@ def test_a_cell_built_in_a_function_records_its_terms_in_written_order(tmp_path)
     path = tmp_path / "inner.py"
     path.write_text(BUILT_IN_A_FUNCTION, encoding="utf-8")
     cell = load(path)
-    assert cell.term_order["h"] == ((("MatMul", "U", "h_prev"), ("Broadcast", "b", "m"), ("MatMul", "W", "xt")),)
+    assert cell.term_order["g"] == ((("MatMul", "U", "h_prev"), ("Broadcast", "b", "m"), ("MatMul", "W", "xt")),)
+    assert cell.term_order["h"] == (((("Tanh", ("MatMul", "W", "xt")), "g")),)  # tanh: a global of the file
