@@ -1,0 +1,73 @@
+"""symbptt.torch (symbptt/torch.py): the smallest sizes a CellRNN takes, the texts of the errors
+for a wrong layer or input (in the module's own layout), the device of the nn.GRU it converts
+to, and a torch state_dict missing its recurrent weights.
+
+These tests came from ``tools/mutation.py symbptt/torch.py --sample 40``.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from symbptt.torch import CellRNN, layer_from_torch
+
+F64 = torch.float64
+
+
+def test_sizes_of_one_are_allowed_and_run_like_torchs_own():
+    model = CellRNN("gru_torch", input_size=1, hidden_size=1, dtype=F64)
+    reference = model.to_torch()
+    x = torch.randn(3, 2, 1, dtype=F64)
+    out, h = model(x)
+    expected, expected_h = reference(x)
+    assert out.shape == (3, 2, 1) and torch.allclose(out, expected, atol=1e-12)
+    assert torch.allclose(h, expected_h, atol=1e-12)
+
+
+def test_a_layer_that_does_not_exist_says_which_without_a_reverse_direction():
+    model = CellRNN("gru", 2, 3, dims={"n_y": 2}, dtype=F64)
+    with pytest.raises(IndexError, match=r"^gru: no layer 1; the module has 1 layer\(s\), bidirectional=False$"):
+        model.layer_parameters(1)
+    with pytest.raises(IndexError, match=r"^gru: no layer 0 in reverse; "):
+        model.layer_parameters(0, reverse=True)
+
+
+@pytest.mark.parametrize("batch_first", [False, True])
+def test_a_wrong_input_shape_names_the_modules_own_layout(batch_first):
+    model = CellRNN("gru", 2, 3, dims={"n_y": 2}, batch_first=batch_first, dtype=F64)
+    layout, expected = (("(B, T, input_size)", "(B, T, 2)") if batch_first else ("(T, B, input_size)", "(T, B, 2)"))
+    message = f"gru: expected an input of shape {expected}, {layout}, got (4, 5, 7)"
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        model(torch.zeros(4, 5, 7, dtype=F64))
+
+
+def test_to_torch_builds_the_module_on_the_parameters_device_not_the_default_one():
+    model = CellRNN("gru_torch", 2, 3, dtype=F64)
+    torch.set_default_device("meta")
+    try:
+        module = model.to_torch()
+    finally:
+        torch.set_default_device(None)
+    assert module.weight_ih_l0.device.type == "cpu" and module.weight_ih_l0.dtype == F64
+    assert torch.equal(module.weight_hh_l0, torch.cat([model.W_hr_l0, model.W_hz_l0, model.W_hn_l0]).detach())
+
+
+def test_a_state_dict_without_its_recurrent_weights_is_refused_with_the_shapes():
+    reference = torch.nn.GRU(2, 3)
+    entries = {k: v for k, v in reference.state_dict().items() if k != "weight_hh_l0"}
+    with pytest.raises(ValueError, match=r"^not an nn\.GRU state_dict: weight_hh_l0 has shape \(0,\) and "
+                                         r"weight_ih_l0 \(9, 2\); nn\.GRU stacks 3 gates"):
+        layer_from_torch("gru_torch", entries)
+
+
+def test_the_modules_repr_names_its_sizes_and_the_options_set():
+    plain = CellRNN("gru", 2, 3, dims={"n_y": 2}, dtype=F64)
+    assert plain.extra_repr() == "'gru', input_size=2, hidden_size=3, num_layers=1, n_y=2"
+    both = CellRNN("gru", 2, 3, dims={"n_y": 2}, bidirectional=True, batch_first=True, truncate=2, dtype=F64)
+    assert both.extra_repr() == ("'gru', input_size=2, hidden_size=3, num_layers=1, n_y=2, bidirectional=True, "
+                                 "batch_first=True, truncate=2")
+    assert repr(both).startswith("CellRNN('gru', input_size=2")
