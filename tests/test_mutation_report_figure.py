@@ -16,7 +16,9 @@ from symbptt import derive
 from symbptt.loader import builtin_cells, load
 from symbptt.notation import latex_printer
 from symbptt.report_figure import (
+    BENDS,
     CLEARANCE,
+    LOOSENESS,
     MAX_STEP,
     WIDTH,
     Graph,
@@ -98,6 +100,24 @@ def test_gru_graph_has_its_stacks_and_named_products():
     assert any(t.startswith(r"$\mathbf{u}_{t}$") and r"[\cdot;\cdot]" in t for t in named)
     assert any(t.startswith(r"$\mathbf{s}_{t}$") and r"\odot" in t for t in named)
     assert sorted(s for s in graph.style.values() if s == "gate") == ["gate", "gate"]
+
+
+def test_a_pre_activation_is_never_named_after_its_operation():
+    """tanh(z ⊙ h_{t−1}) in a cell that names an operand for print: the ⊙ node that makes the
+    pre-activation stays an operation (only operands the cell or the lowering named are boxes)."""
+    from symbptt import Cell, odot, sigmoid, stack, tanh
+
+    cell = Cell("gated", "a gate times the state, inside tanh; a stack named for print")
+    n_x, n_h = cell.dims("n_x", "n_h")
+    x, h_prev = cell.input("x", n_x), cell.state("h", n_h)
+    u = cell.print_as(stack(h_prev, x), r"\mathbf{u}", "stacked")
+    z = cell.let("z", sigmoid(cell.weight("W", n_h, n_h + n_x) @ u), "gate")
+    cell.update("h", tanh(odot(z, h_prev)))
+    d = derive(cell).inlined()
+    graph, _, states = _Builder(d, latex_printer(d)).build()
+    (product,) = graph.inputs[states["h"]]
+    assert (graph.text[product], graph.style[product], graph.delta[product]) == (r"$\odot$", "op", "")
+    assert [s for s in graph.style.values() if s == "named"] == ["named"]  # u_t only
 
 
 def test_peephole_vectors_pass_their_operand_on():
@@ -238,6 +258,23 @@ def test_route_prefers_the_smallest_detour_and_bend_prints_it():
     assert text == f"[{expected}] "
     pos[c] = (2.0, 0.2)
     assert _bend(g, pos, a, b).startswith("[bend right=")
+
+
+def test_route_takes_the_clear_route_that_strays_least():
+    """The straight line and every full arc are blocked: of the clear flattened arcs, the one
+    whose control points stray least from the line (0.3915 · length · looseness · |sin bend|)."""
+    g = Graph()
+    a, b = g.add("a", "op", []), g.add("b", "op", [])
+    blockers = [g.add("x", "op", []) for _ in range(3)]
+    pos = {a: (0.0, 0.0), b: (4.0, 0.0), blockers[0]: (2.51, -1.01), blockers[1]: (3.08, 1.39),
+           blockers[2]: (3.21, 0.21)}
+    clear = [(bend, lo) for bend in BENDS for lo in (LOOSENESS if bend else (1.0,))
+             if _clearance(g, pos, a, b, bend, lo) >= CLEARANCE]
+    assert clear and all(lo != 1.0 for _, lo in clear) and len(clear) >= 2
+    least = min(clear, key=lambda c: c[1] * abs(math.sin(math.radians(c[0]))))
+    assert least != clear[0]  # not merely the first clear one tried
+    assert _route(g, pos, a, b) == least == (-75, 0.4)
+    assert _bend(g, pos, a, b) == "[bend right=75, looseness=0.4] "
 
 
 def test_route_takes_the_clearest_when_none_is_clear():
