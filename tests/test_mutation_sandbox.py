@@ -374,3 +374,53 @@ def test_where_a_stuck_child_was_is_read_from_its_stack_dump(tmp_path):
 
 def test_an_outcome_is_an_outcome():
     assert isinstance(Outcome(), Outcome)
+
+
+def test_a_remote_error_reads_as_its_text():
+    error = RemoteError("IndexError", "IndexError: out of range (line 3: x[9])", "f", 3)
+    assert str(error) == "IndexError: out of range (line 3: x[9])" and error.args == (error.text,)
+
+
+ENVIRONMENT = '''import os
+
+def environment():
+    return dict(os.environ)
+'''
+
+
+def test_the_child_gets_a_clean_environment_and_quits_when_asked(tmp_path, monkeypatch):
+    monkeypatch.setenv("SECRET_TOKEN", "do-not-leak")
+    monkeypatch.delenv("PATH")
+    person = _remote(tmp_path, ENVIRONMENT, name="env")
+    child = person.child
+    try:
+        seen = person.call("environment", (), (), 2.0).value
+        assert seen == {"PATH": "/usr/bin:/bin", "HOME": child.directory, "OPENBLAS_NUM_THREADS": "1",
+                        "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONDONTWRITEBYTECODE": "1",
+                        "PYTHONUNBUFFERED": "1", "PYTHONHASHSEED": "0", "LANG": "C.UTF-8"}
+    finally:
+        person.close()
+    assert child.process.returncode == 0  # it quit on request, not killed
+    assert not os.path.exists(child.directory)
+
+
+def test_renamed_keys_survive_a_restart_of_the_child(tmp_path):
+    person = _remote(tmp_path)
+    try:
+        person.rename_keys("sneaky_keys", {"dWx": "dWz"})
+        assert person.call("exits", (1,), ("x",), 2.0).crashed
+        assert person.call("sneaky_keys", (), (), 2.0).value == {"dWz": 1}
+        assert person.restarts == 1
+    finally:
+        person.close()
+
+
+def test_line_text_of_a_file_that_is_not_utf8(tmp_path):
+    path = tmp_path / "latin.py"
+    path.write_bytes("# -*- coding: latin-1 -*-\nname = 'año'\n".encode("latin-1"))
+    person = RemotePerson(path, 2.0)
+    try:
+        assert person.verdicts == []
+        assert person.line_text(2) == "line 2: name = 'a\ufffdo'"
+    finally:
+        person.close()
