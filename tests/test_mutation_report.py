@@ -293,3 +293,35 @@ def test_a_curve_reads_its_trend_rate_and_tenfold_steps(norms, trend):
     assert c["tenfold"] == (f"{math.log(10) / abs(math.log(per_step)):.1f}" if trend != "steady" else "0.0")
     assert c["coords"] == " ".join(f"({t},{v:.4e})" for t, v in enumerate(norms))
     assert curve([0.0, 1.0])["coords"] == "(0,1.0000e-300) (1,1.0000e+00)"  # a zero norm at the floor
+
+
+def test_a_weight_read_twice_sums_its_terms_in_brackets_in_the_list_and_the_summary():
+    from symbptt import Cell, sigmoid, tanh
+
+    cell = Cell("shared", "one weight read twice")
+    (n,) = cell.dims("n")
+    x, h_prev = cell.input("x", n, "input"), cell.state("h", n, "state")
+    W = cell.weight("W", n, n, "weights")
+    cell.update("h", tanh(W @ x) + sigmoid(W @ h_prev))
+    context = report_context(derive(cell))
+    body = (r"\sum\nolimits_{t=1}^{T} \Big(\delta \mathbf{a}_{tanhh,t} \mathbf{x}_{t}^{\top} + "
+            r"\delta \mathbf{a}_{sigmoidh,t} \mathbf{h}_{t-1}^{\top}\Big)")
+    assert context["parameters"][0]["rows"] == [rf"\partial L / \partial \mathbf{{W}} &= {body} \label{{eq:par:W}}"]
+    assert context["summary"][-1] == rf"\partial L / \partial \mathbf{{W}} &= {body} \label{{eq:sum:dW}}"
+
+
+def test_the_plot_follows_h_wherever_it_is_declared():
+    from symbptt import Cell, tanh
+    from symbptt.report import plot_state
+
+    cell = Cell("c_first", "c declared before h")
+    (n,) = cell.dims("n")
+    c, h, x = cell.state("c", n), cell.state("h", n), cell.input("x", n)
+    cell.update("c", tanh(c + x))
+    cell.update("h", tanh(h + x))
+    assert cell.states == ["c", "h"] and plot_state(cell) == "h"
+    other = Cell("no_h", "no state named h")
+    (n,) = other.dims("n")
+    s, x = other.state("s", n), other.input("x", n)
+    other.update("s", tanh(s + x))
+    assert plot_state(other) == "s"
