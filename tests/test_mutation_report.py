@@ -325,3 +325,17 @@ def test_the_plot_follows_h_wherever_it_is_declared():
     s, x = other.state("s", n), other.input("x", n)
     other.update("s", tanh(s + x))
     assert plot_state(other) == "s"
+
+
+def test_a_long_equation_continues_on_quad_rows_and_is_numbered_once():
+    from symbptt.report import rows
+
+    pieces = [r"\mathbf{a}" * 20] + [rf"+ \mathbf{{b}}_{{{k}}}" * 10 for k in range(6)]
+    out = rows(r"\mathbf{z}", pieces, label="eq:fwd:z", prefix="P ", note=r"\text{via}")
+    assert len(out) > 2  # broken at the line width
+    assert out[0].startswith(r"\mathbf{z} &= P " + pieces[0])
+    assert all(r.startswith(r"&\quad + ") for r in out[1:])
+    assert all(r.endswith(r" \nonumber") for r in out[:-1])
+    assert out[-1].endswith(r" && \text{via} \label{eq:fwd:z}")
+    joined = " ".join(re.sub(r"^.*?&= P |^&\\quad | && .*$| \\nonumber$", "", r) for r in out)
+    assert joined == " ".join(pieces)
