@@ -195,6 +195,8 @@ def test_the_server_answers_each_request_in_turn_until_quit(tmp_path, isolated, 
     assert wire.decode(replies[2]["value"]) == {"dWz": 1}
     assert replies[3] == {"failure": "KeyError: 'missing'"}
     assert replies[4] == {"failure": "KeyError: 'missing'"}
+    long = _serve(server, [{"op": "rename", "fname": "f" * 400, "renames": {}}], monkeypatch)
+    assert long == [{"failure": "KeyError: '" + "f" * 299}]  # the text cut at 300 characters
 
 
 def test_the_server_answers_a_load_request(tmp_path, isolated, monkeypatch):

@@ -75,6 +75,8 @@ def test_a_rubric_is_read_as_utf8_whatever_the_locale(tmp_path):
     ("forward = 10\nbackward 30\n", r"rubric\.txt:2: expected 'part = points', got 'backward 30'$"),
     ("forward = 10\nstyle = 5\n", r"rubric\.txt: unknown part 'style' \(parts: forward, backward, derivation\)$"),
     ("forward = ten\n", r"rubric\.txt: forward = 'ten' is not a number of points$"),
+    ("Xforward = 1\n", r"rubric\.txt: unknown part 'Xforward' "),
+    ('forward = 1X\n', r"rubric\.txt: forward = '1X' is not a number of points$"),
     ("backward = -1\n", r"rubric\.txt: backward = -1 is negative$"),
 ])
 def test_mistakes_in_a_rubric_file_are_named_with_the_line(tmp_path, text, message):
@@ -181,6 +183,17 @@ def test_the_gradebook_csv(tmp_path):
     assert rows == [["student", "forward (20)", "backward (30.5)", "derivation (50)", "total (100.5)", "notes"],
                     ["adam", "0", "0", "0", "0", "forward: fwd: raised | derivation: no derivation found"],
                     ["zoe", "20", "15.25", "50", "85.25", "backward: bwd: 1 of 2 wrong or missing"]]
+
+
+def test_the_gradebook_is_written_as_utf8_whatever_the_locale(tmp_path):
+    path = tmp_path / "gradebook.csv"
+    saved = locale.setlocale(locale.LC_CTYPE)
+    locale.setlocale(locale.LC_CTYPE, "C")  # the locale's encoding is then ASCII
+    try:
+        gradebook.write_gradebook([Grade("Zoë Ångström", {"forward": 1.0})], path, {"forward": 2.0})
+    finally:
+        locale.setlocale(locale.LC_CTYPE, saved)
+    assert path.read_text(encoding="utf-8").splitlines()[1] == "Zoë Ångström,1,1,"
 
 
 def test_the_feedback_file_of_a_student_who_lost_points():

@@ -8,6 +8,7 @@ These tests came from ``tools/mutation.py symbptt/grading/notebook.py --sample 4
 from __future__ import annotations
 
 import ast
+import locale
 import sys
 
 import pytest
@@ -102,6 +103,17 @@ def test_the_module_is_written_under_the_notebooks_name(tmp_path):
     assert module == out_dir / "my_hw_1_final.py"
     assert module.read_text(encoding="utf-8") == notebook.code_module(path)[0]
     assert notes == ["cell 1, line 1: '%pylab' is IPython, not Python; dropped"]
+
+
+def test_the_module_is_written_as_utf8_whatever_the_locale(tmp_path):
+    path = _notebook(tmp_path, [("code", "delta = 1  # δ, the adjoint")], "greek.ipynb")
+    saved = locale.setlocale(locale.LC_CTYPE)
+    locale.setlocale(locale.LC_CTYPE, "C")  # the locale's encoding is then ASCII
+    try:
+        module, _ = notebook.write_module(path, tmp_path)
+    finally:
+        locale.setlocale(locale.LC_CTYPE, saved)
+    assert "# δ, the adjoint" in module.read_text(encoding="utf-8")
 
 
 def test_the_derivation_rows_come_from_every_kind_of_display_math(tmp_path):

@@ -46,6 +46,16 @@ def test_a_call_returns_its_value_and_its_final_locals_and_swallows_prints(capsy
     assert capsys.readouterr().out == ""
     assert sys.gettrace() is before
 
+    def tracer(frame, event, arg):  # a tracer already there (a debugger, coverage) is put back
+        return None
+
+    sys.settrace(tracer)
+    try:
+        P.call_with_timeout(f, (1, 2), 5.0)
+        assert sys.gettrace() is tracer
+    finally:
+        sys.settrace(before)
+
 
 def test_prints_go_through_where_the_child_captures_them(capsys, monkeypatch):
     monkeypatch.setattr(P, "CAPTURE_HERE", False)
@@ -120,6 +130,8 @@ def test_sources_that_cannot_be_a_submission_are_named():
     deep = ("x = " + "(" * 1000 + "1" + ")" * 1000 + "\n").encode()
     tree, why = P.parse_source(deep, "a.py")
     assert tree is None and why.startswith("SyntaxError: ")
+    assert P.parse_source(b"x = " + b"-" * 100000 + b"1", "a.py") == (
+        None, "SyntaxError: the file cannot be parsed (MemoryError: )")
 
 
 def test_a_module_that_fails_at_import_is_a_verdict_with_its_line(tmp_path):
@@ -279,6 +291,9 @@ def test_a_function_called_by_a_wrong_name_calls_the_nearest_one_with_that_arity
     assert person.verdicts[0][3].endswith("gru_cell_forward is not a function of the module: it evidently means "
                                           "gru_one_step_forward, which was called instead")
     assert person.namespace["gru_cell_forward"].__name__ == "gru_cell_forward"
+    keywords = _person(tmp_path, "def step(x, h=0):\n    return x + h\n\ndef run(x):\n    return stpe(x, h=5)\n",
+                       name="keywords")
+    assert keywords.call("run", (1,), ("x",), 2.0).value == 6
 
 
 def test_a_wrong_name_with_no_close_function_is_not_repaired(tmp_path):
@@ -308,6 +323,9 @@ def test_a_misspelt_variable_is_renamed_to_the_one_assigned_and_never_read(tmp_p
     assert outcome.value == 9
     assert person.verdicts[0][3].endswith("it evidently means hidden (assigned at line 2): f was checked as if "
                                           "it said hidden")
+    argument = _person(tmp_path, "def f(hidden):\n    return hiden + 1\n", name="argument")
+    assert argument.call("f", (4,), ("hidden",), 2.0).value == 5
+    assert argument.verdicts[0][3].endswith("; it evidently means hidden: f was checked as if it said hidden")
     unrepairable = _person(tmp_path, "def f(x):\n    return qqqq\n", name="nothing")
     assert isinstance(unrepairable.call("f", (1,), ("x",), 2.0).error, NameError)
     assert unrepairable.verdicts == []

@@ -111,6 +111,9 @@ def test_compare_with_kernel_draws_the_problem_of_its_seed_and_sizes():
     assert max(errors.values()) < 1e-10
     expected = random_problem(kernel, dims_for(kernel, {"n_x": 6}), m=3, T=2, seed=7).x
     assert recorded.inputs and all(np.array_equal(x, expected) for x in recorded.inputs)
+    defaults = _Recording(kernel)
+    oracle.compare_with_kernel(defaults, "rnn")
+    assert {x.shape for x in defaults.inputs} == {(dims_for(kernel)["n_x"], 2, 4)}  # m = 2, T = 4
 
 
 def test_the_sizes_are_read_off_the_problems_shapes():
@@ -146,5 +149,5 @@ def test_without_torch_the_oracle_says_so(monkeypatch):
     problem = random_problem(kernel, dims_for(kernel), m=1, T=1)
     monkeypatch.setattr(oracle, "torch", None)
     assert oracle.available() is False
-    with pytest.raises(ImportError, match="PyTorch is not installed; the torch oracle needs it"):
+    with pytest.raises(ImportError, match="^PyTorch is not installed; the torch oracle needs it$"):
         oracle.gradients("rnn", problem)
