@@ -162,6 +162,7 @@ def _serve(server, requests, monkeypatch):
     server.fd_in, server.fd_out = to_child_r, from_child_w
     for request in requests + [{"op": "quit"}]:
         wire.send(to_child_w, request)
+    os.close(to_child_w)  # a loop that misses the quit meets a closed channel, not a hang
 
     def quit_(code):
         raise _Quit(code)
@@ -177,7 +178,7 @@ def _serve(server, requests, monkeypatch):
             replies.append(wire.receive(from_child_r))
         except wire.WireError:
             break
-    for fd in (to_child_r, to_child_w, from_child_r):
+    for fd in (to_child_r, from_child_r):
         os.close(fd)
     return replies
 
