@@ -148,6 +148,23 @@ def test_the_module_text_calls_its_compiled_loops_only_when_fused():
     # a new array filled entry by entry, and the step's column of the chunk copied back
     assert "= np.empty((n_h, m), dtype)" in backward and "for _i in range(" in backward
     assert "# the step's column of the chunk" in backward
+    assert ('"""Every step of forward\'s loop, compiled (the NumPy loop in forward says the same)."""' in text)
+    assert ('"""Steps stop - 1 down to first of backward\'s loop, compiled (the NumPy loop in backward says '
+            'the same)."""' in text)
+
+
+@pytest.mark.parametrize("cell", BUILTIN)
+def test_the_chunks_products_keep_the_numpy_loops_order_and_comments(cell):
+    text = kernel_source(cell, backend="numba")
+    fused_branch = text[text.index("    if FUSED:  # the steps compiled, chunk by chunk"):]
+    chunk = fused_branch[fused_branch.index("            t = first\n") + len("            t = first\n"):
+                         fused_branch.index("    else:")]
+    numpy_loop = fused_branch[fused_branch.index("    else:"):]
+    lines = [line.strip() for line in chunk.splitlines() if line.strip()]
+    assert lines, cell
+    position = 0
+    for line in lines:  # the chunk's lines, comments included, in the NumPy loop's order
+        position = numpy_loop.index(line, position) + len(line)
 
 
 def test_a_scalar_function_is_printed_once_per_precision():
