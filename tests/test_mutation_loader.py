@@ -87,3 +87,29 @@ def test_a_method_without_a_module_in_the_failing_statement_is_no_numpy_call(tmp
     path = write(tmp_path, "h = cell.update(str.lower('H'), 1 + W @ x)\n")
     text = message(path)
     assert text.startswith("mistake.py, line 9: a number added to or subtracted from"), text  # name not a str constant
+
+
+# -- a fresh sample after the tests above (tools/mutation.py symbptt/loader.py --sample 40 --seed 1) --
+
+
+def test_a_path_is_a_file_whatever_its_suffix_and_a_missing_py_file_is_named(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "my_cell.txt").write_text("")
+    assert resolve("my_cell.txt", tmp_path / "none") == tmp_path / "my_cell.txt"
+    with pytest.raises(LoadError) as caught:
+        resolve("nowhere/missing.py", tmp_path)
+    assert str(caught.value) == "cell file nowhere/missing.py does not exist"
+    (tmp_path / "folder").mkdir()
+    with pytest.raises(LoadError, match="^cell file folder does not exist$"):
+        resolve("folder", tmp_path)
+
+
+def test_a_numpy_function_two_dots_deep_is_named_by_its_last_part(tmp_path):
+    path = write(tmp_path, "h = cell.update('h', np.emath.log(W @ x))\n")
+    assert message(path) == ("mistake.py, line 9, equation h: np.emath.log is NumPy's function on arrays of "
+                             "numbers and cannot act on a cell's symbolic matrices; use log from symbptt")
+
+
+def test_an_instance_of_a_numpy_class_is_no_numpy_function():
+    assert np.finfo(np.float64).__module__ == "numpy"  # not callable, though NumPy's
+    assert not _is_numpy(np.finfo(np.float64)) and not _is_numpy(np.zeros(2))
