@@ -65,7 +65,9 @@ def test_balanced_operand_and_closing_indices():
     with pytest.raises(HandParseError, match="unbalanced braces"):
         _balanced("{a{b}c", 0)
     for operand, rest in [(r"\delta^{(t)} \mathbf{h}_{t-1}", " rest"), (r"  \left( x \left(y\right) \right)", " rest"),
-                          (r"\hat{\mathbf{y}}_t", " rest"), (r"\mathbf{h}_{t}", r"^{\top}"), (r"\mathbf{x}", " + y")]:
+                          (r"\hat{\mathbf{y}}_t", " rest"), (r"\mathbf{h}_{t}", r"^{\top}"), (r"\mathbf{x}", " + y"),
+                          (r"\boldsymbol{\varepsilon}_{h,t}", " + x"), (r"\tilde{\mathbf{h}}_{t}", " x"),
+                          (r"\bar{x}_{t}", " x"), (r"\mathrm{aux}_{0}", " x")]:
         text = operand + rest
         assert text[:_operand(text, 0)] == operand
     text = r"\left( a \left( b \right) c \right) d"
@@ -148,6 +150,13 @@ def test_a_per_unit_vector_added_as_an_offset_is_broadcast():
     rhs = r"\mathbf{W} \mathbf{x}_{t} + \mathbf{v}"
     assert reader.check(Side(r"\mathbf{a}_{h,t}", rhs, "eq:fwd:a-h")) == ""
     assert "differs" in reader.check(Side(r"\mathbf{a}_{h,t}", rhs.replace("+", "-"), "eq:fwd:a-h"))
+
+
+def test_name_of_refuses_what_is_not_one_name():
+    reader = Reader(derive(load("rnn")).inlined())
+    assert reader.name_of(r"\mathbf{h}_{t-1}") == "h_prev"
+    with pytest.raises(HandParseError, match=r"is not one name"):
+        reader.name_of(r"\mathbf{W}_{hh} \mathbf{h}_{t-1}")
 
 
 def test_a_wrong_forward_side_is_reported_the_same_every_time():
