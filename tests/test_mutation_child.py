@@ -57,6 +57,14 @@ def squash(x):
 def keys():
     return {"dWx": 1}
 
+def mutates(x):
+    x[0] = 7.0
+    return 1
+
+def spins(x):
+    while True:
+        pass
+
 SIZE = 3
 """
 
@@ -73,7 +81,7 @@ def _loaded(tmp_path, isolated) -> child.Server:
     server = child.Server(-1, -1)
     reply = server.load(_request(path))
     assert reply["verdicts"] == []
-    assert set(reply["functions"]) == {"forward", "backward", "broken", "squash", "keys"}
+    assert set(reply["functions"]) == {"forward", "backward", "broken", "squash", "keys", "mutates", "spins"}
     return server
 
 
@@ -119,7 +127,7 @@ def test_load_guards_limits_and_loads_the_module(tmp_path, isolated):
     assert sys.path[0] == str(tmp_path)
     assert child.person_module.CAPTURE_HERE is False
     assert server.loaded.parameter_names == ("W",)
-    text = "ValueError: at import (line 22: raise ValueError('at import'))"
+    text = "ValueError: at import (line 30: raise ValueError('at import'))"
     assert reply["verdicts"] == [["(module)", "import", "raised", text]]
     assert "forward" in reply["functions"] and "SIZE" not in reply["functions"] and "np" not in reply["functions"]
     assert server.take_verdicts() == []
@@ -153,6 +161,17 @@ def test_a_call_that_raises_sends_the_error_with_its_line_and_the_repairs(tmp_pa
     assert repaired["error"] is None and wire.decode(repaired["value"])[0] == 0.5
     assert [row[:3] for row in repaired["verdicts"]] == [["squash", "(call)", "raised"]]
     assert all(isinstance(c, str) for row in repaired["verdicts"] for c in row)
+
+
+def test_a_call_reports_a_changed_input_and_a_hang_with_where_it_was(tmp_path, isolated):
+    server = _loaded(tmp_path, isolated)
+    changed = server.call({"fname": "mutates", "args": wire.encode_args((np.zeros(2),)), "argnames": ["x"],
+                           "timeout": 2.0})
+    assert changed["changed"] == ["x"] and wire.decode(changed["value"]) == 1
+    hung = server.call({"fname": "spins", "args": wire.encode_args((1,)), "argnames": ["x"], "timeout": 0.2})
+    assert hung["hung"] is True and hung["error"] is None
+    assert hung["detail"] in ("stopped after the 0.2 s timeout (line 24: while True:)",
+                              "stopped after the 0.2 s timeout (line 25: pass)")
 
 
 def _serve(server, requests, monkeypatch):
