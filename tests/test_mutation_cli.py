@@ -322,3 +322,15 @@ def test_build_prints_each_progress_line_then_the_summary(monkeypatch, tmp_path,
     assert lines[:4] == [f"building every cell in {cli.DERIVATIONS} into {tmp_path}",
                          "  rnn          deriving, generating …", "", "table of ['result']"]
     assert lines[4] == "" and lines[5].startswith("1 cells built in ") and lines[5].endswith(f"s; wrote {tmp_path}")
+
+
+def test_a_failed_check_of_the_tools_own_work_is_one_line_and_status_1(monkeypatch, capsys):
+    """(tools/mutation.py symbptt/cli.py --sample 40 --seed 3)"""
+    def disagree(args):
+        raise RuntimeError("rnn: generated gradients disagree with finite differences")
+
+    monkeypatch.setattr(cli, "cmd_list", disagree)
+    assert cli.main(["list"]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err == "symbptt list: rnn: generated gradients disagree with finite differences\n"
