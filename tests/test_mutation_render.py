@@ -148,6 +148,26 @@ def test_kernel_context_needs_one_input_sequence():
         kernel_context(derive(cell))
 
 
+def test_kernel_context_names_no_input_as_none():
+    cell = Cell("no_input", "a state alone")
+    (n,) = cell.dims("n")
+    h = cell.state("h", n)
+    cell.update("h", tanh(cell.weight("W", n, n) @ h))
+    with pytest.raises(CellError, match=r"the cell declares 0 \(none\)$"):
+        kernel_context(derive(cell))
+
+
+def test_a_softmax_inside_the_step_is_no_softmax_readout():
+    from symbptt import odot, softmax
+
+    cell = Cell("attend", "a softmax weighting the state")
+    (n,) = cell.dims("n")
+    x, h = cell.input("x", n), cell.state("h", n)
+    a = cell.let("a", softmax(cell.weight("W", n, n) @ x))
+    cell.update("h", tanh(odot(a, h)))
+    assert kernel_context(derive(cell))["softmax_readouts"] == []
+
+
 def test_notebook_context_of_rnn():
     cell = load("rnn")
     nb = notebook_context(cell, "cells/rnn.py")
