@@ -262,3 +262,10 @@ def test_the_child_imports_its_three_files_as_its_own_modules():
     assert "wire" not in sys.modules and "person" not in sys.modules and "limits" not in sys.modules
     assert child.HERE == child.Path(child.__file__).resolve().parent
     assert str(child.HERE) not in sys.path
+
+
+def test_at_most_five_hundred_function_names_are_sent(tmp_path, isolated):
+    path = tmp_path / "many.py"
+    path.write_text("".join(f"def f{k}():\n    return {k}\n" for k in range(600)), encoding="utf-8")
+    reply = child.Server(-1, -1).load(_request(path))
+    assert reply["functions"] == [f"f{k}" for k in range(500)]
