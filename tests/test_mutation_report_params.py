@@ -7,6 +7,7 @@ the committed reports (``generated/latex``)."""
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -89,9 +90,29 @@ def test_a_weight_used_twice_sums_its_terms_in_brackets():
 def test_no_line_for_a_parameter_without_terms_or_without_a_rule():
     d, p = _built("rnn")
     a = d.parameters[0]
-    assert entry_row(d, p, type(a)(a.target, a.symbol, [])) == ""
-    other = type(a.terms[0])(a.terms[0].via, sp.MatrixSymbol("Q", *a.terms[0].expr.shape))  # no rule for a name
-    assert entry_row(d, p, type(a)(a.target, a.symbol, [a.terms[0], other])) == ""
+    assert entry_row(d, p, replace(a, terms=())) == ""
+    other = replace(a.terms[0], expr=sp.MatrixSymbol("Q", *a.terms[0].expr.shape))  # no rule for a name
+    assert entry_row(d, p, replace(a, terms=(a.terms[0], other))) == ""
+
+
+def test_a_weight_reading_a_value_that_is_no_stack_has_no_blocks():
+    """W tanh(U x): W's gradient is δa · tanh(…)ᵀ, a product with a named value, but no stack."""
+    cell = Cell("nested", "a weight reading an unnamed tanh")
+    n_x, n_h = cell.dims("n_x", "n_h")
+    x, h = cell.input("x", n_x), cell.state("h", n_h)
+    cell.update("h", tanh(cell.weight("W", n_h, n_h) @ tanh(cell.weight("U", n_h, n_x) @ x)) + h)
+    d, p = _built(cell)
+    assert any(e.auto and not e.name.startswith("a_") for e in d.forward)  # tanh(U x) is named
+    assert weight_blocks(d, p) == []
+    assert all(entry_row(d, p, a) for a in d.parameters)
+
+
+def test_no_line_for_a_product_without_a_transpose():
+    d, p = _built("rnn")
+    a = d.parameters[0]
+    term = a.terms[0]
+    q, r = sp.MatrixSymbol("Q", term.expr.shape[0], 4), sp.MatrixSymbol("R", 4, term.expr.shape[1])
+    assert entry_row(d, p, replace(a, terms=(replace(term, expr=q * r),))) == ""
 
 
 def test_gru_blocks_name_recurrent_and_input_parts_and_slice_the_stack():
