@@ -140,3 +140,12 @@ def test_a_pdf_without_its_header_or_its_end_is_broken(tmp_path):
                         "headless.pdf": ["broken: generated/pdf/headless.pdf (not a complete PDF)"],
                         "early_end.pdf": ["broken: generated/pdf/early_end.pdf (not a complete PDF)"]}
     assert build._pdf_problems(pdf / "none.pdf", tmp_path) == ["missing: generated/pdf/none.pdf"]
+
+
+def test_latex_runs_beside_the_work_folder_when_one_is_given(tmp_path, monkeypatch):
+    """(tools/mutation.py symbptt/build.py --sample 40 --seed 3)"""
+    calls = fake_pdf(monkeypatch)
+    build.build_cell(resolve("rnn"), tmp_path / "generated", verify=False, work=tmp_path / "work" / "here")
+    scratch = tmp_path / "work" / ".here.scratch"
+    assert [(tex, target, work) for tex, _, target, work in calls] == [
+        (scratch / "rnn.tex", scratch / "rnn.pdf", scratch)]
