@@ -33,13 +33,26 @@ def test_signal_names():
     assert sandbox._signal_name(999) == "signal 999"
 
 
+def _in_time(fn, seconds=3.0):
+    """fn()'s value, from a thread that must finish within ``seconds`` (a read that ignores
+    its deadline fails the test instead of hanging it)."""
+    result = {}
+    worker = threading.Thread(target=lambda: result.update(value=fn()), daemon=True)
+    worker.start()
+    worker.join(seconds)
+    assert not worker.is_alive(), "the read did not keep to its deadline"
+    return result["value"]
+
+
 def test_reading_with_a_deadline():
     read, write = os.pipe()
     try:
         os.write(write, b"abcdef")
         assert sandbox._read(read, 4, time.monotonic() + 1) == b"abcd"
-        assert sandbox._read(read, 3, time.monotonic() + 0.1) is None  # two bytes, then nothing
-        assert sandbox._read(read, 1, time.monotonic() - 1) is None  # past the deadline
+        started = time.monotonic()
+        assert _in_time(lambda: sandbox._read(read, 3, time.monotonic() + 0.1)) is None  # two bytes, then nothing
+        assert time.monotonic() - started < 2.0
+        assert _in_time(lambda: sandbox._read(read, 1, time.monotonic() - 1)) is None  # past the deadline
         os.close(write)
         write = -1
         with pytest.raises(wire.WireError, match="the channel closed"):
@@ -255,6 +268,8 @@ def test_the_checker_reads_only_plain_data_from_the_childs_reply(tmp_path):
         assert (outcome.error.type_name, outcome.error.text, outcome.error.owner, outcome.error.line) == (
             "T" * 80, "t" * 2000, "o" * 80, None)
         assert list(outcome.local_values) == ["a" * 80]
+        quiet = person._outcome({"value": {"v": None}, "hung": True}, "h")
+        assert quiet.hung and quiet.detail == ""
         bare = person._outcome({"value": {"v": None}, "error": {"line": 4}}, "g")
         assert bare.error.type_name == "Exception" and bare.error.owner is None and bare.error.line == 4
         assert not bare.hung and bare.changed == [] and "g" not in person.hung
@@ -401,6 +416,7 @@ def test_the_child_gets_a_clean_environment_and_quits_when_asked(tmp_path, monke
     finally:
         person.close()
     assert child.process.returncode == 0  # it quit on request, not killed
+    assert os.path.basename(child.directory).startswith("symbptt-child-")
     assert not os.path.exists(child.directory)
 
 
