@@ -136,8 +136,8 @@ MODULES: dict[str, list[str]] = {
     # the Numba backend's kernels: its compiled loops run as Python (numba hidden, FUSED set),
     # and test_numba_backend's tests that compile nothing (its compiling ones take ~4 minutes)
     "symbptt/kernels/fused.py": ["tests/test_mutation_fused.py", "tests/test_numba_backend.py", "-k",
-                                 "mutation_fused or without_numba or module_text or backend_names "
-                                 "or loop_variables or cli_codegen"],
+                                 ("mutation_fused or without_numba or module_text or backend_names "
+                                  "or loop_variables or cli_codegen")],
     # grading: students are graded in worker processes and each one's code in a child, where
     # mutmut sees nothing: test_mutation_grade grades one student in the test's own process.
     "symbptt/grading/grade.py": ["tests/test_mutation_grade.py", "tests/test_grade.py", "tests/test_check.py",
