@@ -120,6 +120,20 @@ def test_a_pre_activation_is_never_named_after_its_operation():
     assert [s for s in graph.style.values() if s == "named"] == ["named"]  # u_t only
 
 
+def test_a_transposed_weight_passes_its_operand_on():
+    """Tied weights, tanh(Wᵀ x): the transpose is of a parameter, left out like W itself."""
+    from symbptt import Cell, tanh
+
+    cell = Cell("tied", "a weight used transposed")
+    n_x, n_h = cell.dims("n_x", "n_h")
+    x, h_prev = cell.input("x", n_x), cell.state("h", n_h)
+    cell.update("h", tanh(cell.weight("W", n_x, n_h).T @ x) + h_prev)
+    d = derive(cell).inlined()
+    graph, sources, _ = _Builder(d, latex_printer(d)).build()
+    tanh_node = next(n for n in graph.text if graph.text[n] == r"$\tanh$")
+    assert graph.inputs[tanh_node] == [sources[1]]  # x_t only
+
+
 def test_peephole_vectors_pass_their_operand_on():
     """lstm_peephole's p ⊙ c: a per-unit vector is a parameter, left out; c passes straight on."""
     d, p = _built("lstm_peephole")
