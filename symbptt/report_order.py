@@ -30,6 +30,9 @@ _PLAIN = (ast.Name, ast.Load, ast.Constant, ast.BinOp, ast.UnaryOp, ast.operator
           ast.Subscript, ast.Attribute, ast.Call, ast.keyword, ast.Tuple, ast.Slice)
 
 _CELL_FILE = str(Path(__file__).with_name("cell.py"))
+#: Frames that are not the cell file's: the Cell method that asks, and this module's own (a
+#: wrapper around source_sums, such as a mutation tester's trampoline, runs here).
+_NOT_THE_CELL_FILE = (_CELL_FILE, str(Path(__file__)))
 _TREES: dict[tuple[str, int], ast.AST | None] = {}
 
 
@@ -113,13 +116,13 @@ def _plain(node: ast.expr, frame: FrameType) -> bool:
 def source_sums() -> tuple[tuple, ...]:
     """The sums of the equation being declared, each a tuple of its terms' canonical keys.
 
-    Called from inside :class:`~symbptt.cell.Cell`; the first frame outside ``cell.py`` is
-    the cell file's. Returns ``()`` when the source or a term cannot be read.
+    Called from inside :class:`~symbptt.cell.Cell`; the first frame outside ``cell.py`` and
+    this module is the cell file's. Returns ``()`` when the source or a term cannot be read.
     """
     from .notation import canonical
 
     frame: FrameType | None = sys._getframe(1)
-    while frame is not None and frame.f_code.co_filename == _CELL_FILE:
+    while frame is not None and frame.f_code.co_filename in _NOT_THE_CELL_FILE:
         frame = frame.f_back
     if frame is None:
         return ()

@@ -100,12 +100,8 @@ MODULES: dict[str, list[str]] = {
     # The rest, sampled (--sample): the tests that import each module, those over ~20 s cut.
     "symbptt/report_check.py": ["tests/test_mutation_report_check.py", "tests/test_mutation_report.py",
                                 "tests/test_attack_report_order.py"],
-    # report_order: under mutmut, source_sums runs inside mutmut's trampoline, whose frame (not
-    # cell.py's) it takes for the cell file's: it records no order there, and the one test
-    # that reads a recorded order fails on the unmutated copy (so mutmut would not run).
-    # (tests/test_mutation_report_order_source.py, outside the subset, tests it end to end.)
-    "symbptt/report_order.py": ["tests/test_mutation_report_order.py", "tests/test_attack_report_order.py", "--deselect",
-                                "tests/test_attack_report_order.py::test_loops_comments_continuations_and_a_repeated_term"],
+    "symbptt/report_order.py": ["tests/test_mutation_report_order.py", "tests/test_attack_report_order.py",
+                                "tests/test_mutation_report_order_source.py"],
     # report_figure, report_params, render: REPORT_FAST renders every report once per mutant (minutes
     # each on a shared machine); their own test files compute the same pieces directly, and check
     # them against the committed generated/ files.
