@@ -30,9 +30,6 @@ _PLAIN = (ast.Name, ast.Load, ast.Constant, ast.BinOp, ast.UnaryOp, ast.operator
           ast.Subscript, ast.Attribute, ast.Call, ast.keyword, ast.Tuple, ast.Slice)
 
 _CELL_FILE = str(Path(__file__).with_name("cell.py"))
-#: Frames that are not the cell file's: the Cell method that asks, and this module's own (a
-#: wrapper around source_sums, such as a mutation tester's trampoline, runs here).
-_NOT_THE_CELL_FILE = (_CELL_FILE, str(Path(__file__)))
 _TREES: dict[tuple[str, int], ast.AST | None] = {}
 
 
@@ -116,13 +113,17 @@ def _plain(node: ast.expr, frame: FrameType) -> bool:
 def source_sums() -> tuple[tuple, ...]:
     """The sums of the equation being declared, each a tuple of its terms' canonical keys.
 
-    Called from inside :class:`~symbptt.cell.Cell`; the first frame outside ``cell.py`` and
-    this module is the cell file's. Returns ``()`` when the source or a term cannot be read.
+    Called from inside :class:`~symbptt.cell.Cell`: the first frame outside ``cell.py``, above
+    the Cell method that asks, is the cell file's (frames between this function and that method,
+    such as a wrapper's, are passed over). Returns ``()`` when the source or a term cannot be
+    read, or when no Cell method asks.
     """
     from .notation import canonical
 
     frame: FrameType | None = sys._getframe(1)
-    while frame is not None and frame.f_code.co_filename in _NOT_THE_CELL_FILE:
+    while frame is not None and frame.f_code.co_filename != _CELL_FILE:  # up to the Cell method
+        frame = frame.f_back
+    while frame is not None and frame.f_code.co_filename == _CELL_FILE:  # out of cell.py
         frame = frame.f_back
     if frame is None:
         return ()
