@@ -71,3 +71,34 @@ def test_the_modules_repr_names_its_sizes_and_the_options_set():
     assert both.extra_repr() == ("'gru', input_size=2, hidden_size=3, num_layers=1, n_y=2, bidirectional=True, "
                                  "batch_first=True, truncate=2")
     assert repr(both).startswith("CellRNN('gru', input_size=2")
+
+
+def test_the_numpy_kernel_behind_torch_tensors_starts_from_the_given_states():
+    import numpy as np
+
+    from symbptt.codegen import kernel_module
+    from symbptt.torch import NumpyKernel
+
+    plain = kernel_module("gru")
+    rng = np.random.default_rng(0)
+    dims = {"n_x": 2, "n_h": 3, "n_y": 2}
+    params = plain.init_parameters(dims, rng)
+    x, h0 = rng.standard_normal((2, 2, 3)), rng.standard_normal((3, 2))
+    expected, _ = plain.forward(params, x, {"h": h0})
+    outputs, _ = NumpyKernel(plain).forward({k: torch.from_numpy(v) for k, v in params.items()},
+                                            torch.from_numpy(x), {"h": torch.from_numpy(h0)})
+    assert all(np.allclose(outputs[k].numpy(), v, rtol=0, atol=1e-14) for k, v in expected.items())
+
+
+def test_two_sizes_for_the_input_name_the_input():
+    with pytest.raises(ValueError, match=r"^cell gru: n_x is 4 and 3 at once \(the input x is n_x wide\); "):
+        CellRNN("gru", input_size=3, dims={"n_x": 4, "n_y": 2})
+
+
+def test_an_initial_state_that_is_not_a_tensor_names_its_type():
+    model = CellRNN("gru", 2, 3, dims={"n_y": 2}, dtype=F64)
+    with pytest.raises(ValueError, match=r"initial state h must be a tensor of the parameters' dtype "
+                                         r"torch\.float64 on cpu, got list$"):
+        model(torch.zeros(4, 1, 2, dtype=F64), {"h": [[0.0] * 3]})
+    with pytest.raises(ValueError, match=r"torch\.float64 on cpu, got torch\.float32 on cpu$"):
+        model(torch.zeros(4, 1, 2, dtype=F64), torch.zeros(1, 1, 3, dtype=torch.float32))
