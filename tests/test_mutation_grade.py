@@ -96,3 +96,91 @@ def test_code_the_checker_cannot_open_is_zero_with_the_error(tmp_path):
     result = grade.grade_one(grade.Submission("eve", missing, None), "gru", dict(DEFAULT_RUBRIC), 2.0)
     assert result.points == {"forward": 0.0, "backward": 0.0, "derivation": 0.0}
     assert result.reasons["forward"] == result.reasons["backward"] == f"FileNotFoundError: no such file: {missing}"
+
+
+def test_discover_pairs_a_notebook_with_itself_and_a_script_with_its_folders_derivation(tmp_path):
+    folder = tmp_path / "class"
+    (folder / "dee").mkdir(parents=True)
+    (folder / "eli").mkdir()
+    (folder / "ann.py").write_text("", encoding="utf-8")
+    (folder / "bea.ipynb").write_text("{}", encoding="utf-8")
+    (folder / "dee" / "work.ipynb").write_text("{}", encoding="utf-8")
+    (folder / "dee" / "notes.tex").write_text("", encoding="utf-8")  # the notebook is the derivation
+    (folder / "eli" / "cell.py").write_text("", encoding="utf-8")
+    (folder / "eli" / "derivation.md").write_text("", encoding="utf-8")
+    found = {s.student: s for s in grade.discover(folder)}
+    assert found["ann"] == grade.Submission("ann", folder / "ann.py", None)
+    assert found["bea"] == grade.Submission("bea", folder / "bea.ipynb", folder / "bea.ipynb")
+    assert found["dee"] == grade.Submission("dee", folder / "dee" / "work.ipynb", folder / "dee" / "work.ipynb")
+    assert found["eli"] == grade.Submission("eli", folder / "eli" / "cell.py", folder / "eli" / "derivation.md")
+
+
+def test_the_code_part_passes_the_per_call_time_limit_on(monkeypatch):
+    import symbptt.check
+
+    seen = []
+
+    def recorder(path, cell, timeout=99.0):
+        seen.append(timeout)
+        raise RuntimeError("recorded")
+
+    monkeypatch.setattr(symbptt.check, "check_module", recorder)
+    result = Grade("fay")
+    grade._code_part(grade.Submission("fay", REFERENCE, None), "gru", 3.5, dict(DEFAULT_RUBRIC), result)
+    assert seen == [3.5]
+    assert result.reasons["forward"] == "RuntimeError: recorded"
+
+
+def test_a_derivation_the_checker_cannot_read_is_zero_with_the_error(monkeypatch, tmp_path):
+    import symbptt.handcheck
+
+    def broken(*args, **kwargs):
+        raise ValueError("line 3 is not LaTeX")
+
+    monkeypatch.setattr(symbptt.handcheck, "check_file", broken)
+    result = Grade("gus")
+    out = grade._derivation_part(grade.Submission("gus", None, tmp_path / "d.tex"), "gru", dict(DEFAULT_RUBRIC), result)
+    assert out == ([], [])
+    assert result.points == {"derivation": 0.0}
+    assert result.reasons == {"derivation": "ValueError: line 3 is not LaTeX"}
+
+
+def test_workers_are_spawned_not_forked(monkeypatch, tmp_path):
+    """A forked worker would inherit the parent's threads and locks (BLAS, torch): spawn."""
+    from concurrent import futures
+
+    contexts = []
+
+    class Recorder(futures.ThreadPoolExecutor):
+        def __init__(self, max_workers, mp_context):
+            contexts.append(mp_context.get_start_method())
+            super().__init__(max_workers=max_workers)
+
+    monkeypatch.setattr(grade.futures, "ProcessPoolExecutor", Recorder)
+    grade.grade_folder(_class(tmp_path), "gru", tmp_path / "out", timeout=2.0, workers=1)
+    assert contexts == ["spawn"]
+
+
+HANGS = '''import time
+
+
+def gru_one_step_forward(*args, **kwargs):
+    time.sleep(120)
+'''
+
+
+def test_a_worker_still_busy_at_the_time_limit_is_killed(tmp_path):
+    """At the total time limit the class is written at once, and no worker is left running."""
+    import multiprocessing
+
+    folder = tmp_path / "class"
+    folder.mkdir()
+    (folder / "slow.py").write_text(HANGS, encoding="utf-8")
+    start = time.monotonic()
+    grades = grade.grade_folder(folder, "gru", tmp_path / "out", timeout=60.0, total_seconds=4.0, workers=1)
+    assert time.monotonic() - start < 30
+    assert grades[0].reasons == {"all": "not graded: the total time limit of 4 s was reached"}
+    deadline = time.monotonic() + 5
+    while multiprocessing.active_children() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert multiprocessing.active_children() == []
