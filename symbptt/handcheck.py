@@ -657,10 +657,11 @@ def _transpose(value):
 
 def parse_latex(text: str, resolve: Resolver, like: MatrixExpr | None = None) -> MatrixExpr:
     """A LaTeX string as a matrix expression over the derivation's symbols (shape-checked);
-    a zero (``\\mathbf{0}``, or a sum or product that is zero) takes the shape of ``like``, the
-    line's target, when one is given."""
+    a zero (``\\mathbf{0}``, a plain ``0``, or a sum or product that is zero) takes the shape
+    of ``like``, the line's target, when one is given."""
     value = Parser(text, resolve).parse()
-    expr = ZeroMatrix(*like.shape) if isinstance(value, _Zeros) and like is not None else _matrix(value)
+    zero = isinstance(value, _Zeros) or (_is_scalar(value) and value == 0)  # \mathbf{0}, or 0 alone
+    expr = ZeroMatrix(*like.shape) if zero and like is not None else _matrix(value)
     try:
         ops.shape_of(expr)
     except (ops.ShapeError, TypeError) as err:

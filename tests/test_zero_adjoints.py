@@ -37,16 +37,18 @@ def test_report_round_trip_reads_the_printed_zero(lang):
     assert all(re.search(r"\\mathbf\{h\}_\{t(-1)?\}", side.lhs) for side in zero_rows), zero_rows
 
 
-def test_zero_is_the_adjoint_of_a_state_nothing_reads():
+@pytest.mark.parametrize("written", [r"\mathbf{0}", "0", r"0 \cdot h"])
+def test_zero_is_the_adjoint_of_a_state_nothing_reads(written):
     d = derive(no_feedback_cell())
-    result = check_one(d, "dh_prev", r"\mathbf{0}")
+    result = check_one(d, "dh_prev", written)
     assert result.equivalent, result.report()
     assert result.numeric_error == 0
 
 
-def test_zero_is_not_a_nonzero_adjoint():
+@pytest.mark.parametrize("written", [r"\mathbf{0}", "0"])
+def test_zero_is_not_a_nonzero_adjoint(written):
     d = derive(no_feedback_cell())
-    result = check_one(d, "da_h", r"\mathbf{0}")
+    result = check_one(d, "da_h", written)
     assert result.verdict == "NOT equivalent", result.report()
     assert result.counterexample
 
@@ -76,3 +78,8 @@ def test_a_function_of_zero_is_named_not_guessed():
     result = check_one(d, "da_h", r"\tanh(\mathbf{0})")
     assert result.verdict == "cannot check"
     assert r"\mathbf{0}" in result.error and "a matrix is needed" in result.error
+
+
+def test_a_number_other_than_zero_is_still_no_matrix():
+    result = check_one(derive(no_feedback_cell()), "dh_prev", "1")
+    assert result.verdict == "cannot check" and "the number 1" in result.error
