@@ -184,3 +184,41 @@ def test_a_worker_still_busy_at_the_time_limit_is_killed(tmp_path):
     while multiprocessing.active_children() and time.monotonic() < deadline:
         time.sleep(0.1)
     assert multiprocessing.active_children() == []
+
+
+def test_a_stray_file_or_a_folder_named_like_code_is_no_mistake(tmp_path):
+    folder = tmp_path / "class"
+    (folder / "dan.py").mkdir(parents=True)  # a student's folder that happens to end in .py
+    (folder / "dan.py" / "cell.py").write_text("", encoding="utf-8")
+    (folder / "README.txt").write_text("instructions", encoding="utf-8")  # no student
+    assert grade.discover(folder) == [grade.Submission("dan.py", folder / "dan.py" / "cell.py", None)]
+
+
+def test_a_derivation_must_give_every_adjoint_but_the_printing_only_ones():
+    """gru's report names the stacked operands' gradients (dh_prev_xt, …) only to print them; the
+    cell's own values and every parameter are required."""
+    assert grade._required("gru") == ["da_y", "dh", "dh_tilde", "da_h_tilde", "dr", "da_r", "dz", "da_z", "dxt",
+                                      "dh_prev", "dWz", "dbz", "dWr", "dbr", "dWh", "dbh", "dWy", "dby"]
+
+
+def test_what_the_code_printed_reaches_the_feedback(tmp_path):
+    chatty = tmp_path / "chatty.py"
+    chatty.write_text('print("hello from the student")\n' + REFERENCE.read_text(encoding="utf-8"), encoding="utf-8")
+    result = grade.grade_one(grade.Submission("hal", chatty, None), "gru", dict(DEFAULT_RUBRIC), 2.0)
+    assert "## What the code printed" in result.feedback and "hello from the student" in result.feedback
+
+
+def test_one_worker_per_core_when_none_is_asked(monkeypatch, tmp_path):
+    import os
+    from concurrent import futures
+
+    sizes = []
+
+    class Recorder(futures.ThreadPoolExecutor):
+        def __init__(self, max_workers, mp_context):
+            sizes.append(max_workers)
+            super().__init__(max_workers=max_workers)
+
+    monkeypatch.setattr(grade.futures, "ProcessPoolExecutor", Recorder)
+    grade.grade_folder(_class(tmp_path), "gru", tmp_path / "out", timeout=2.0)
+    assert sizes == [len(os.sched_getaffinity(0))]
