@@ -53,3 +53,35 @@ def test_a_wrong_derivative_rule_fails_every_key_without_a_proof(monkeypatch):
     assert results and {r.key for r in results} == {"dWhx", "dWhh", "dbh", "dWyh", "dby", "dx", "dh0"}
     for r in results:
         assert (r.proved, r.entries, r.seconds, r.counterexample) == (False, 0, 0.0, "tanh: declared derivative is wrong")
+
+
+def _doubled(derivation, name):
+    """The derivation with the gradient ``name`` doubled: a wrong rule the proof must catch."""
+    from dataclasses import replace
+
+    from symbptt.derive import Term
+
+    params = [replace(a, terms=tuple(Term(2 * t.expr, t.via) for t in a.terms)) if a.symbol.name == name else a
+              for a in derivation.parameters]
+    return replace(derivation, parameters=params)
+
+
+def test_a_wrong_gradient_names_its_first_wrong_entry_and_how_many_more():
+    cell = load("rnn")
+    wrong = _doubled(derive(cell), "dbh")
+    one = {r.key: r for r in proof.prove_keys(cell, {"n_x": 1, "n_h": 1, "n_y": 2, "m": 1}, T=1, derivation=wrong)}
+    assert (one["dbh"].proved, one["dbh"].counterexample) == (False, "differs at ∂L/∂bh[0,0]")
+    assert all(r.proved for k, r in one.items() if k != "dbh")
+    three = {r.key: r for r in proof.prove_keys(cell, {"n_x": 1, "n_h": 3, "n_y": 2, "m": 1}, T=1, derivation=wrong)}
+    assert three["dbh"].counterexample == "differs at ∂L/∂bh[0,0] and 2 more"
+
+
+def test_an_operation_without_a_sympy_evaluator_is_named():
+    class Undeclared(ops.Node):  # neither pointwise nor with a SymPy rule
+        op_name = "undeclared_op"
+
+    import pytest
+
+    with pytest.raises(proof.EvaluationError, match=r"^operation undeclared_op declares no SymPy evaluator in "
+                                                    r"symbptt/ops\.py$"):
+        proof.SympyBackend().apply(Undeclared, sp.Matrix([[1]]))
