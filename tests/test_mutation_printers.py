@@ -79,3 +79,26 @@ def test_a_cell_with_constant_coefficients_gets_a_working_kernel():
     h2 = np.tanh(np.sqrt(2) * parameters["W"] @ xs[:, :, 1] + np.pi * h1)
     assert np.allclose(outputs["h"], np.stack([h1, h2], axis=2))
     assert max(fdcheck.check(kernel, m=2, T=3).values()) < 1e-6
+
+
+def test_a_negated_sum_keeps_its_parentheses_in_latex():
+    """−(A + B) printed without them would read −A + B: another matrix."""
+    import sympy as sp
+    from sympy import MatrixSymbol
+
+    from symbptt.printers import TextbookLatexPrinter
+
+    A, B = MatrixSymbol("A", 2, 2), MatrixSymbol("B", 2, 2)
+    printer = TextbookLatexPrinter(lambda name: name)
+    assert printer.doprint(sp.MatMul(-1, A + B, evaluate=False)) == r"-\left(A + B\right)"
+    assert printer.doprint(sp.MatMul(-1, sp.MatMul(-2, A, evaluate=False), evaluate=False)) == r"-\left(-2 A\right)"
+
+
+def test_array_code_renames_symbols():
+    from sympy import MatrixSymbol
+
+    from symbptt.printers import array_code
+
+    A, B = MatrixSymbol("A", 2, 2), MatrixSymbol("B", 2, 2)
+    assert array_code(A + B, {"A": "a_1"}) == "a_1 + B"
+    assert array_code(A + B) == "A + B"
