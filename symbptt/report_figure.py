@@ -69,10 +69,6 @@ class _Builder:
         self.node_of: dict[str, list[str]] = {}  # value name → nodes that stand for it
         self.inline = inline_printed(d)
 
-    def value_text(self, name: str) -> str:
-        return self.p.doprint(MatrixSymbol(name, 1, 1)) if name not in self.d.cell.symbols else \
-            self.p.symbol_latex(name)
-
     def feed(self, expr) -> list[str]:
         """The nodes an expression feeds into the node that reads it (creating op nodes)."""
         for kind, method in self._FEEDERS:
