@@ -591,9 +591,7 @@ def _is_scalar(value) -> bool:
 def _matrix(value) -> MatrixExpr:
     if _is_scalar(value):
         raise HandParseError(f"a matrix is needed where the number {value} stands")
-    if isinstance(value, (_Ones, _Zeros)):
-        raise HandParseError(f"a matrix is needed where {value} stands")
-    if isinstance(value, _ColumnSums):  # 1 1ᵀ with nothing after it
+    if isinstance(value, (_Ones, _Zeros, _ColumnSums)):  # shapeless, or 1 1ᵀ with nothing after it
         raise HandParseError(f"a matrix is needed where {value} stands")
     return value
 

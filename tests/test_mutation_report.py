@@ -143,10 +143,9 @@ def test_a_state_update_is_titled_as_the_next_state():
     assert r"Gradient of the next state $\mathbf{h}_{t}$" in report_tex(d, "en")
 
 
-def test_every_summary_statement_is_one_numbered_equation():
-    """One \\label per kernel statement, a weight whose gradient is zero (∂L/∂V = 0) too."""
+def _thresholded():
+    """A cell whose weight V is seen only through a step function: ∂L/∂V = 0."""
     from symbptt import Cell, ops, tanh
-    from symbptt.report import summary_adjoints
 
     cell = Cell("thresholded", "A weight seen only through a step function (derivative 0).")
     n_x, n_h = cell.dims("n_x", "n_h")
@@ -154,7 +153,14 @@ def test_every_summary_statement_is_one_numbered_equation():
     h_prev = cell.state("h", n_h, "state")
     W, V = cell.weight("W", n_h, n_x, "weights"), cell.weight("V", n_h, n_x, "thresholded")
     cell.update("h", tanh(W @ x) + ops.Step(V @ x) + h_prev)
-    for d in (derive(cell), derive(load("rnn"))):
+    return cell
+
+
+def test_every_summary_statement_is_one_numbered_equation():
+    """One \\label per kernel statement, a weight whose gradient is zero (∂L/∂V = 0) too."""
+    from symbptt.report import summary_adjoints
+
+    for d in (derive(_thresholded()), derive(load("rnn"))):
         summary = report_context(d)["summary"]
         labels = re.findall(r"\\label\{eq:sum:([^}]*)\}", " ".join(summary))
         assert len(labels) == len(set(labels)) == len(summary_adjoints(d))
@@ -250,15 +256,7 @@ def test_each_cells_report_is_the_committed_one(name):
 
 def test_a_weight_with_a_zero_gradient_is_printed_as_zero():
     """V seen only through a step function: ∂L/∂V = 0, printed as the zero matrix, not a sum."""
-    from symbptt import Cell, ops, tanh
-
-    cell = Cell("thresholded", "A weight seen only through a step function (derivative 0).")
-    n_x, n_h = cell.dims("n_x", "n_h")
-    x = cell.input("x", n_x, "input")
-    h_prev = cell.state("h", n_h, "state")
-    W, V = cell.weight("W", n_h, n_x, "weights"), cell.weight("V", n_h, n_x, "thresholded")
-    cell.update("h", tanh(W @ x) + ops.Step(V @ x) + h_prev)
-    d = derive(cell)
+    d = derive(_thresholded())
     rows = {p["name"]: p["rows"] for p in report_context(d)["parameters"]}
     assert rows["V"] == [r"\partial L / \partial \mathbf{V} &= \mathbf{0} \label{eq:par:V}"]
     assert rows["W"][0].startswith(r"\partial L / \partial \mathbf{W} &= \sum\nolimits_{t=1}^{T} ")
