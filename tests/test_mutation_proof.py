@@ -85,3 +85,44 @@ def test_an_operation_without_a_sympy_evaluator_is_named():
     with pytest.raises(proof.EvaluationError, match=r"^operation undeclared_op declares no SymPy evaluator in "
                                                     r"symbptt/ops\.py$"):
         proof.SympyBackend().apply(Undeclared, sp.Matrix([[1]]))
+
+
+def test_the_truncated_backward_on_explicit_values_matches_the_kernels():
+    """run_backward(truncate=k) cuts the carried adjoints where the kernel does, for a cell
+    with two states of its own shape (the lstm's h and c), and the cut changes the result."""
+    from symbptt import fdcheck, load_kernel, verify
+
+    cell, kernel = load("lstm"), load_kernel("lstm")
+    problem = fdcheck.random_problem(kernel, fdcheck.dims_for(kernel), 2, 5, seed=3)
+    _, cache = kernel.forward(problem.parameters, problem.x, problem.initial_states)
+    full = verify.derived_gradients(cell, problem, None)
+    for truncate in (2, 3):
+        expected = kernel.backward(cache, problem.upstream, truncate=truncate)
+        got = verify.derived_gradients(cell, problem, truncate)
+        assert set(got) == set(expected)
+        for key, value in expected.items():
+            assert np.allclose(got[key], value, rtol=1e-10, atol=1e-12), (truncate, key)
+        assert not np.allclose(got["dh0"], full["dh0"])
+
+
+def test_every_upstream_entry_of_the_symbolic_problem_is_its_own_named_symbol():
+    """Shared upstream symbols would let a rule that mixes up two outputs' gradients (h's and
+    y's, both n_h × m here) prove: each output, step and entry gets its own."""
+    cell = load("rnn")
+    dims = proof.dimension_values(cell, {"n_x": 1, "n_h": 2, "n_y": 2, "m": 1})
+    problem = proof.symbolic_problem(derive(cell), dims, 2)
+    entries = [e for step in problem.upstream for g in step.values() for e in g]
+    assert len(entries) == 2 * 2 * 2 == len(set(entries))
+    assert [str(e) for e in problem.upstream[1]["y"]] == ["g_y2[0,0]", "g_y2[1,0]"]
+
+
+def test_a_power_that_is_not_an_integer_is_an_atom_of_the_polynomial_view():
+    """√x (a power with exponent ½) is a generator of its own, like a function application.
+
+    So the view is exact but not complete for such powers: SymPy writes √x·x as x^(3/2),
+    another generator, and that difference is not proved zero (no built-in operation's
+    SymPy rule makes a fractional power; an unproved key is reported, never a false proof)."""
+    x, y = sp.Symbol("x", positive=True), sp.Symbol("y", real=True)
+    assert proof.difference_is_zero(sp.sqrt(x) * (y + 1) - sp.sqrt(x) * y - sp.sqrt(x))
+    assert not proof.difference_is_zero(sp.sqrt(x) - x)
+    assert not proof.difference_is_zero(sp.sqrt(x) * (x + 1) - x ** sp.Rational(3, 2) - sp.sqrt(x))
