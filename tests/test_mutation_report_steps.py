@@ -63,6 +63,22 @@ def test_placement_of_inline_cells():
     assert _gru_like(lambda r, h, U: odot(U @ h, h)) == ""
 
 
+def test_a_gate_on_a_product_of_the_input_alone_is_no_placement():
+    """r ⊙ (V x_t): the gate multiplies a product, but not one of h_{t−1}, while the gates'
+    own pre-activations (the first equations) do read h_{t−1}."""
+    cell = Cell("gated_input", "A gate on the input's product.")
+    n_x, n_h = cell.dims("n_x", "n_h")
+    x = cell.input("x", n_x, "input")
+    h_prev = cell.state("h", n_h, "state")
+    r = cell.let("r", sigmoid(cell.weight("Wr", n_h, n_x) @ x + cell.weight("Ur", n_h, n_h) @ h_prev))
+    z = cell.let("z", sigmoid(cell.weight("Wz", n_h, n_x) @ x + cell.weight("Uz", n_h, n_h) @ h_prev))
+    n = cell.let("n", tanh(cell.weight("Un", n_h, n_h) @ h_prev + odot(r, cell.weight("Vn", n_h, n_x) @ x)))
+    cell.update("h", odot(1 - z, n) + odot(z, h_prev))
+    d = derive(cell)
+    assert any(e.name.startswith("a_") for e in d.forward)
+    assert reset_placement(d) == ""
+
+
 
 def test_the_affine_pair_is_found_whatever_parameter_comes_first():
     """a = W x + b with b declared before W: the entry-wise derivation still gets W, b and x."""
