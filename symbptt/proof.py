@@ -410,20 +410,17 @@ def loss(steps: list[dict], problem: ExplicitProblem, backend: Backend):
 
 
 def run_backward(derivation: Derivation, steps: list[dict], problem: ExplicitProblem,
-                 backend: Backend, dims, truncate: int | None = None,
-                 keep_adjoints: bool = False) -> dict[str, Any]:
+                 backend: Backend, dims, truncate: int | None = None) -> dict[str, Any]:
     """The derived backward on explicit values: gradients in the kernel's key format.
 
     Loops over the steps in reverse, evaluates every adjoint of the step in the derived
     order, carries the previous states' adjoints to step t−1 (cut at every k-th step with
-    ``truncate=k``) and sums the parameters' per-step contributions. With
-    ``keep_adjoints`` the result also has ``"adjoints"``: one environment per step.
+    ``truncate=k``) and sums the parameters' per-step contributions.
     """
     cell = derivation.cell
     carry = {s: backend.zeros(*output_shape(cell, s, dims)) for s in cell.states}
     totals: dict[str, Any] = {}
     inputs: dict[str, list] = {i: [None] * problem.T for i in cell.inputs}
-    per_step: list[dict | None] = [None] * problem.T  # every step filled below
     for t in reversed(range(problem.T)):
         env = dict(steps[t])
         for name, sym in derivation.incoming.items():
@@ -443,14 +440,11 @@ def run_backward(derivation: Derivation, steps: list[dict], problem: ExplicitPro
         cut = truncate is not None and t > 0 and t % truncate == 0
         carry = {s: (backend.zeros(*output_shape(cell, s, dims)) if cut
                      else env[adjoint_name(prev_name(s))]) for s in cell.states}
-        per_step[t] = env
     gradients = dict(totals)
     for i in cell.inputs:
         gradients[adjoint_name(i)] = inputs[i]
     for s in cell.states:
         gradients[f"d{s}0"] = carry[s]
-    if keep_adjoints:
-        gradients["adjoints"] = per_step
     return gradients
 
 
@@ -515,8 +509,7 @@ def _generators(expressions) -> list:
         elif expr.is_Pow and expr.exp.is_Integer:
             if expr.exp < 0:
                 found.setdefault(sp.Pow(expr.base, -1, evaluate=False), None)
-            else:
-                stack.append(expr.base)
+            stack.append(expr.base)  # a divisor's atoms are generators of the fraction field too
         elif expr.is_Add or expr.is_Mul:
             stack.extend(expr.args)
         else:

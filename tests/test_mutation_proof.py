@@ -7,7 +7,10 @@ These tests came from ``tools/mutation.py symbptt/proof.py --sample 40``.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
+import pytest
 import sympy as sp
 
 from symbptt import derive, ops, proof
@@ -80,7 +83,6 @@ def test_an_operation_without_a_sympy_evaluator_is_named():
     class Undeclared(ops.Node):  # neither pointwise nor with a SymPy rule
         op_name = "undeclared_op"
 
-    import pytest
 
     with pytest.raises(proof.EvaluationError, match=r"^operation undeclared_op declares no SymPy evaluator in "
                                                     r"symbptt/ops\.py$"):
@@ -126,3 +128,31 @@ def test_a_power_that_is_not_an_integer_is_an_atom_of_the_polynomial_view():
     assert proof.difference_is_zero(sp.sqrt(x) * (y + 1) - sp.sqrt(x) * y - sp.sqrt(x))
     assert not proof.difference_is_zero(sp.sqrt(x) - x)
     assert not proof.difference_is_zero(sp.sqrt(x) * (x + 1) - x ** sp.Rational(3, 2) - sp.sqrt(x))
+
+
+def test_the_numeric_refutation_evaluates_max_and_library_functions():
+    """Differences over a divisor that the ring test cannot settle are refuted at a random
+    point: a relu's Max and SymPy's own functions (tanh, Heaviside) are evaluated there."""
+    x = sp.Symbol("x", real=True)
+    assert not proof.difference_is_zero(sp.Max(x, 0) / (x + 3) - x / (x + 3))
+    assert not proof.difference_is_zero(sp.Max(x, 0, 2 * x) / (x + 3) - sp.Max(x, 0) / (x + 3) - 1 / (x + 3))
+    assert not proof.difference_is_zero(sp.tanh(x) / (x + 3) - x / (x + 3))
+    assert not proof.difference_is_zero(sp.Heaviside(x, 0) / (x + 3) - 1 / (x + 3))
+    view = proof.PolynomialView([sp.Max(x, 0) / (x + 3), sp.tanh(x)])
+    at = view.values[x] if view.values else None
+    assert view.numeric(sp.Max(x, 0) + sp.tanh(x)) == pytest.approx(max(view.values[x], 0) + math.tanh(view.values[x]))
+    assert at is None and set(view.values) == {x}
+
+
+def test_a_divisor_whose_atoms_appear_nowhere_else_is_compared_in_the_fraction_field():
+    """1/(x² − 1) = 1/((x − 1)(x + 1)): different generators of the ring, equal fractions;
+    x appears only inside divisors, and the field still needs it as a generator."""
+    x = sp.Symbol("x", real=True)
+    assert proof.difference_is_zero(1 / (x ** 2 - 1) - 1 / ((x - 1) * (x + 1)))
+    assert not proof.difference_is_zero(1 / (x ** 2 - 1) - 2 / ((x - 1) * (x + 1)))
+
+
+def test_resolve_cell_passes_a_cell_through_and_loads_a_name():
+    cell = load("rnn")
+    assert proof.resolve_cell(cell) is cell
+    assert proof.resolve_cell("gru").name == "gru"
