@@ -245,7 +245,12 @@ def scratch_copy(module: str, tests: list[str]) -> Path:
               # tests: with mutmut's default (fork from the process that ran the clean tests),
               # every functools.cache (the checker's mutated kernels, the reference kernels)
               # would hold the clean run's values, and mutants of cached functions never ran.
-              "process_isolation = forkserver", "also_copy ="]
+              "process_isolation = forkserver",
+              # mutmut's default limit is 15 times the tests' own time (30 in CPU time): a
+              # mutant that makes a kernel test 30 times slower then holds the run for most of
+              # an hour. 5 times still leaves a loaded machine room; a timeout counts as not
+              # killed in the score printed here.
+              "timeout_multiplier = 5", "also_copy ="]
     config += [f"    {p}" for p in ALSO_COPY]
     (where / "setup.cfg").write_text("\n".join(config) + "\n")
     return where
