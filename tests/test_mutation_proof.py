@@ -152,6 +152,36 @@ def test_a_divisor_whose_atoms_appear_nowhere_else_is_compared_in_the_fraction_f
     assert not proof.difference_is_zero(1 / (x ** 2 - 1) - 2 / ((x - 1) * (x + 1)))
 
 
+def test_the_numeric_refutation_evaluates_a_power_with_a_symbolic_exponent():
+    y = sp.Symbol("y", real=True)
+    assert not proof.difference_is_zero(2 ** y / (y + 3) - 1 / (y + 3))
+    view = proof.PolynomialView([2 ** y / (y + 3)])
+    assert view.numeric(2 ** y) == pytest.approx(2 ** view.numeric(y))
+
+
+def test_an_output_without_upstream_gradient_counts_as_a_zero_one():
+    """The loss may read only some outputs: run_backward gives the others a zero upstream of
+    their own shape, the same gradients as an explicit zero."""
+    from symbptt import fdcheck, load_kernel
+
+    cell, kernel = load("rnn"), load_kernel("rnn")
+    problem = fdcheck.random_problem(kernel, fdcheck.dims_for(kernel), 2, 3, seed=5)
+    derivation = derive(cell)
+    dims = proof.dimension_values(cell, fdcheck.dims_for(kernel) | {"m": 2})
+    explicit = proof.ExplicitProblem(
+        dict(problem.parameters), [{"x": problem.x[:, :, t]} for t in range(3)],
+        dict(problem.initial_states), [{"y": problem.upstream["y"][:, :, t]} for t in range(3)])
+    backend = proof.NumpyBackend()
+    steps = proof.run_forward(cell, derivation.forward, explicit, backend, dims)
+    only_y = proof.run_backward(derivation, steps, explicit, backend, dims)
+    _, cache = kernel.forward(problem.parameters, problem.x, problem.initial_states)
+    expected = kernel.backward(cache, {**problem.upstream, "h": np.zeros_like(problem.upstream["h"])})
+    assert set(expected) == set(only_y)
+    for key, value in expected.items():
+        got = np.stack(only_y[key], axis=2) if key == "dx" else only_y[key]
+        assert np.allclose(got, value), key
+
+
 def test_resolve_cell_passes_a_cell_through_and_loads_a_name():
     cell = load("rnn")
     assert proof.resolve_cell(cell) is cell
