@@ -67,3 +67,62 @@ def test_the_table_reads_back_as_its_rows():
     assert re.split(r"\s{2,}", lines[0]) == ["check", "key", "result", "verdict"]
     starts = {line.index(r.key) for line, r in zip(lines[2:], rows)}
     assert len(starts) == 1  # the key column is aligned
+
+
+@pytest.mark.parametrize(("truncate", "check"), [(None, "derived equations (NumPy) (full)"),
+                                                 (2, "derived equations (NumPy) (truncate=2)")])
+def test_a_derivation_check_that_raises_is_a_failed_row_naming_it(truncate, check):
+    [row] = verify.derivation_rows(object(), load("rnn"), truncate)  # not a kernel
+    assert (row.check, row.key, row.ok) == (check, "-", False)
+    assert row.result.startswith("raised AttributeError: ")
+
+
+def test_missing_initial_states_are_zero_in_the_derived_gradients():
+    """derived_gradients gives a state without an initial value zeros of its own shape, as the
+    kernel does when forward gets no initial state."""
+    import numpy as np
+
+    from symbptt import fdcheck, load_kernel
+
+    kernel = load_kernel("lstm")
+    problem = fdcheck.random_problem(kernel, fdcheck.dims_for(kernel), 2, 3, seed=2)
+    problem = fdcheck.Problem(problem.parameters, problem.x, {}, problem.upstream)
+    _, cache = kernel.forward(problem.parameters, problem.x, {})
+    expected = kernel.backward(cache, problem.upstream)
+    got = verify.derived_gradients(load("lstm"), problem)
+    assert set(got) == set(expected)
+    for key, value in expected.items():
+        assert np.allclose(got[key], value), key
+
+
+def test_the_proof_in_a_child_has_no_memory_limit():
+    """The parent may have mapped more than the limited children's 2 GiB (PyTorch reserves
+    gigabytes it never touches): the proof's child must still allocate."""
+    import numpy as np
+
+    reserved = np.empty(3 * 2**30, dtype=np.uint8)  # address space only, never touched
+    rows = verify._in_child(lambda: [Row("work", "-", str(np.ones(10**6).sum()), True)], 60)
+    assert rows == [Row("work", "-", "1000000.0", True)]
+    del reserved
+
+
+def test_main_prints_the_table_and_counts_what_failed(monkeypatch, capsys):
+    rows = [Row("finite differences (full)", "dWhh", "1e-9", True),
+            Row("symbolic proof", "-", "skipped: --skip-proof", None),
+            Row("torch autograd (full)", "dx", "0.3", False)]
+    monkeypatch.setattr(verify, "verify", lambda *args, **kwargs: rows)
+    assert verify.main("rnn") == 1
+    out = capsys.readouterr().out
+    assert verify.format_table(rows) in out
+    assert re.search(r"\nrnn: 2 of 3 rows ok or skipped, 1 failed \(\d+\.\d s\)\n$", out)
+    monkeypatch.setattr(verify, "verify", lambda *args, **kwargs: rows[:2])
+    assert verify.main(load("gru")) == 0
+    assert re.search(r"\ngru: 2 of 2 rows ok or skipped, 0 failed", capsys.readouterr().out)
+
+
+def test_without_the_proof_the_rows_say_it_was_skipped(monkeypatch):
+    for check in ("finite_difference_rows", "torch_rows", "derivation_rows"):
+        monkeypatch.setattr(verify, check, lambda *args, **kwargs: [])
+    rows = verify.verify("rnn", prove=False)
+    assert rows[0] == Row("symbolic proof", "-", "skipped: --skip-proof", None)
+    assert rows[1:] == verify.operation_rows(load("rnn"))
