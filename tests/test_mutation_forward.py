@@ -259,3 +259,14 @@ def test_write_into_computes_the_expression_in_place_with_the_fewest_passes():
     for expr, _, expected in cases:
         statements = forward.write_into("out", expr, names)
         assert np.allclose(_run(statements, {"big": big, "out": np.zeros((3, 2))})["out"], expected), expr
+
+
+@pytest.mark.parametrize(("name", "ops_"), [("gru_torch", ["=", "+"]), ("lstm", ["+"]), ("rnn", ["+"])])
+def test_the_bias_statements_of_the_set_up_say_they_add_or_write_biases(name, ops_):
+    """Rows no product wrote start from their biases (=), the others add them (+=): each such
+    statement of the set-up carries the note "biases", the kernel's comment."""
+    layout = Layout(derive(load(name)))
+    setup = ForwardPlanner(layout).plan().setup
+    updates = [s for s in setup if isinstance(s, c.Update) and s.target.base == f"{layout.buf}_seq"]
+    assert [u.op for u in updates] == ops_
+    assert [u.note for u in updates] == ["biases"] * len(ops_)
