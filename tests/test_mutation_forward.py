@@ -270,3 +270,15 @@ def test_the_bias_statements_of_the_set_up_say_they_add_or_write_biases(name, op
     updates = [s for s in setup if isinstance(s, c.Update) and s.target.base == f"{layout.buf}_seq"]
     assert [u.op for u in updates] == ops_
     assert [u.note for u in updates] == ["biases"] * len(ops_)
+
+
+def test_the_readout_chunks_say_how_many_steps_they_hold():
+    """The readouts' chunk loop: C steps per chunk, n_t steps in this one (the last may be
+    shorter); each assignment says which in its comment."""
+    after = ForwardPlanner(Layout(derive(load("gru")))).plan().after
+    [size] = [s for s in after if isinstance(s, c.Assign) and s.values[0] == c.Call("readout_chunk")]
+    [loop] = [s for s in after if isinstance(s, c.ForChunks)]
+    first = loop.body[0]
+    assert (size.targets, size.note) == (("C",), "steps per chunk")
+    assert (first.targets, first.values, first.note) == (("n_t",), (c.Call("chunk_len", (c.Name("C"),)),),
+                                                         "steps in this chunk")

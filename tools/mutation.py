@@ -5,6 +5,7 @@ count how many the tests catch.
     python3 tools/mutation.py symbptt/fdcheck.py   # one module, with its fast test subset
     python3 tools/mutation.py --list               # the modules and their test subsets
     python3 tools/mutation.py symbptt/report.py --sample 40 --seed 1   # 40 random mutants of it
+    python3 tools/mutation.py --overall            # the README table's overall score
 
 Each module is mutated in a scratch copy of the checkout's files (the checkout itself
 is never touched), and only the tests that exercise it run (MODULES below): the freshness test
@@ -300,6 +301,40 @@ def run_module(module: str, jobs: int, known: dict[str, str], sample: int | None
     return score
 
 
+#: A row of the README's per-module table: module, number of mutants, latest figure ("first"
+#: when it is a first run, not a fresh sample after the module's tests).
+_TABLE_ROW = re.compile(r"^\| `(?P<module>[^`]+)` \| (?P<mutants>\d[\d ]*) \| (?P<first>first )?"
+                        r"(?P<score>\d+(?:\.\d+)?) %")
+
+
+@dataclass
+class Overall:
+    """The README table summed up: every module's figure weighted by its number of mutants."""
+
+    modules: int
+    mutants: int
+    score: float
+    under_80: list[str]
+    first_only: list[str]
+
+    def line(self) -> str:
+        return (f"{self.modules} modules, {self.mutants} mutants: {self.score:.1f} % overall "
+                f"(each module's figure weighted by its mutants); under 80 %: "
+                f"{', '.join(self.under_80) or 'none'}; first runs only: {', '.join(self.first_only) or 'none'}")
+
+
+def readme_overall(text: str) -> Overall:
+    """The overall score of the README's mutation table (``text``: the README)."""
+    rows = [m for m in map(_TABLE_ROW.match, text.splitlines()) if m]
+    if not rows:
+        raise SystemExit("the README has no mutation table rows (| `module` | mutants | score % | …)")
+    mutants = sum(int(m["mutants"].replace(" ", "")) for m in rows)
+    weighted = sum(int(m["mutants"].replace(" ", "")) * float(m["score"]) for m in rows)
+    return Overall(len(rows), mutants, weighted / mutants,
+                   [m["module"] for m in rows if float(m["score"]) < 80],
+                   [m["module"] for m in rows if m["first"]])
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("modules", nargs="*", help="modules to mutate (default: every one in MODULES)")
@@ -308,7 +343,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sample", type=int, metavar="N",
                         help="run only N mutants of each module, drawn at random; the score is an estimate")
     parser.add_argument("--seed", type=int, default=0, help="the random draw of --sample (default 0)")
+    parser.add_argument("--overall", action="store_true",
+                        help="print the overall score of the README's table and stop")
     args = parser.parse_args(argv)
+    if args.overall:
+        print(readme_overall((ROOT / "README.md").read_text(encoding="utf-8")).line())
+        return 0
     if args.list:
         for module, tests in MODULES.items():
             print(f"{module}: {' '.join(tests)}")
