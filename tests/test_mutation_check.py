@@ -326,10 +326,10 @@ def test_a_partial_notebook_names_each_missing_function(tmp_path):
     helpers = source[source.index("def sigmoid"):source.index("_workspaces = ")]
     path.write_text("import numpy as np\n" + helpers + source[start:end], encoding="utf-8")
     report = check_module(path, "rnn", timeout=TIMEOUT)
-    missing = [(v.function, v.detail) for v in report.verdicts if v.status == "missing function"]
-    assert missing == [("rnn_forward", "rnn_forward is not defined"),
-                       ("rnn_one_step_backward", "rnn_one_step_backward is not defined"),
-                       ("rnn_backward", "rnn_backward is not defined")]
+    missing = [(v.function, v.item, v.detail) for v in report.verdicts if v.status == "missing function"]
+    assert missing == [("rnn_forward", "(function)", "rnn_forward is not defined"),
+                       ("rnn_one_step_backward", "(function)", "rnn_one_step_backward is not defined"),
+                       ("rnn_backward", "(function)", "rnn_backward is not defined")]
     assert all(v.ok for v in report.verdicts if v.function == "rnn_one_step_forward")
     assert "forward" not in {v.function for v in report.verdicts}  # the generic pair is not asked for
 
@@ -422,6 +422,26 @@ def test_a_step_diagnosis_has_no_loop_evidence(planted):
     assert derivative[-3] == derivative[7]
 
 
+def test_a_loop_inside_a_step_backward_gives_no_loop_evidence(tmp_path):
+    """A one-step backward has no step t+1 to carry from: even with a loop of its own that
+    passes a never-updated "carry" variable, its diagnosis names no loop."""
+    import re
+
+    from tests.fixtures.planted import planted_source
+
+    source = re.sub(r"^( *)dh_prev = np\.zeros_like\(dh_next\)  # PLANTED$",
+                    lambda m: (f"{m[1]}dh_prev_carry = dh_next\n{m[1]}for _ in range(1):\n"
+                               f"{m[1]}    dh_prev = 0 * abs(dh_prev_carry)  # PLANTED"),
+                    planted_source("step_missing"), flags=re.MULTILINE)
+    assert "dh_prev_carry" in source
+    path = tmp_path / "gru_step_loop.py"
+    path.write_text(source, encoding="utf-8")
+    report = check_module(path, "gru", timeout=2.0)
+    details = [v.detail for v in report.verdicts if v.status == "diagnosis"]
+    assert details and all(d.startswith("contribution from step t+1 missing") for d in details)
+    assert not any("; in " in d for d in details), details
+
+
 def test_main_passes_its_timeout_on(capsys, tmp_path):
     path = write_planted("hang", tmp_path)
     assert check.main(str(path), "gru", timeout=0.3) == 1
@@ -506,3 +526,22 @@ def test_caches_lost_with_a_crashed_process_are_made_again(tmp_path):
     assert (problem.function, problem.status, problem.shapes) == ("gru_one_step_backward", "crashed", ["m=1, T=1"])
     checked = {(v.function, v.item) for v in report.verdicts if v.status == "ok"}
     assert {("gru_one_step_backward", "dWz"), ("gru_backward", "dWz"), ("gru_backward", "dx")} <= checked
+
+
+def test_a_notebook_is_checked_as_its_code_cells_with_notes_on_what_was_dropped(tmp_path):
+    """An .ipynb: its code cells checked as one module for the cell named, what was dropped
+    (a magic) listed first as notes, and the notebook's own path in the header."""
+    nbformat = pytest.importorskip("nbformat")
+    from symbptt.check_diagnose import kernel_source
+
+    book = nbformat.v4.new_notebook()
+    book.cells = [nbformat.v4.new_code_cell("%matplotlib inline\nimport numpy as np"),
+                  nbformat.v4.new_code_cell(kernel_source("rnn"))]
+    path = tmp_path / "homework.ipynb"
+    nbformat.write(book, str(path))
+    report = check_module(path, "rnn", timeout=2.0)
+    note = report.verdicts[0]
+    assert (note.function, note.item, note.status) == ("(notebook)", "cells", "note")
+    assert note.detail.startswith("cell 1, line 1: '%matplotlib inline' is IPython")
+    assert report.ok and str(path) in report.header and report.path == str(path)
+    assert {v.function for v in report.verdicts[1:]} >= {"rnn_forward", "rnn_backward"}
