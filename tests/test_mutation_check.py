@@ -545,3 +545,20 @@ def test_a_notebook_is_checked_as_its_code_cells_with_notes_on_what_was_dropped(
     assert note.detail.startswith("cell 1, line 1: '%matplotlib inline' is IPython")
     assert report.ok and str(path) in report.header and report.path == str(path)
     assert {v.function for v in report.verdicts[1:]} >= {"rnn_forward", "rnn_backward"}
+
+
+def test_isolated_false_runs_the_file_in_this_process(tmp_path, monkeypatch):
+    """isolated=False imports the person's file here (what it does is seen by the caller);
+    the default runs it in a child process, whose side effects stay there."""
+    import os
+
+    from symbptt.check_diagnose import kernel_source
+
+    monkeypatch.delenv("SYMBPTT_CHECKED_IN", raising=False)
+    path = tmp_path / "here.py"
+    path.write_text("import os\nos.environ['SYMBPTT_CHECKED_IN'] = str(os.getpid())\n" + kernel_source("rnn"),
+                    encoding="utf-8")
+    assert check_module(path, "rnn", timeout=2.0).ok
+    assert "SYMBPTT_CHECKED_IN" not in os.environ
+    assert check_module(path, "rnn", timeout=2.0, isolated=False).ok
+    assert os.environ["SYMBPTT_CHECKED_IN"] == str(os.getpid())
