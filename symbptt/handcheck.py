@@ -345,13 +345,15 @@ class Parser:
         return self.postfix(self.primary())
 
     def postfix(self, value):
-        """postfix := primary ('^' (\\top | T | 2 | {…}) | '_' {a:b})*  (b: rows a…b, from 1)"""
+        """postfix := primary ('^' (\\top | T | \\mathsf{T} | 2 | {…}) | '_' {a:b})*  (b: rows a…b, from 1)"""
         powered = False
         while self.peek() in ("^", "_"):
             if self.take() == "_":
                 value = self.row_slice(value, self.group().replace(" ", ""))
                 continue
             sup = self.group().replace(" ", "")
+            if sup in (r"\mathsf", r"\mathrm") and self.peek() == "{":  # W^\mathsf{T}, unbraced as LaTeX allows
+                sup += "{" + self.group().replace(" ", "") + "}"
             if powered:
                 self.fail("a double superscript (x^2^2: LaTeX refuses it too); write (x^2)^2 or x^4 as a product")
             power = re.fullmatch(r"(?:\\odot)?(\d+)", sup)  # x^2, x^{\odot 3}: elementwise

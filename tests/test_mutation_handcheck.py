@@ -325,3 +325,48 @@ def test_a_line_that_overflows_is_judged_without_numpy_warnings():
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert run.stdout.strip() == "NOT equivalent"
     assert "Warning" not in run.stderr, run.stderr
+
+
+def test_a_leading_minus_negates_the_first_term(rnn):
+    assert check_one(rnn, "dh_prev", r"-(-W_{hh}^\top \delta a_h)").equivalent
+    assert check_one(rnn, "dh_prev", r"-W_{hh}^\top \delta a_h + 2 W_{hh}^\top \delta a_h").equivalent
+    assert check_one(rnn, "dh_prev", r"-W_{hh}^\top \delta a_h").verdict == "NOT equivalent"
+
+
+@pytest.mark.parametrize("sup", [r"^\top", "^T", r"^\intercal", r"^{\mathsf{T}}", r"^\mathsf{T}", r"^{\mathrm{T}}",
+                                 r"^\mathrm{T}"])
+def test_the_transpose_in_every_notation(rnn, sup):
+    assert check_one(rnn, "dh_prev", "W_{hh}" + sup + r" \delta a_h").equivalent
+
+
+def test_a_number_beside_a_matrix_is_that_number_times_ones(rnn):
+    """2 − h ⊙ h − 1 is 1 − h²: the 2 is a matrix of twos, not of ones."""
+    assert check_one(rnn, "da_h", r"\delta h \odot (2 - h \odot h - 1)").equivalent
+    assert check_one(rnn, "da_h", r"\delta h \odot (2 - h \odot h)").verdict == "NOT equivalent"
+
+
+@pytest.mark.parametrize("text", [r"\delta h \odot (1 - h^2) \odot \mathbf{1}",
+                                  r"\mathbf{1} \odot \delta h \odot (1 - h^2)",
+                                  r"\delta h \odot (1 - h^2) + \mathbf{0} \odot h",
+                                  r"\delta h \odot (1 - h^2) + h \odot \mathbf{0}"])
+def test_ones_and_zeros_on_either_side_of_a_hadamard_product(rnn, text):
+    result = check_one(rnn, "da_h", text)
+    assert result.equivalent, result.report()
+
+
+def test_a_line_using_two_later_adjoints_names_both(gru):
+    result = check_one(gru, "dz", r"\delta z + \delta a_z")
+    assert result.verdict == "refused"
+    assert result.error.startswith("dz may not be written in terms of dz, da_z (its own adjoint or one derived")
+
+
+def test_reading_a_notebooks_display_math(tmp_path):
+    nbformat = pytest.importorskip("nbformat")
+    book = nbformat.v4.new_notebook()
+    book.cells = [nbformat.v4.new_markdown_cell("The candidate:\n$$\\delta a_h = \\delta h \\odot (1 - h^2)$$"),
+                  nbformat.v4.new_code_cell("x = 1")]
+    path = tmp_path / "homework.ipynb"
+    nbformat.write(book, str(path))
+    entries, notes = handcheck.read_entries(path)
+    assert [(target, latex) for _, target, latex in entries] == [(r"\delta a_h", r"\delta h \odot (1 - h^2)")]
+    assert notes == []
