@@ -352,7 +352,7 @@ class Parser:
                 value = self.row_slice(value, self.group().replace(" ", ""))
                 continue
             sup = self.group().replace(" ", "")
-            if sup in (r"\mathsf", r"\mathrm") and self.peek() == "{":  # W^\mathsf{T}, unbraced as LaTeX allows
+            if sup in (r"\mathsf", r"\mathrm") and self.peek() is not None:  # W^\mathsf{T}, W^\mathrm T
                 sup += "{" + self.group().replace(" ", "") + "}"
             if powered:
                 self.fail("a double superscript (x^2^2: LaTeX refuses it too); write (x^2)^2 or x^4 as a product")

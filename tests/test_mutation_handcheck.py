@@ -334,7 +334,7 @@ def test_a_leading_minus_negates_the_first_term(rnn):
 
 
 @pytest.mark.parametrize("sup", [r"^\top", "^T", r"^\intercal", r"^{\mathsf{T}}", r"^\mathsf{T}", r"^{\mathrm{T}}",
-                                 r"^\mathrm{T}"])
+                                 r"^\mathrm{T}", r"^\mathrm T"])
 def test_the_transpose_in_every_notation(rnn, sup):
     assert check_one(rnn, "dh_prev", "W_{hh}" + sup + r" \delta a_h").equivalent
 
