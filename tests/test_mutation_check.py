@@ -8,6 +8,7 @@ kills mutants that the tests of test_check.py let through.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -562,3 +563,33 @@ def test_isolated_false_runs_the_file_in_this_process(tmp_path, monkeypatch):
     assert "SYMBPTT_CHECKED_IN" not in os.environ
     assert check_module(path, "rnn", timeout=2.0, isolated=False).ok
     assert os.environ["SYMBPTT_CHECKED_IN"] == str(os.getpid())
+
+
+def test_an_entry_off_by_exactly_the_tolerance_is_not_located_as_wrong(problem):
+    """The tolerance is inclusive: where the wrong entries are says nothing of one that is off
+    by exactly TOLERANCE times the scale (here 1, so 1e-7 exactly)."""
+    from symbptt import check_diagnose
+
+    expected = np.array([[1.0, 0.0], [0.0, 0.0]])
+    got = expected + np.array([[0.5, 0.0], [check_diagnose.TOLERANCE, 0.0]])
+    assert got[1, 0] - expected[1, 0] == check_diagnose.TOLERANCE * 1.0
+    finding, _ = check.compare(got, expected, False, problem)
+    assert (finding.status, finding.detail) == ("wrong", "rows 0 of 0-1")
+
+
+def test_a_memory_error_in_the_child_is_out_of_memory(tmp_path):
+    from symbptt.check_diagnose import kernel_source
+
+    path = tmp_path / "greedy.py"
+    path.write_text(kernel_source("rnn") + "\n\ndef rnn_forward(*args, **kwargs):\n    raise MemoryError\n",
+                    encoding="utf-8")
+    report = check_module(path, "rnn", timeout=2.0)
+    [call] = [v for v in report.verdicts if v.function == "rnn_forward" and v.item == "(call)"]
+    assert call.status == "out of memory"
+
+
+@pytest.mark.parametrize("isolated", [True, False])
+def test_a_missing_file_is_named(tmp_path, isolated):
+    path = tmp_path / "missing.py"
+    with pytest.raises(FileNotFoundError, match=f"^no such file: {re.escape(str(path))}$"):
+        check_module(path, "rnn", timeout=TIMEOUT, isolated=isolated)

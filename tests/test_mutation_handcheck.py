@@ -214,6 +214,7 @@ def test_the_numeric_tolerance_alone_can_refuse(gru, monkeypatch):
     monkeypatch.setattr(handcheck, "NUMERIC_TOLERANCE", -1.0)
     result = check_one(gru, "da_z", DA_Z)
     assert result.symbolic and not result.equivalent
+    assert result.difference == "0 in these variables (it differs only through the forward equations)"
 
 
 def test_stacks_slices_and_sums(gru, rnn):
@@ -370,3 +371,28 @@ def test_reading_a_notebooks_display_math(tmp_path):
     entries, notes = handcheck.read_entries(path)
     assert [(target, latex) for _, target, latex in entries] == [(r"\delta a_h", r"\delta h \odot (1 - h^2)")]
     assert notes == []
+
+
+def test_a_transposed_number_is_the_number(rnn):
+    assert check_one(rnn, "dh_prev", r"2^\top W_{hh}^\top \delta a_h - W_{hh}^\top \delta a_h").equivalent
+
+
+def test_a_zero_takes_the_shape_of_the_target(rnn):
+    resolve = handcheck.Resolver(handcheck._symbols(rnn), dimensions=rnn.cell.dimensions)
+    like = next(a.symbol for a in rnn.parameters if a.symbol.name == "dWhx")
+    for text in (r"\mathbf{0}", "0", r"\mathbf{0} \odot h"):
+        zero = handcheck.parse_latex(text, resolve, like=like)
+        assert zero.is_ZeroMatrix and zero.shape == like.shape, text
+
+
+def test_a_line_that_cannot_be_read_keeps_its_target(rnn):
+    result = check_one(rnn, "da_h", r"\delta h \odot (")
+    assert (result.target, result.verdict) == ("da_h", "cannot check")
+
+
+def test_a_long_line_without_equals_sign_is_quoted_to_60_characters(tmp_path):
+    path = tmp_path / "hand.tex"
+    line = "x" * 59 + "yz" + "w" * 20
+    path.write_text(line + "\n", encoding="utf-8")
+    _, notes = handcheck.read_entries(path)
+    assert notes == [f"{path}:1: expected 'target = expression', got '{'x' * 59}y'"]
