@@ -102,3 +102,32 @@ def test_an_initial_state_that_is_not_a_tensor_names_its_type():
         model(torch.zeros(4, 1, 2, dtype=F64), {"h": [[0.0] * 3]})
     with pytest.raises(ValueError, match=r"torch\.float64 on cpu, got torch\.float32 on cpu$"):
         model(torch.zeros(4, 1, 2, dtype=F64), torch.zeros(1, 1, 3, dtype=torch.float32))
+
+
+def test_per_unit_vectors_start_uniform_in_minus_one_one_and_weights_within_one_over_root_n():
+    """reset_parameters: torch's U(−1/√n_h, 1/√n_h) for weights and biases, U(−1, 1) for a
+    per-unit vector (lstm_peephole's peepholes)."""
+    torch.manual_seed(0)
+    model = CellRNN("lstm_peephole", input_size=3, hidden_size=400, dims={"n_y": 2}, dtype=F64)
+    roles = {p.name: p.role for p in model.kernel.cell.parameters}
+    assert "vector" in roles.values()
+    for name, tensor in model.layer_parameters().items():
+        width = 1.0 if roles[name] == "vector" else 1 / 20
+        assert tensor.abs().max() <= width, name
+        assert tensor.abs().max() > 0.9 * width, name
+
+
+def test_cell_apply_names_the_parameters_it_lacks():
+    from symbptt.torch import cell_apply
+
+    with pytest.raises(KeyError, match=r"cell rnn: parameters lack Whh, bh"):
+        cell_apply("rnn", {"Whx": torch.zeros(2, 2), "Wyh": torch.zeros(2, 2), "by": torch.zeros(2, 1)},
+                   torch.zeros(2, 1, 3))
+
+
+@pytest.mark.parametrize("cell", ["lstm_torch", "gru_torch"])
+def test_a_state_dict_of_another_module_names_the_cell_it_expected(cell):
+    from symbptt.torch import to_torch_state_dict
+
+    with pytest.raises(KeyError, match=rf"not a CellRNN's of the {cell} cell"):
+        to_torch_state_dict(cell, {"weight": torch.zeros(1)})
