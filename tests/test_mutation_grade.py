@@ -39,6 +39,7 @@ def test_nothing_handed_in_is_zero_with_its_reasons():
     assert result.points == {"forward": 0.0, "backward": 0.0, "derivation": 0.0}
     assert result.reasons == {"forward": "no .py or .ipynb file", "backward": "no .py or .ipynb file",
                               "derivation": "no derivation found"}
+    assert "## Code: the verdict table\n\n```\n(no code checked)\n```" in result.feedback
 
 
 def test_the_items_each_function_must_get_right_are_the_checkers():
@@ -222,3 +223,14 @@ def test_one_worker_per_core_when_none_is_asked(monkeypatch, tmp_path):
     monkeypatch.setattr(grade.futures, "ProcessPoolExecutor", Recorder)
     grade.grade_folder(_class(tmp_path), "gru", tmp_path / "out", timeout=2.0)
     assert sizes == [len(os.sched_getaffinity(0))]
+
+
+def test_main_grades_with_the_rubric_it_is_given(tmp_path, capsys):
+    """The reference solution gets the rubric's code points: 10 + 40 here, not the default 20 + 30."""
+    folder = _class(tmp_path)
+    rubric = tmp_path / "rubric.txt"
+    rubric.write_text("forward = 10\nbackward = 40\nderivation = 50\n", encoding="utf-8")
+    assert grade.main(str(folder), "gru", str(tmp_path / "out"), str(rubric), timeout=2.0, workers=1) == 0
+    book = (tmp_path / "out" / "gradebook.csv").read_text(encoding="utf-8").splitlines()
+    ada = next(line for line in book if line.startswith("ada,"))
+    assert ada.split(",")[1:3] == ["10", "40"]

@@ -132,3 +132,32 @@ def test_without_the_proof_the_rows_say_it_was_skipped(monkeypatch):
     rows = verify.verify("rnn", prove=False)
     assert rows[0] == Row("symbolic proof", "-", "skipped: --skip-proof", None)
     assert rows[1:] == verify.operation_rows(load("rnn"))
+
+
+def test_a_proof_that_does_not_finish_in_time_is_a_skipped_row_naming_it(monkeypatch):
+    monkeypatch.setattr(verify, "_in_child", lambda work, timeout: None)  # as a child past its time
+    rows = verify.proof_rows(load("rnn"), T=2, timeout=7.5)
+    assert rows[0] == Row("symbolic proof (T=2)", "-", "skipped: not finished within 7.5 s (see --proof-timeout)",
+                          None)
+    assert rows[1:] == verify.operation_rows(load("rnn"))
+
+
+def test_a_proof_child_that_fails_says_how():
+    with pytest.raises(RuntimeError, match=r"^the proof's process: failed: ZeroDivisionError: division by zero$"):
+        verify._in_child(lambda: 1 / 0, 30)
+
+
+def test_the_truncated_torch_rows_compare_the_truncated_backward(monkeypatch):
+    """A kernel whose backward ignores truncate passes the full rows and fails the truncated
+    ones: the torch oracle is asked for the same truncation as the kernel."""
+    pytest.importorskip("torch")
+    import types
+
+    from symbptt import load_kernel
+
+    kernel = load_kernel("rnn")
+    ignoring = types.SimpleNamespace(**{k: getattr(kernel, k) for k in dir(kernel) if not k.startswith("__")})
+    ignoring.backward = lambda cache, upstream, truncate=None, **kw: kernel.backward(cache, upstream, **kw)
+    assert all(r.ok for r in verify.torch_rows(ignoring, load("rnn"), None))
+    assert not all(r.ok for r in verify.torch_rows(ignoring, load("rnn"), 2))
+    assert all(r.ok for r in verify.torch_rows(kernel, load("rnn"), 2))
