@@ -294,14 +294,9 @@ def test_a_curve_reads_its_trend_rate_and_tenfold_steps(norms, trend):
 
 
 def test_a_weight_read_twice_sums_its_terms_in_brackets_in_the_list_and_the_summary():
-    from symbptt import Cell, sigmoid, tanh
+    from tests.test_mutation_report_params import shared_weight_cell
 
-    cell = Cell("shared", "one weight read twice")
-    (n,) = cell.dims("n")
-    x, h_prev = cell.input("x", n, "input"), cell.state("h", n, "state")
-    W = cell.weight("W", n, n, "weights")
-    cell.update("h", tanh(W @ x) + sigmoid(W @ h_prev))
-    context = report_context(derive(cell))
+    context = report_context(derive(shared_weight_cell()))
     body = (r"\sum\nolimits_{t=1}^{T} \Big(\delta \mathbf{a}_{tanhh,t} \mathbf{x}_{t}^{\top} + "
             r"\delta \mathbf{a}_{sigmoidh,t} \mathbf{h}_{t-1}^{\top}\Big)")
     assert context["parameters"][0]["rows"] == [rf"\partial L / \partial \mathbf{{W}} &= {body} \label{{eq:par:W}}"]

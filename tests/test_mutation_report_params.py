@@ -68,7 +68,8 @@ def test_a_peephole_vector_is_a_product_entry_by_entry():
                    r" \label{eq:ent:p-p-f}")  # the label's name with "-" for "_"
 
 
-def _shared():
+def shared_weight_cell():
+    """One weight W read twice, W·x inside a tanh and W·h_{t−1} inside a σ."""
     cell = Cell("shared", "one weight read twice")
     (n,) = cell.dims("n")
     x, h_prev = cell.input("x", n, "input"), cell.state("h", n, "state")
@@ -78,7 +79,7 @@ def _shared():
 
 
 def test_a_weight_used_twice_sums_its_terms_in_brackets():
-    d, p = _built(_shared())
+    d, p = _built(shared_weight_cell())
     (a,) = d.parameters
     row = entry_row(d, p, a)
     assert row.startswith(r"\left[\partial L / \partial \mathbf{W}\right]_{ij} &= " + SUMS + r"\Bigl(")
