@@ -325,14 +325,14 @@ class Overall:
 
 def readme_overall(text: str) -> Overall:
     """The overall score of the README's mutation table (``text``: the README)."""
-    rows = [m for m in map(_TABLE_ROW.match, text.splitlines()) if m]
+    rows = [(m["module"], int(m["mutants"].replace(" ", "")), float(m["score"]), bool(m["first"]))
+            for m in map(_TABLE_ROW.match, text.splitlines()) if m]
     if not rows:
         raise SystemExit("the README has no mutation table rows (| `module` | mutants | score % | …)")
-    mutants = sum(int(m["mutants"].replace(" ", "")) for m in rows)
-    weighted = sum(int(m["mutants"].replace(" ", "")) * float(m["score"]) for m in rows)
-    return Overall(len(rows), mutants, weighted / mutants,
-                   [m["module"] for m in rows if float(m["score"]) < 80],
-                   [m["module"] for m in rows if m["first"]])
+    mutants = sum(n for _, n, _, _ in rows)
+    return Overall(len(rows), mutants, sum(n * score for _, n, score, _ in rows) / mutants,
+                   [module for module, _, score, _ in rows if score < 80],
+                   [module for module, _, _, first in rows if first])
 
 
 def main(argv: list[str] | None = None) -> int:
