@@ -63,3 +63,37 @@ def test_measure_gives_each_way_a_time():
     bench = load()
     best = bench.measure(4, 4, np.float64, repeat=2)
     assert set(best) == set(bench.ways()) and all(ms > 0 for ms in best.values())
+
+
+def test_the_steps_mode_carries_h_and_c_through_the_recurrence():
+    """run_steps against the recurrence written out here: z = W·h, then the LSTM step."""
+    bench = load()
+    rng = np.random.default_rng(2)
+    n, m = 5, 3
+    w = rng.standard_normal((4 * n, n)) / 3
+    b = rng.standard_normal((4 * n, 1))
+    h, c = rng.standard_normal((n, m)), rng.standard_normal((n, m))
+    got_h, got_c = bench.run_steps(bench.numpy_step, w, b, h, c, 4)
+    for _ in range(4):
+        c, h = lstm_step(w @ h, b, c)
+    assert np.allclose(got_h, h, atol=1e-13) and np.allclose(got_c, c, atol=1e-13)
+    products_only = bench.run_steps(None, w, b, h, c, 2)
+    assert all(np.array_equal(a, e) for a, e in zip(products_only, (h, c)))
+
+
+def test_the_steps_mode_times_every_way_and_the_products_alone():
+    bench = load()
+    best = bench.measure_steps(6, 4, np.float32, repeat=2, steps=3)
+    assert set(best) == {"products"} | set(bench.ways()) and all(ms > 0 for ms in best.values())
+
+
+def test_the_steps_mode_refuses_a_way_that_computes_another_step(monkeypatch):
+    bench = load()
+
+    def wrong(a, b, c_prev, c, h):
+        bench.numpy_step(a, b, c_prev, c, h)
+        c *= 1.001
+
+    monkeypatch.setattr(bench, "ways", lambda: {"numpy": bench.numpy_step, "wrong": wrong})
+    with pytest.raises(AssertionError, match="wrong computes another step"):
+        bench.measure_steps(4, 3, np.float64, repeat=1, steps=3)
