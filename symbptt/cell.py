@@ -91,7 +91,7 @@ KERNEL_NAMES = frozenset({
     # the notebook API's sequence functions
     "caches", "yt", "totals", "grads", "key",
     # the Numba backend's module, switch and compiled helpers (and array_<op>, refused by prefix)
-    "numba", "FUSED", "first", "stop", "scalar_tanh",
+    "numba", "FUSED", "FUSED_MAX_WORK", "first", "stop", "scalar_tanh",
 }) | frozenset(n for n in dir(builtins) if not n.startswith("__"))
 
 #: Suffixes and prefixes of the arrays a kernel makes for a cell's value ``v``: a declared

@@ -136,8 +136,8 @@ def test_the_compiled_loops_in_float32(cell, monkeypatch):
 
 def test_the_module_text_calls_its_compiled_loops_only_when_fused():
     text = kernel_source("lstm", backend="numba")
-    assert text.count("    if FUSED:  # every step in one compiled call\n") == 1
-    assert text.count("    if FUSED:  # the steps compiled, chunk by chunk\n") == 1
+    assert text.count("    if _fused_for(parameters, m):  # every step in one compiled call\n") == 1
+    assert text.count("    if _fused_for(parameters, m):  # the steps compiled, chunk by chunk\n") == 1
     assert "import math\nimport os\nimport sys\nimport threading\nimport warnings\n" in text
     assert text.index("def _forward_steps(") < text.index("_workspaces = threading.local()")
     assert "@_jit\ndef _forward_steps(T," in text and "@_jit\ndef _backward_steps(first, stop," in text
@@ -156,7 +156,7 @@ def test_the_module_text_calls_its_compiled_loops_only_when_fused():
 @pytest.mark.parametrize("cell", BUILTIN)
 def test_the_chunks_products_keep_the_numpy_loops_order_and_comments(cell):
     text = kernel_source(cell, backend="numba")
-    fused_branch = text[text.index("    if FUSED:  # the steps compiled, chunk by chunk"):]
+    fused_branch = text[text.index("    if _fused_for(parameters, m):  # the steps compiled, chunk by chunk"):]
     chunk = fused_branch[fused_branch.index("            t = first\n") + len("            t = first\n"):
                          fused_branch.index("    else:")]
     numpy_loop = fused_branch[fused_branch.index("    else:"):]

@@ -125,6 +125,52 @@ def test_fused_flag_off_runs_the_numpy_loops():
     assert worst_difference(fused, plain, p, x, h0, up) == 0.0
 
 
+def _counting(module, monkeypatch) -> dict:
+    """Count the calls of the module's compiled loops."""
+    calls = {"_forward_steps": 0, "_backward_steps": 0}
+    for name in calls:
+        compiled = getattr(module, name)
+
+        def counted(*args, _compiled=compiled, _name=name):
+            calls[_name] += 1
+            return _compiled(*args)
+        monkeypatch.setattr(module, name, counted)
+    return calls
+
+
+def _work(kernel, p, m) -> int:
+    """The figure FUSED_MAX_WORK bounds: the weights' entries times the batch columns."""
+    return m * sum(w.size for w in p.values() if w.shape[1] != 1)
+
+
+@needs_numba
+@pytest.mark.parametrize("cell", ["lstm", "gru", "indrnn"])
+def test_a_step_above_the_limit_runs_the_numpy_loops(cell, monkeypatch):
+    fused, plain = kernel_module(cell, backend="numba"), kernel_module(cell)
+    p, x, h0, up = problem(plain, m=3, T=5)
+    work = _work(fused, p, 3)
+    calls = _counting(fused, monkeypatch)
+    monkeypatch.setattr(fused, "FUSED_MAX_WORK", work)  # at the limit: compiled
+    assert worst_difference(fused, plain, p, x, h0, up) < 1e-12
+    assert calls["_forward_steps"] == 1 and calls["_backward_steps"] >= 1
+    calls.update(dict.fromkeys(calls, 0))
+    monkeypatch.setattr(fused, "FUSED_MAX_WORK", work - 1)  # one over: the NumPy loops
+    assert worst_difference(fused, plain, p, x, h0, up, truncate=2) == 0.0
+    assert calls == {"_forward_steps": 0, "_backward_steps": 0}
+
+
+@needs_numba
+def test_the_benchmark_sizes_compile_the_small_steps_only():
+    """The limit sits between the benchmark's small size (compiled, where it pays) and its
+    medium size (the NumPy loops, faster there), for every built-in cell."""
+    for cell in BUILTIN:
+        fused = kernel_module(cell, backend="numba")
+        small = fused.init_parameters({"n_x": 32, "n_h": 64, "n_y": 32})
+        medium = fused.init_parameters({"n_x": 128, "n_h": 256, "n_y": 128})
+        assert fused._fused_for(small, 16), cell
+        assert not fused._fused_for(medium, 64), cell
+
+
 def test_module_text_is_readable_and_keeps_the_numpy_kernel():
     text = kernel_source("gru", backend="numba")
     plain = kernel_source("gru")

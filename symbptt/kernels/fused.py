@@ -17,7 +17,9 @@ The module is the NumPy kernel's text (:func:`symbptt.codegen.numpy_kernel`) wit
   loops, which are kept, unchanged, as the ``else`` branch of every compiled call;
 * the compiled functions (``_forward_steps``, ``_backward_steps``, the elementwise helpers),
   printed from the plan by :class:`FusedPrinter`, after the NumPy helpers;
-* each loop replaced by ``if FUSED: <compiled call> else: <the NumPy loop>``.
+* each loop replaced by ``if _fused_for(parameters, m): <compiled call> else: <the NumPy
+  loop>``: compiled where numba is there (``FUSED``) and the step is small
+  (``FUSED_MAX_WORK``), since beyond that the NumPy loops are faster.
 
 The arguments of a compiled function are the names its body reads and does not assign
 first (found with :mod:`ast`); what it assigns and the code after the loop reads (the
@@ -512,7 +514,7 @@ def fused_parts(derivation: Derivation) -> FusedParts:
 
     fwd_old = "\n".join(["    for t in range(T):"] + _indent(numpy_fwd, 8)) + "\n"
     fwd_new = "\n".join([
-        "    if FUSED:  # every step in one compiled call",
+        "    if _fused_for(parameters, m):  # every step in one compiled call",
         "        " + _call(fwd, argument),
         "    else:",
         "        for t in range(T):"] + _indent(numpy_fwd, 12)) + "\n"
@@ -526,7 +528,7 @@ def fused_parts(derivation: Derivation) -> FusedParts:
                  "            t = first"] + _indent(chunk_lines, 12)
     else:
         fused = ["        " + _call(bwd, argument | {"first": "0", "stop": "T"})]
-    bwd_new = "\n".join(["    if FUSED:  # the steps compiled, chunk by chunk"] + fused + [
+    bwd_new = "\n".join(["    if _fused_for(parameters, m):  # the steps compiled, chunk by chunk"] + fused + [
         "    else:", "        for t in reversed(range(T)):"] + _indent(numpy_bwd, 12)) + "\n"
     functions = [_decorate(h) for h in helpers] + [
         "@_jit\n" + fwd.source, "@_jit\n" + bwd.source]
@@ -586,6 +588,21 @@ if numba is None:
                   "(install numba, or symbptt[numba], for the compiled steps)", RuntimeWarning, stacklevel=2)
 _CACHE = os.path.isfile(globals().get("__file__") or "")  # compiled code cached beside a file
 
+#: The compiled steps pay only while a step is small: where the weights' entries times the
+#: batch's columns exceed this, a call runs the NumPy loops. Beyond it the per-step products
+#: are big enough for BLAS to use several threads, and the products Numba calls (through
+#: SciPy's copy of OpenBLAS, with threads of its own) then contend with NumPy's for the
+#: cores: measured, the compiled steps ran up to 3× slower than the NumPy loops there.
+#: math.inf compiles at every size, 0 never.
+FUSED_MAX_WORK = 1 << 20
+
+
+def _fused_for(parameters, m):
+    """True when this call runs its steps compiled: FUSED, and the weights' entries (biases
+    and other columns left out) times the m batch columns at most FUSED_MAX_WORK."""
+    work = m * sum(w.size for w in parameters.values() if w.ndim == 2 and w.shape[1] != 1)
+    return FUSED and work <= FUSED_MAX_WORK
+
 
 def _jit(fn):
     """fn compiled by Numba (NumPy's division semantics; a*b + c may fuse), or as it is."""
@@ -609,6 +626,8 @@ def _by_precision(f64, f32):
 DOC = '''Backend: numba. The loops of forward and backward are compiled by Numba (see FUSED below):
 one call runs every step of the forward, one call every chunk of the backward's steps;
 without numba the same module runs the NumPy loops it keeps beside them, with a warning.
+Compiled steps pay at small sizes only: a call whose weights' entries times batch columns
+exceed FUSED_MAX_WORK runs the NumPy loops.
 '''
 
 
