@@ -47,16 +47,22 @@ def test_every_way_computes_the_lstm_step(dtype):
         assert np.allclose(c, expect_c, atol=tol) and np.allclose(h, expect_h, atol=tol), name
 
 
-def test_measure_refuses_a_way_that_computes_another_step(monkeypatch):
+@pytest.mark.parametrize("mode, spoiled", [("alone", "h"), ("steps", "c")])
+def test_each_mode_refuses_a_way_that_computes_another_step(monkeypatch, mode, spoiled):
+    """Alone, and between the products of a recurrence (where a wrong c shows only through
+    the next step's h, or the last c)."""
     bench = load()
 
     def wrong(a, b, c_prev, c, h):
         bench.numpy_step(a, b, c_prev, c, h)
-        h *= 1.001
+        (h if spoiled == "h" else c)[...] *= 1.001
 
     monkeypatch.setattr(bench, "ways", lambda: {"numpy": bench.numpy_step, "wrong": wrong})
     with pytest.raises(AssertionError, match="wrong computes another step"):
-        bench.measure(4, 3, np.float64, repeat=1)
+        if mode == "alone":
+            bench.measure(4, 3, np.float64, repeat=1)
+        else:
+            bench.measure_steps(4, 3, np.float64, repeat=1, steps=3)
 
 
 def test_measure_gives_each_way_a_time():
@@ -85,15 +91,3 @@ def test_the_steps_mode_times_every_way_and_the_products_alone():
     bench = load()
     best = bench.measure_steps(6, 4, np.float32, repeat=2, steps=3)
     assert set(best) == {"products"} | set(bench.ways()) and all(ms > 0 for ms in best.values())
-
-
-def test_the_steps_mode_refuses_a_way_that_computes_another_step(monkeypatch):
-    bench = load()
-
-    def wrong(a, b, c_prev, c, h):
-        bench.numpy_step(a, b, c_prev, c, h)
-        c *= 1.001
-
-    monkeypatch.setattr(bench, "ways", lambda: {"numpy": bench.numpy_step, "wrong": wrong})
-    with pytest.raises(AssertionError, match="wrong computes another step"):
-        bench.measure_steps(4, 3, np.float64, repeat=1, steps=3)
