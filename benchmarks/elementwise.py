@@ -45,20 +45,11 @@ import numpy as np
 
 
 def numpy_step(a: np.ndarray, b: np.ndarray, c_prev: np.ndarray, c: np.ndarray, h: np.ndarray) -> None:
-    """The step as a generated NumPy kernel writes it: one in-place pass per operation."""
+    """The step as a generated NumPy kernel writes it: one in-place pass per operation (the
+    gate rows [i; f; o; g] seen as (4, units, batch) blocks, a view, so the passes are the
+    same)."""
     n = c_prev.shape[0]
-    np.add(a, b, out=a)
-    s = a[:3 * n]
-    np.negative(s, out=s)
-    np.exp(s, out=s)
-    np.add(s, 1, out=s)
-    np.reciprocal(s, out=s)
-    np.tanh(a[3 * n:], out=a[3 * n:])
-    i, f, o, g = a[:n], a[n:2 * n], a[2 * n:3 * n], a[3 * n:]
-    np.multiply(f, c_prev, out=c)
-    c += i * g
-    np.tanh(c, out=h)
-    h *= o
+    gate_blocks_step(a.reshape(4, n, -1), b.reshape(4, n, 1), c_prev, c, h)
 
 
 def split_step(pool: ThreadPoolExecutor) -> Callable[..., None]:
@@ -75,8 +66,8 @@ def split_step(pool: ThreadPoolExecutor) -> Callable[..., None]:
 
 
 def gate_blocks_step(a4: np.ndarray, b4: np.ndarray, c_prev: np.ndarray, c: np.ndarray, h: np.ndarray) -> None:
-    """numpy_step on the gates as (4, units, batch) blocks [i; f; o; g], so that a range of
-    units is one view of every gate."""
+    """The step's passes on the gates as (4, units, batch) blocks [i; f; o; g]: a range of
+    units is then one view of every gate (units_split_step), the whole range numpy_step."""
     np.add(a4, b4, out=a4)
     s = a4[:3]
     np.negative(s, out=s)
