@@ -138,7 +138,7 @@ def _counting(module, monkeypatch) -> dict:
     return calls
 
 
-def _work(kernel, p, m) -> int:
+def _work(p, m) -> int:
     """The figure FUSED_MAX_WORK bounds: the weights' entries times the batch columns."""
     return m * sum(w.size for w in p.values() if w.shape[1] != 1)
 
@@ -148,7 +148,7 @@ def _work(kernel, p, m) -> int:
 def test_a_step_above_the_limit_runs_the_numpy_loops(cell, monkeypatch):
     fused, plain = kernel_module(cell, backend="numba"), kernel_module(cell)
     p, x, h0, up = problem(plain, m=3, T=5)
-    work = _work(fused, p, 3)
+    work = _work(p, 3)
     calls = _counting(fused, monkeypatch)
     monkeypatch.setattr(fused, "FUSED_MAX_WORK", work)  # at the limit: compiled
     assert worst_difference(fused, plain, p, x, h0, up) < 1e-12

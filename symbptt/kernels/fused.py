@@ -592,7 +592,7 @@ _CACHE = os.path.isfile(globals().get("__file__") or "")  # compiled code cached
 #: batch's columns exceed this, a call runs the NumPy loops. Beyond it the per-step products
 #: are big enough for BLAS to use several threads, and the products Numba calls (through
 #: SciPy's copy of OpenBLAS, with threads of its own) then contend with NumPy's for the
-#: cores: measured, the compiled steps ran up to 3× slower than the NumPy loops there.
+#: cores: measured, the compiled steps ran up to 6× slower than the NumPy loops there.
 #: math.inf compiles at every size, 0 never.
 FUSED_MAX_WORK = 1 << 20
 
